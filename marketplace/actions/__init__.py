@@ -1,0 +1,1 @@
+"""Every write in the marketplace: one module per area (STYLE.md)."""

@@ -1,0 +1,192 @@
+"""Sign-in, tokens, profile, phone and the address book."""
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketplace.errors import Conflict, Forbidden, NotFound
+from marketplace.gateways import wechat
+from marketplace.models import Address, ApiToken, User
+
+logger = logging.getLogger("marketplace.accounts")
+
+ADDRESS_FIELDS = ("name", "phone", "province", "city", "district", "detail")
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def check_not_banned(user: User) -> None:
+    if user.is_banned:
+        raise Forbidden("This account is suspended.", code="user_banned")
+
+
+def issue_token(*, user: User) -> str:
+    raw = secrets.token_urlsafe(32)
+    ApiToken.objects.create(
+        user=user,
+        key_hash=hash_token(raw),
+        expires_at=timezone.now() + timedelta(days=settings.API_TOKEN_TTL_DAYS),
+    )
+    return raw
+
+
+def revoke_token(*, raw: str) -> None:
+    ApiToken.objects.filter(key_hash=hash_token(raw), revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def revoke_all_tokens(*, user: User) -> int:
+    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def _find_or_create_wechat_user(*, openid: str, unionid: str | None) -> tuple[User, bool]:
+    user = User.objects.filter(openid=openid).first()
+    if user is not None:
+        return user, False
+    try:
+        # Savepoint: two first sign-ins of the same person may race; the loser reads the winner.
+        with transaction.atomic():
+            user = User.objects.create(
+                username=f"wx_{openid}"[:150], openid=openid, unionid=unionid
+            )
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        return user, True
+    except IntegrityError:
+        return User.objects.get(openid=openid), False
+
+
+def sign_in_with_wechat(
+    *, code: str, nickname: str | None = None, avatar_url: str | None = None
+) -> tuple[str, User]:
+    """Exchange a wx.login code for a user and a fresh API token."""
+    session = wechat.code_to_session(code)
+    with transaction.atomic(durable=True):
+        user, created = _find_or_create_wechat_user(openid=session.openid, unionid=session.unionid)
+        check_not_banned(user)
+        changed = []
+        if session.unionid and user.unionid != session.unionid:
+            user.unionid = session.unionid
+            changed.append("unionid")
+        if nickname is not None and nickname != user.nickname:
+            user.nickname = nickname
+            changed.append("nickname")
+        if avatar_url is not None and avatar_url != user.avatar_url:
+            user.avatar_url = avatar_url
+            changed.append("avatar_url")
+        user.last_login = timezone.now()
+        user.save(update_fields=[*changed, "last_login"])
+        token = issue_token(user=user)
+    logger.info("sign-in user=%s new=%s", user.pk, created)
+    return token, user
+
+
+def bind_phone(*, user: User, code: str) -> str:
+    number, country_code = wechat.phone_number(code)
+    with transaction.atomic(durable=True):
+        User.objects.filter(pk=user.pk).update(phone=number, phone_country_code=country_code)
+    user.phone, user.phone_country_code = number, country_code
+    return number
+
+
+def update_profile(*, user: User, nickname: str | None, avatar_url: str | None) -> User:
+    changed = []
+    if nickname is not None:
+        user.nickname = nickname
+        changed.append("nickname")
+    if avatar_url is not None:
+        user.avatar_url = avatar_url
+        changed.append("avatar_url")
+    if changed:
+        with transaction.atomic(durable=True):
+            user.save(update_fields=changed)
+    return user
+
+
+def _clear_other_defaults(*, user: User, keep_id: int | None) -> None:
+    Address.objects.filter(user=user, is_default=True).exclude(pk=keep_id).update(is_default=False)
+
+
+def create_address(*, user: User, data: dict) -> Address:
+    with transaction.atomic(durable=True):
+        # Lock the user row so two concurrent creations cannot both pass the limit check.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        existing = Address.objects.filter(user=user).count()
+        if existing >= settings.MAX_ADDRESSES_PER_USER:
+            raise Conflict(
+                f"At most {settings.MAX_ADDRESSES_PER_USER} addresses; delete one first.",
+                code="address_limit",
+            )
+        # The first address is the default whatever the client says.
+        is_default = bool(data.get("is_default")) or existing == 0
+        if is_default:
+            _clear_other_defaults(user=user, keep_id=None)
+        return Address.objects.create(
+            user=user, is_default=is_default, **{f: data[f] for f in ADDRESS_FIELDS}
+        )
+
+
+def access_address(*, user: User, address_id: int, lock: bool = False) -> Address:
+    queryset = Address.objects.filter(user=user, pk=address_id)
+    if lock:
+        queryset = queryset.select_for_update()
+    address = queryset.first()
+    if address is None:
+        raise NotFound("No such address.", code="address_not_found")
+    return address
+
+
+def update_address(*, user: User, address_id: int, data: dict) -> Address:
+    with transaction.atomic(durable=True):
+        address = access_address(user=user, address_id=address_id, lock=True)
+        for name in ADDRESS_FIELDS:
+            if data.get(name) is not None:
+                setattr(address, name, data[name])
+        if data.get("is_default") is True and not address.is_default:
+            _clear_other_defaults(user=user, keep_id=address.pk)
+            address.is_default = True
+        elif data.get("is_default") is False and address.is_default:
+            raise Conflict(
+                "Choose another address as default instead.", code="default_address_required"
+            )
+        address.save()
+        return address
+
+
+def delete_address(*, user: User, address_id: int) -> None:
+    with transaction.atomic(durable=True):
+        address = access_address(user=user, address_id=address_id, lock=True)
+        was_default = address.is_default
+        address.delete()
+        if was_default:
+            successor = Address.objects.filter(user=user).order_by("-id").first()
+            if successor is not None:
+                successor.is_default = True
+                successor.save(update_fields=["is_default"])
+
+
+def ban_user(*, user: User, reason: str) -> None:
+    """Suspends a user and signs them out everywhere. Their listings leave public views
+    because public selectors exclude banned sellers."""
+    with transaction.atomic(durable=True):
+        User.objects.filter(pk=user.pk).update(
+            is_banned=True, banned_at=timezone.now(), ban_reason=reason[:200]
+        )
+        revoke_all_tokens(user=user)
+    logger.info("banned user=%s", user.pk)
+
+
+def unban_user(*, user: User) -> None:
+    with transaction.atomic(durable=True):
+        User.objects.filter(pk=user.pk).update(is_banned=False, banned_at=None, ban_reason="")
+    logger.info("unbanned user=%s", user.pk)

@@ -1,0 +1,184 @@
+"""Accounts: WeChat sign-in, phone binding, profile, public profiles and the address book."""
+
+from typing import Annotated
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import Router, Schema
+from ninja.throttling import AnonRateThrottle, AuthRateThrottle
+from pydantic import ConfigDict, StringConstraints
+
+from marketplace.actions import accounts as account_actions
+from marketplace.errors import NotFound
+from marketplace.selectors import addresses_of, public_user
+
+router = Router(tags=["accounts"])
+
+Nickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+AvatarUrl = Annotated[str, StringConstraints(max_length=500, pattern=r"^https?://\S+$")]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9-]{5,19}$")]
+
+
+def _short(max_length: int) -> type[str]:
+    return Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+    ]
+
+
+class StrictSchema(Schema):
+    """Request bodies refuse unknown fields, so a typo or a smuggled field is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(StrictSchema):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    nickname: Nickname | None = None
+    avatar_url: AvatarUrl | None = None
+
+
+class UserOut(Schema):
+    id: int
+    nickname: str
+    avatar_url: str
+    phone: str
+    rating_avg: float | None
+    rating_count: int
+
+
+class PublicUserOut(Schema):
+    id: int
+    nickname: str
+    avatar_url: str
+    rating_avg: float | None
+    rating_count: int
+
+
+class LoginOut(Schema):
+    token: str
+    user: UserOut
+
+
+class PhoneIn(StrictSchema):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class PhoneOut(Schema):
+    phone: str
+
+
+class ProfileIn(StrictSchema):
+    nickname: Nickname | None = None
+    avatar_url: AvatarUrl | None = None
+
+
+class AddressIn(StrictSchema):
+    name: _short(40)
+    phone: Phone
+    province: _short(40)
+    city: _short(40)
+    district: _short(40)
+    detail: _short(200)
+    is_default: bool = False
+
+
+class AddressPatch(StrictSchema):
+    name: _short(40) | None = None
+    phone: Phone | None = None
+    province: _short(40) | None = None
+    city: _short(40) | None = None
+    district: _short(40) | None = None
+    detail: _short(200) | None = None
+    is_default: bool | None = None
+
+
+class AddressOut(Schema):
+    id: int
+    name: str
+    phone: str
+    province: str
+    city: str
+    district: str
+    detail: str
+    is_default: bool
+
+
+class SignInThrottle(AnonRateThrottle):
+    """Per client address: sign-in is the one unauthenticated write."""
+
+    rate = settings.RATE_LIMITS["sign_in"]
+
+
+class PhoneThrottle(AuthRateThrottle):
+    rate = settings.RATE_LIMITS["phone"]
+
+
+@router.post(
+    "/auth/wechat-login",
+    auth=None,
+    response=LoginOut,
+    throttle=[SignInThrottle()],
+    summary="Sign in with a wx.login code",
+)
+def wechat_login(request: HttpRequest, payload: LoginIn):
+    token, user = account_actions.sign_in_with_wechat(
+        code=payload.code, nickname=payload.nickname, avatar_url=payload.avatar_url
+    )
+    return {"token": token, "user": user}
+
+
+@router.post("/auth/logout", response={204: None}, summary="Revoke the token of this request")
+def logout(request: HttpRequest):
+    raw = request.headers.get("Authorization", "").partition(" ")[2]
+    account_actions.revoke_token(raw=raw)
+    return 204, None
+
+
+@router.post(
+    "/auth/phone", response=PhoneOut, throttle=[PhoneThrottle()], summary="Bind the phone number"
+)
+def bind_phone(request: HttpRequest, payload: PhoneIn):
+    return {"phone": account_actions.bind_phone(user=request.auth, code=payload.code)}
+
+
+@router.get("/me", response=UserOut)
+def me(request: HttpRequest):
+    return request.auth
+
+
+@router.patch("/me", response=UserOut)
+def update_me(request: HttpRequest, payload: ProfileIn):
+    return account_actions.update_profile(
+        user=request.auth, nickname=payload.nickname, avatar_url=payload.avatar_url
+    )
+
+
+@router.get("/users/{user_id}", response=PublicUserOut, auth=None)
+def user_profile(request: HttpRequest, user_id: int):
+    user = public_user(user_id=user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user
+
+
+@router.get("/addresses", response=list[AddressOut], summary="The address book (at most 20)")
+def list_addresses(request: HttpRequest):
+    return addresses_of(user=request.auth)
+
+
+@router.post("/addresses", response={201: AddressOut})
+def create_address(request: HttpRequest, payload: AddressIn):
+    return 201, account_actions.create_address(user=request.auth, data=payload.dict())
+
+
+@router.patch("/addresses/{address_id}", response=AddressOut)
+def update_address(request: HttpRequest, address_id: int, payload: AddressPatch):
+    return account_actions.update_address(
+        user=request.auth, address_id=address_id, data=payload.dict(exclude_unset=True)
+    )
+
+
+@router.delete("/addresses/{address_id}", response={204: None})
+def delete_address(request: HttpRequest, address_id: int) -> tuple[int, None] | HttpResponse:
+    account_actions.delete_address(user=request.auth, address_id=address_id)
+    return 204, None

@@ -1,0 +1,5 @@
+"""Catalog: categories, banners, home, listings, uploads (issue 3)."""
+
+from ninja import Router
+
+router = Router(tags=["catalog"])

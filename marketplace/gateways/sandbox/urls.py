@@ -1,0 +1,10 @@
+from django.urls import path
+
+from marketplace.gateways.sandbox import views
+
+app_name = "sandbox"
+urlpatterns = [
+    path("wechat/login-code", views.login_code, name="wechat-login-code"),
+    path("wechat/phone-code", views.phone_code, name="wechat-phone-code"),
+    path("wechat/subscribe-grant", views.subscribe_grant, name="wechat-subscribe-grant"),
+]

@@ -1,0 +1,167 @@
+"""Fake WeChat mini-program server API (api.weixin.qq.com), wire-compatible with wechatpy.
+
+Error codes are WeChat's: 40013 bad appid, 40125 bad secret, 40001 bad access token,
+40029 invalid or expired code, 40163 code already used, 43101 subscribe not granted.
+"""
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.gateways.sandbox.models import (
+    SandboxAccessToken,
+    SandboxCode,
+    SandboxMessage,
+    SandboxSubscribeGrant,
+)
+from marketplace.gateways.sandbox.transport import SandboxRequest, SandboxResponse, route
+
+HOST = "api.weixin.qq.com"
+CODE_TTL = timedelta(minutes=5)
+# Words that make the fake text check answer "risky" or "review" (documented in docs/sandbox.md).
+RISKY_WORDS = ("违禁", "枪支", "毒品", "sandbox-risky")
+REVIEW_WORDS = ("代购", "高仿", "sandbox-review")
+
+
+def _error(errcode: int, errmsg: str) -> SandboxResponse:
+    return SandboxResponse(200, {"errcode": errcode, "errmsg": errmsg})
+
+
+def issue_code(kind: str, *, openid: str = "", unionid: str = "", phone: str = "") -> str:
+    code = secrets.token_hex(16)
+    SandboxCode.objects.create(kind=kind, code=code, openid=openid, unionid=unionid, phone=phone)
+    return code
+
+
+def _consume_code(kind: str, code: str) -> tuple[SandboxCode | None, SandboxResponse | None]:
+    with transaction.atomic():
+        found = SandboxCode.objects.select_for_update().filter(kind=kind, code=code).first()
+        if found is None or found.created_at < timezone.now() - CODE_TTL:
+            return None, _error(40029, "invalid code")
+        if found.used_at is not None:
+            return None, _error(40163, "code been used")
+        found.used_at = timezone.now()
+        found.save(update_fields=["used_at"])
+    return found, None
+
+
+def _app_credentials_error(request: SandboxRequest) -> SandboxResponse | None:
+    if request.query.get("appid") != settings.WECHAT_APPID:
+        return _error(40013, "invalid appid")
+    if request.query.get("secret") != settings.WECHAT_SECRET:
+        return _error(40125, "invalid appsecret")
+    return None
+
+
+def _access_token_error(request: SandboxRequest) -> SandboxResponse | None:
+    token = request.query.get("access_token", "")
+    if not SandboxAccessToken.objects.filter(token=token, expires_at__gt=timezone.now()).exists():
+        return _error(40001, "invalid credential, access_token is invalid or not latest")
+    return None
+
+
+@route(HOST, "GET", "/cgi-bin/token")
+def access_token(request: SandboxRequest) -> SandboxResponse:
+    if error := _app_credentials_error(request):
+        return error
+    token = secrets.token_urlsafe(48)
+    SandboxAccessToken.objects.create(
+        token=token, appid=settings.WECHAT_APPID, expires_at=timezone.now() + timedelta(hours=2)
+    )
+    return SandboxResponse(200, {"access_token": token, "expires_in": 7200})
+
+
+@route(HOST, "GET", "/sns/jscode2session")
+def code_to_session(request: SandboxRequest) -> SandboxResponse:
+    if error := _app_credentials_error(request):
+        return error
+    if request.query.get("grant_type") != "authorization_code":
+        return _error(40002, "invalid grant_type")
+    found, error = _consume_code(SandboxCode.KIND_LOGIN, request.query.get("js_code", ""))
+    if error:
+        return error
+    body = {"openid": found.openid, "session_key": secrets.token_urlsafe(16)}
+    if found.unionid:
+        body["unionid"] = found.unionid
+    return SandboxResponse(200, body)
+
+
+@route(HOST, "POST", "/wxa/business/getuserphonenumber")
+def get_user_phone_number(request: SandboxRequest) -> SandboxResponse:
+    if error := _access_token_error(request):
+        return error
+    found, error = _consume_code(SandboxCode.KIND_PHONE, (request.json() or {}).get("code", ""))
+    if error:
+        return error
+    pure = found.phone.removeprefix("+86")
+    return SandboxResponse(
+        200,
+        {
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": pure,
+                "purePhoneNumber": pure,
+                "countryCode": "86",
+                "watermark": {
+                    "timestamp": int(timezone.now().timestamp()),
+                    "appid": settings.WECHAT_APPID,
+                },
+            },
+        },
+    )
+
+
+@route(HOST, "POST", "/wxa/msg_sec_check")
+def msg_sec_check(request: SandboxRequest) -> SandboxResponse:
+    if error := _access_token_error(request):
+        return error
+    body = request.json() or {}
+    if body.get("version") != 2 or not body.get("openid") or body.get("scene") not in (1, 2, 3, 4):
+        return _error(47001, "data format error")
+    content = str(body.get("content", ""))
+    if any(word in content for word in RISKY_WORDS):
+        suggest, label = "risky", 20006
+    elif any(word in content for word in REVIEW_WORDS):
+        suggest, label = "review", 21000
+    else:
+        suggest, label = "pass", 100
+    return SandboxResponse(
+        200,
+        {
+            "errcode": 0,
+            "errmsg": "ok",
+            "result": {"suggest": suggest, "label": label},
+            "detail": [
+                {"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label}
+            ],
+            "trace_id": secrets.token_hex(12),
+        },
+    )
+
+
+@route(HOST, "POST", "/cgi-bin/message/subscribe/send")
+def subscribe_send(request: SandboxRequest) -> SandboxResponse:
+    if error := _access_token_error(request):
+        return error
+    body = request.json() or {}
+    openid, template_id = body.get("touser", ""), body.get("template_id", "")
+    if not openid or not template_id or not isinstance(body.get("data"), dict):
+        return _error(47003, "argument invalid")
+    with transaction.atomic():
+        grant = (
+            SandboxSubscribeGrant.objects.select_for_update()
+            .filter(openid=openid, template_id=template_id, remaining__gt=0)
+            .first()
+        )
+        if grant is None:
+            return _error(43101, "user refuse to accept the msg")
+        grant.remaining -= 1
+        grant.save(update_fields=["remaining"])
+        SandboxMessage.objects.create(
+            openid=openid, template_id=template_id, page=body.get("page", ""), data=body["data"]
+        )
+    return _error(0, "ok")

@@ -1,0 +1,117 @@
+"""WeChat mini-program server API through wechatpy: sign-in, phone number, text check, messages.
+
+One client per process. Its access token lives in Redis when configured, so every process
+shares one token (a newly fetched token invalidates the previous one within minutes).
+In the sandbox the client's HTTP session is routed to the fake WeChat; nothing else changes.
+"""
+
+import functools
+import logging
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session.memorystorage import MemoryStorage
+
+from marketplace.errors import DomainError, Unauthenticated, UpstreamUnavailable
+
+logger = logging.getLogger("marketplace.wechat")
+
+# WeChat error codes that mean "the code the client sent is no good", not "WeChat is down".
+BAD_CODE_ERRORS = {40029, 40163, 40226, 41008}
+NOT_GRANTED = 43101
+
+
+@dataclass(frozen=True)
+class WeChatSession:
+    openid: str
+    unionid: str | None
+
+
+def _token_storage():
+    if settings.REDIS_URL:
+        import redis
+        from wechatpy.session.redisstorage import RedisStorage
+
+        return RedisStorage(redis.Redis.from_url(settings.REDIS_URL), prefix="wechatpy")
+    return MemoryStorage()
+
+
+@functools.cache
+def client() -> WeChatClient:
+    wechat = WeChatClient(
+        settings.WECHAT_APPID,
+        settings.WECHAT_SECRET,
+        session=_token_storage(),
+        timeout=settings.WECHAT_HTTP_TIMEOUT,
+    )
+    if settings.SANDBOX_ENABLED:
+        from marketplace.gateways.sandbox.transport import mount
+
+        mount(wechat._http)
+    return wechat
+
+
+def _upstream(exc: Exception, what: str) -> UpstreamUnavailable:
+    logger.warning("wechat %s failed: %s", what, exc)
+    return UpstreamUnavailable(f"WeChat could not {what} right now; try again.")
+
+
+def code_to_session(code: str) -> WeChatSession:
+    try:
+        result = client().wxa.code_to_session(code)
+    except WeChatClientException as exc:
+        if exc.errcode in BAD_CODE_ERRORS:
+            raise Unauthenticated(
+                "The sign-in code is invalid, used or expired; call wx.login again.",
+                code="invalid_code",
+            ) from exc
+        raise _upstream(exc, "sign you in") from exc
+    except requests.RequestException as exc:
+        raise _upstream(exc, "sign you in") from exc
+    return WeChatSession(openid=result["openid"], unionid=result.get("unionid") or None)
+
+
+def phone_number(code: str) -> tuple[str, str]:
+    """Exchange the phone-number button's code; returns (pure number, country code)."""
+    try:
+        result = client().post("wxa/business/getuserphonenumber", data={"code": code})
+    except WeChatClientException as exc:
+        if exc.errcode in BAD_CODE_ERRORS:
+            raise DomainError(
+                "The phone code is invalid, used or expired; ask the user again.",
+                code="invalid_phone_code",
+            ) from exc
+        raise _upstream(exc, "read the phone number") from exc
+    except requests.RequestException as exc:
+        raise _upstream(exc, "read the phone number") from exc
+    info = result["phone_info"]
+    return info["purePhoneNumber"], str(info.get("countryCode", "86"))
+
+
+def text_check(*, openid: str, content: str, scene: int = 3) -> str:
+    """msg_sec_check v2 (wechatpy's own method sends the retired v1 body).
+
+    Returns "pass", "review" or "risky". Scene 3 = forum/listing, 1 = profile, 2 = comment.
+    """
+    try:
+        result = client().post(
+            "https://api.weixin.qq.com/wxa/msg_sec_check",
+            data={"version": 2, "openid": openid, "scene": scene, "content": content},
+        )
+    except (WeChatClientException, requests.RequestException) as exc:
+        raise _upstream(exc, "check the text") from exc
+    return result["result"]["suggest"]
+
+
+def send_subscribe_message(*, openid: str, template_id: str, data: dict, page: str = "") -> bool:
+    """Sends one subscribe message; False when the user has not granted one (not an error)."""
+    try:
+        client().wxa.send_subscribe_message(openid, template_id, data, page=page)
+    except WeChatClientException as exc:
+        if exc.errcode == NOT_GRANTED:
+            return False
+        raise
+    return True

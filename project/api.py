@@ -1,0 +1,116 @@
+"""The one NinjaAPI: routers joined here, every error rendered as `{code, message, errors?}`."""
+
+import json
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
+
+from marketplace.api.auth import BearerTokenAuth
+from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
+
+logger = logging.getLogger("marketplace.api")
+
+
+class StrictJsonParser(Parser):
+    """JSON bodies only: a form or text body sent to a JSON endpoint is a client error, not 500."""
+
+    def parse_body(self, request: HttpRequest):
+        content_type = request.content_type or ""
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise UnsupportedMediaType()
+        try:
+            return json.loads(request.body)
+        except RequestDataTooBig as exc:
+            raise PayloadTooLarge() from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DomainError("The body is not valid JSON.", code="malformed_json") from exc
+
+
+api = NinjaAPI(
+    title="Second-hand marketplace API",
+    version="1.0.0",
+    description="REST API for the WeChat mini-program. Errors: `{code, message, errors?}`.",
+    auth=BearerTokenAuth(),
+    parser=StrictJsonParser(),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+def _error(request: HttpRequest, status: int, code: str, message: str, **extra) -> HttpResponse:
+    return api.create_response(request, {"code": code, "message": message, **extra}, status=status)
+
+
+@api.exception_handler(DomainError)
+def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return api.create_response(request, exc.as_body(), status=exc.status)
+
+
+@api.exception_handler(NinjaValidationError)
+def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    errors = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+    where = ".".join(first["loc"][1:] or first["loc"])
+    message = f"{where}: {first['msg']}" if where else first["msg"]
+    return _error(request, 422, "validation_error", message, errors=errors)
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # ninja wraps body-parsing failures in HttpError(400); the parser's own error says why.
+    if isinstance(exc.__cause__, DomainError):
+        return on_domain_error(request, exc.__cause__)
+    if isinstance(exc, Throttled):
+        response = _error(request, 429, "rate_limited", "Too many requests; slow down.")
+        if exc.wait:
+            response["Retry-After"] = str(int(exc.wait) + 1)
+        return response
+    if isinstance(exc, AuthenticationError):
+        return _error(request, 401, "unauthorized", "Sign in first: send Authorization: Bearer.")
+    if isinstance(exc, AuthorizationError):
+        return _error(request, 403, "forbidden", "You may not do that.")
+    return _error(request, exc.status_code, "http_error", str(exc))
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "not_found", "Not found.")
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unhandled error on %s %s", request.method, request.path)
+    if settings.DEBUG:
+        message = f"{type(exc).__name__}: {exc}"
+    else:
+        message = "Something went wrong on our side; it has been logged."
+    return _error(request, 500, "internal_error", message)
+
+
+def _register_routers() -> None:
+    from marketplace.api import accounts, catalog
+
+    api.add_router("", accounts.router)
+    api.add_router("", catalog.router)
+    try:
+        from realtime.api import router as events_router
+    except ImportError:  # pragma: no cover - realtime arrives with its own issue
+        return
+    api.add_router("", events_router)
+
+
+_register_routers()

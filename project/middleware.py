@@ -1,0 +1,121 @@
+"""Cross-cutting HTTP concerns: request ids, body size limits, and the API error body for
+responses Django produces before or around the API (404, 405, 413, 500)."""
+
+import contextvars
+import json
+import logging
+import re
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+}
+_STATUS_MESSAGES = {
+    404: "No such endpoint.",
+    405: "Method not allowed on this endpoint.",
+    413: "The request body is too large.",
+    500: "Something went wrong on our side; it has been logged.",
+}
+
+
+def error_response(status: int, code: str, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"code": code, "message": message, **extra}, status=status)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+class RequestIdLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class RequestIdMiddleware:
+    """Tags each request with an id (the client's X-Request-ID when sane), for logs and replies."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        # Not reset afterwards: Django logs the response (django.request) after the middleware
+        # chain returns, and that line should carry the id too. The next request overwrites it.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuses oversized bodies from their declared length, before anything reads them.
+
+    JSON bodies are capped by DATA_UPLOAD_MAX_MEMORY_SIZE; multipart uploads by
+    MAX_REQUEST_BODY_BYTES (each upload endpoint checks its own, smaller, limit).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "bad_request", "Invalid Content-Length header.")
+        is_multipart = request.content_type == "multipart/form-data"
+        limit = (
+            settings.MAX_REQUEST_BODY_BYTES
+            if is_multipart
+            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
+        if length > limit:
+            return error_response(
+                413, "payload_too_large", f"The request body exceeds {limit} bytes."
+            )
+        return self.get_response(request)
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Gives every non-JSON error under /api/ the API error body (Django's own 404/405/500)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not is_api_path(request.path) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        status = response.status_code
+        code = _STATUS_CODES.get(status, "error")
+        message = _STATUS_MESSAGES.get(status) or _reason_from(response)
+        wrapped = error_response(status, code, message)
+        if status == 405 and response.has_header("Allow"):
+            wrapped["Allow"] = response["Allow"]
+        return wrapped
+
+
+def _reason_from(response: HttpResponse) -> str:
+    try:
+        body = json.loads(response.content or b"{}")
+        return str(body.get("message") or response.reason_phrase)
+    except (ValueError, AttributeError):
+        return response.reason_phrase

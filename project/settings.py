@@ -1,0 +1,278 @@
+"""Settings: embedded defaults for a laptop, everything production needs from the environment.
+
+Embedded (no environment): SQLite, in-memory channel layer, SQLite-backed Huey,
+local media and the WeChat/Kuaidi100 sandbox. Production (MARKETPLACE_ENV=production):
+DATABASE_URL (PostgreSQL), REDIS_URL, real credentials; see docs/operations.md.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("MARKETPLACE_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-never-use-in-production"  # noqa: S105
+
+IS_PRODUCTION = os.environ.get("MARKETPLACE_ENV", "development") == "production"
+SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = env_bool("DEBUG", not IS_PRODUCTION)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if not IS_PRODUCTION else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Base URL the outside world (WeChat Pay, Kuaidi100) uses to call us back.
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "huey.contrib.djhuey",
+    "marketplace",
+    "marketplace.gateways.sandbox",
+    "negotiation",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "project.middleware.RequestIdMiddleware",
+    "project.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.middleware.ApiErrorEnvelopeMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+WSGI_APPLICATION = "project.wsgi.application"
+AUTH_USER_MODEL = "marketplace.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "project" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Under ASGI every request would open a new connection without a pool (STACK_NOTES).
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {
+                "min_size": env_int("DB_POOL_MIN", 2),
+                "max_size": env_int("DB_POOL_MAX", 20),
+                "timeout": env_int("DB_POOL_TIMEOUT", 30),
+            },
+        }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "marketplace.sqlite3",
+            "OPTIONS": {
+                # One writer at a time: take the write lock when the transaction begins, so a
+                # read-then-write transaction waits instead of failing with "database is locked".
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+        }
+    }
+IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, Huey, cache, WeChat access token -----------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+if REDIS_URL:
+    # channels-redis 4.3 on redis-py 8: the defaults (socket_timeout=5, max_connections=100)
+    # collide with the layer's 5 s blocking reads and kill consumers (STACK_NOTES).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
+                ],
+                "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
+                # A user's socket that falls this far behind loses live frames, never events:
+                # the store keeps them and the client resumes (docs/realtime.md).
+                "capacity": env_int("CHANNELS_CAPACITY", 500),
+                # Undelivered frames older than this are useless to a live socket.
+                "expiry": env_int("CHANNELS_EXPIRY", 30),
+                "group_expiry": env_int("CHANNELS_GROUP_EXPIRY", 86400),
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "mkt"),
+        }
+    }
+    HUEY = {
+        "huey_class": "huey.RedisHuey",
+        "name": os.environ.get("HUEY_NAME", "marketplace"),
+        "url": REDIS_URL,
+        "results": False,
+        "immediate": False,
+        "consumer": {"workers": env_int("HUEY_WORKERS", 4), "worker_type": "thread"},
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    HUEY = {
+        "huey_class": "huey.SqliteHuey",
+        "name": "marketplace",
+        "filename": str(VAR_DIR / "huey.sqlite3"),
+        "results": False,
+        "immediate": False,
+        "consumer": {"workers": 2, "worker_type": "thread"},
+    }
+
+# --- Auth, tokens, limits ---------------------------------------------------------------------
+API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 30)
+MAX_ADDRESSES_PER_USER = 20
+# Plain JSON bodies; uploads have their own limits per endpoint.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BODY_BYTES", 256 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 110 * 1024 * 1024)
+NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
+RATE_LIMITS = {
+    "sign_in": os.environ.get("RATE_SIGN_IN", "10/m"),
+    "phone": os.environ.get("RATE_PHONE", "10/m"),
+    "default_user": os.environ.get("RATE_USER", "600/m"),
+}
+
+# --- External services ------------------------------------------------------------------------
+WECHAT_APPID = os.environ.get("WECHAT_APPID", "")
+WECHAT_SECRET = os.environ.get("WECHAT_SECRET", "")
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", not (WECHAT_APPID and WECHAT_SECRET))
+if SANDBOX_ENABLED:
+    WECHAT_APPID = WECHAT_APPID or "wxsandbox0000000001"
+    WECHAT_SECRET = WECHAT_SECRET or "sandbox-secret"  # noqa: S105
+WECHAT_HTTP_TIMEOUT = env_int("WECHAT_HTTP_TIMEOUT", 5)
+
+# --- Static and media -------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+    # S3-compatible object storage; django-storages reads AWS_* from the environment.
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None,
+            "file_overwrite": False,
+        },
+    }
+
+LANGUAGE_CODE = "zh-hans"
+TIME_ZONE = "Asia/Shanghai"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging: one line per record, with the request id ------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "project.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "filters": ["request_id"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+        "huey": {"level": "INFO"},
+    },
+}
+
+if IS_PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+
+def check_production_settings() -> None:
+    """Refuse to boot production with development conveniences left on."""
+    if not IS_PRODUCTION:
+        return
+    problems = []
+    if SANDBOX_ENABLED:
+        problems.append("the sandbox is enabled (set WECHAT_APPID/WECHAT_SECRET and credentials)")
+    if DEBUG:
+        problems.append("DEBUG is on")
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+        problems.append("SECRET_KEY is the development default or too short")
+    if not IS_POSTGRES:
+        problems.append("DATABASE_URL must point at PostgreSQL")
+    if not REDIS_URL:
+        problems.append("REDIS_URL must be set")
+    if not ALLOWED_HOSTS:
+        problems.append("ALLOWED_HOSTS must be set")
+    if problems:
+        raise ImproperlyConfigured("Production mode refuses to start: " + "; ".join(problems))
+
+
+check_production_settings()

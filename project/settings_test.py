@@ -1,0 +1,24 @@
+"""Test settings: the same stack as the environment says (SQLite or PostgreSQL + Redis),
+with tasks run eagerly and cheap password hashing."""
+
+import os
+
+os.environ.setdefault("SANDBOX_ENABLED", "1")
+
+from project.settings import *  # noqa: E402,F403
+from project.settings import HUEY, REDIS_URL, VAR_DIR  # noqa: E402
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tasks run in the calling thread at enqueue time; deadlines are driven by the tests.
+HUEY = {**HUEY, "immediate": True}
+MEDIA_ROOT = VAR_DIR / "test-media"
+if REDIS_URL:
+    # Keep test keys away from a developer's running server.
+    CACHES = {  # noqa: F811
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"test-{os.getpid()}",
+        }
+    }

@@ -1,0 +1,26 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+
+from project import health
+from project.api import api
+
+urlpatterns = [
+    path("api/", api.urls),
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]
+
+if settings.SANDBOX_ENABLED:
+    urlpatterns.append(path("sandbox/", include("marketplace.gateways.sandbox.urls")))
+
+if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
+    # Local media (embedded mode); production puts object storage or a proxy in front.
+    urlpatterns.append(
+        re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
+    )
+
+handler404 = "project.health.not_found"
+handler500 = "project.health.server_error"
