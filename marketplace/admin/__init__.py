@@ -1,0 +1,3 @@
+"""Django admin, one module per area; importing them registers the models."""
+
+from marketplace.admin import accounts  # noqa: F401

@@ -1,0 +1,76 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from marketplace.actions import accounts as account_actions
+from marketplace.models import Address, ApiToken, User
+
+
+class AddressInline(admin.TabularInline):
+    model = Address
+    extra = 0
+    fields = ("name", "phone", "province", "city", "district", "detail", "is_default")
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("id", "username", "nickname", "phone", "is_banned", "is_staff", "date_joined")
+    list_filter = ("is_banned", "is_staff", "is_superuser", "date_joined")
+    search_fields = ("username", "nickname", "openid", "unionid", "phone")
+    ordering = ("-id",)
+    readonly_fields = (
+        "openid",
+        "unionid",
+        "is_banned",
+        "banned_at",
+        "ban_reason",
+        "rating_count",
+        "rating_total",
+        "last_login",
+        "date_joined",
+    )
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets,
+        (
+            "Mini-program",
+            {
+                "fields": (
+                    "openid",
+                    "unionid",
+                    "nickname",
+                    "avatar_url",
+                    "phone",
+                    "is_banned",
+                    "banned_at",
+                    "ban_reason",
+                    "rating_count",
+                    "rating_total",
+                )
+            },
+        ),
+    )
+    inlines = [AddressInline]
+    actions = ["ban_users", "unban_users"]
+
+    @admin.action(description="Ban the selected users (revokes their tokens)")
+    def ban_users(self, request, queryset):
+        for user in queryset.filter(is_banned=False, is_superuser=False):
+            account_actions.ban_user(user=user, reason=f"banned by {request.user.username}")
+        messages.success(request, "Selected users are banned.")
+
+    @admin.action(description="Unban the selected users")
+    def unban_users(self, request, queryset):
+        for user in queryset.filter(is_banned=True):
+            account_actions.unban_user(user=user)
+        messages.success(request, "Selected users are unbanned.")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at", "created_at")
+    search_fields = ("user__username", "user__nickname")
+    readonly_fields = ("user", "key_hash", "created_at", "expires_at", "revoked_at", "last_used_at")
+    ordering = ("-id",)
+
+    def has_add_permission(self, request):
+        return False
