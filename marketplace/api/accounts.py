@@ -106,18 +106,18 @@ class AddressOut(Schema):
 class SignInThrottle(AnonRateThrottle):
     """Per client address: sign-in is the one unauthenticated write."""
 
-    rate = settings.RATE_LIMITS["sign_in"]
+    scope = "sign_in"
 
 
 class PhoneThrottle(AuthRateThrottle):
-    rate = settings.RATE_LIMITS["phone"]
+    scope = "phone"
 
 
 @router.post(
     "/auth/wechat-login",
     auth=None,
     response=LoginOut,
-    throttle=[SignInThrottle()],
+    throttle=[SignInThrottle(settings.RATE_LIMITS["sign_in"])],
     summary="Sign in with a wx.login code",
 )
 def wechat_login(request: HttpRequest, payload: LoginIn):
@@ -135,7 +135,7 @@ def logout(request: HttpRequest):
 
 
 @router.post(
-    "/auth/phone", response=PhoneOut, throttle=[PhoneThrottle()], summary="Bind the phone number"
+    "/auth/phone", response=PhoneOut, throttle=[PhoneThrottle(settings.RATE_LIMITS["phone"])], summary="Bind the phone number"
 )
 def bind_phone(request: HttpRequest, payload: PhoneIn):
     return {"phone": account_actions.bind_phone(user=request.auth, code=payload.code)}

@@ -22,6 +22,7 @@ logger = logging.getLogger("marketplace.wechat")
 # WeChat error codes that mean "the code the client sent is no good", not "WeChat is down".
 BAD_CODE_ERRORS = {40029, 40163, 40226, 41008}
 NOT_GRANTED = 43101
+WXA_BASE = "https://api.weixin.qq.com/"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def code_to_session(code: str) -> WeChatSession:
 def phone_number(code: str) -> tuple[str, str]:
     """Exchange the phone-number button's code; returns (pure number, country code)."""
     try:
-        result = client().post("wxa/business/getuserphonenumber", data={"code": code})
+        # Absolute URL: a bare "wxa/..." endpoint would be joined to the cgi-bin base URL.
+        result = client().post(f"{WXA_BASE}wxa/business/getuserphonenumber", data={"code": code})
     except WeChatClientException as exc:
         if exc.errcode in BAD_CODE_ERRORS:
             raise DomainError(
@@ -98,7 +100,7 @@ def text_check(*, openid: str, content: str, scene: int = 3) -> str:
     """
     try:
         result = client().post(
-            "https://api.weixin.qq.com/wxa/msg_sec_check",
+            f"{WXA_BASE}wxa/msg_sec_check",
             data={"version": 2, "openid": openid, "scene": scene, "content": content},
         )
     except (WeChatClientException, requests.RequestException) as exc:
