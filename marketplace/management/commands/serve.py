@@ -7,7 +7,9 @@ separate processes on Redis instead (docs/operations.md). Ctrl-C stops both.
 """
 
 import logging
+import sys
 
+from daphne.access import AccessLogGenerator
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.conf import settings
@@ -53,6 +55,7 @@ class Command(BaseCommand):
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
             signal_handlers=True,
+            action_logger=AccessLogGenerator(sys.stdout),
             ready_callable=push.bind_server_loop,
         )
         try:
