@@ -1,11 +1,14 @@
 """A requests transport adapter that answers HTTP calls to partner hosts from in-process handlers.
 
 The client libraries build real URLs, headers, signatures and bodies and parse real responses;
-only the socket is replaced. Handlers are registered per (host, method, path).
+only the socket is replaced. Handlers are registered per (host, method, path); a path may hold
+`{name}` segments (e.g. `/v3/refund/domestic/refunds/{out_refund_no}`), matched after the exact
+paths and handed to the handler as `request.path_params`.
 """
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,8 @@ class SandboxRequest:
     query: dict[str, str]
     headers: CaseInsensitiveDict
     body: bytes
+    path_params: dict[str, str] = field(default_factory=dict)
+    raw_query: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -52,18 +57,42 @@ class SandboxResponse:
 
 Handler = Callable[[SandboxRequest], SandboxResponse]
 _routes: dict[tuple[str, str, str], Handler] = {}
+_pattern_routes: dict[tuple[str, str, str], tuple[re.Pattern, Handler]] = {}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def route(host: str, method: str, path: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
-        _routes[(host, method.upper(), path)] = handler
+        key = (host, method.upper(), path)
+        if _PLACEHOLDER.search(path):
+            # One path segment per placeholder; the handler validates what it got.
+            pieces = _PLACEHOLDER.split(path)  # literal, name, literal, name, ..., literal
+            regex = "".join(
+                f"(?P<{piece}>[^/]+)" if index % 2 else re.escape(piece)
+                for index, piece in enumerate(pieces)
+            )
+            _pattern_routes[key] = (re.compile(f"^{regex}$"), handler)
+        else:
+            _routes[key] = handler
         return handler
 
     return register
 
 
 def hosts() -> set[str]:
-    return {host for host, _, _ in _routes}
+    return {host for host, _, _ in _routes} | {host for host, _, _ in _pattern_routes}
+
+
+def _resolve(host: str, method: str, path: str) -> tuple[Handler | None, dict[str, str]]:
+    handler = _routes.get((host, method, path))
+    if handler is not None:
+        return handler, {}
+    for (route_host, route_method, _), (pattern, candidate) in _pattern_routes.items():
+        if route_host == host and route_method == method:
+            match = pattern.match(path)
+            if match:
+                return candidate, match.groupdict()
+    return None, {}
 
 
 class SandboxAdapter(BaseAdapter):
@@ -80,8 +109,11 @@ class SandboxAdapter(BaseAdapter):
             query={key: values[-1] for key, values in parse_qs(parts.query).items()},
             headers=CaseInsensitiveDict(request.headers),
             body=body,
+            raw_query=parts.query,
         )
-        handler = _routes.get((parts.netloc, sandbox_request.method, parts.path))
+        handler, sandbox_request.path_params = _resolve(
+            parts.netloc, sandbox_request.method, parts.path
+        )
         if handler is None:
             reply = SandboxResponse(
                 404, {"errcode": 404, "errmsg": f"no sandbox route {parts.path}"}
