@@ -1,8 +1,17 @@
 """Reads, with their joins applied. Views call these; they never write."""
 
-from django.db.models import QuerySet
+import datetime as dt
+from typing import Any
 
-from marketplace.models import Address, User
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from marketplace.models import Address, Banner, Category, Listing, ListingStatus, User
+from marketplace.models.catalog import PUBLIC_DETAIL_STATUSES
+from marketplace.pagination import Page, paginate
 
 
 def public_user(*, user_id: int) -> User | None:
@@ -12,3 +21,224 @@ def public_user(*, user_id: int) -> User | None:
 
 def addresses_of(*, user: User) -> QuerySet[Address]:
     return Address.objects.filter(user=user).order_by("-is_default", "-id")
+
+
+# --- catalog ---------------------------------------------------------------------------------
+# The dicts below are the API's listing shapes; the API and the `listing.reviewed` event both
+# use them, so a pushed listing is exactly what GET /api/listings/{id} shows.
+
+CATALOG_CACHE_SECONDS = 60
+CATEGORY_CACHE_KEY = "catalog:categories:v1"
+BANNER_CACHE_KEY = "catalog:banners:v1"
+HOME_SECTION_SIZE = 10
+MAX_SEARCH_TERMS = 5
+LISTING_SORTS = {
+    "newest": ("-approved_at", "-id"),
+    "hot": ("-views", "-id"),
+    "price_asc": ("price_fen", "id"),
+    "price_desc": ("-price_fen", "-id"),
+}
+
+
+def media_url(name: str) -> str:
+    from marketplace.actions.uploads import storage_url
+
+    return storage_url(name)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return timezone.localtime(value).isoformat() if value else None
+
+
+def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
+    seller = listing.seller
+    return {
+        "id": listing.pk,
+        "title": listing.title,
+        "price": listing.price_fen,
+        "cover_url": media_url(listing.cover),
+        "status": listing.status,
+        "views": listing.views,
+        "seller": {"id": seller.pk, "nickname": seller.nickname, "avatar_url": seller.avatar_url},
+        "created_at": _iso(listing.created_at),
+    }
+
+
+def listing_detail_data(*, listing: Listing) -> dict[str, Any]:
+    """Needs seller, category and images loaded (or loads them: one query each)."""
+    images = sorted(listing.images.all(), key=lambda image: (image.position, image.pk))
+    return {
+        **listing_summary_data(listing=listing),
+        "description": listing.description,
+        "features": listing.features,
+        "images": [media_url(image.file) for image in images],
+        "thumbnails": [media_url(image.thumbnail) for image in images],
+        "category": {"id": listing.category_id, "name": listing.category.name},
+        "approved_at": _iso(listing.approved_at),
+        "review_note": listing.review_note,
+        "updated_at": _iso(listing.updated_at),
+    }
+
+
+def _summaries(rows: list[Listing]) -> list[dict[str, Any]]:
+    return [listing_summary_data(listing=row) for row in rows]
+
+
+def public_listings():
+    """On sale, from sellers who are not banned: every public list starts here."""
+    return Listing.objects.filter(
+        status=ListingStatus.ON_SALE, seller__is_banned=False
+    ).select_related("seller")
+
+
+def listing_for_viewer(*, listing_id: int, viewer: User | None) -> Listing | None:
+    """The detail a viewer may open: the seller sees their own in every status; others see
+    on-sale, reserved and sold listings (so a buyer with an order still sees what they bought)
+    of sellers who are not banned."""
+    listing = (
+        Listing.objects.select_related("seller", "category")
+        .prefetch_related("images")
+        .filter(pk=listing_id)
+        .first()
+    )
+    if listing is None:
+        return None
+    if viewer is not None and listing.seller_id == viewer.pk:
+        return listing
+    if listing.status not in PUBLIC_DETAIL_STATUSES or listing.seller.is_banned:
+        return None
+    return listing
+
+
+def category_tree() -> list[dict[str, Any]]:
+    """Active categories as a two-level tree, cached (staff edits invalidate it)."""
+    tree = cache.get(CATEGORY_CACHE_KEY)
+    if tree is None:
+        rows = list(Category.objects.filter(is_active=True).order_by("sort_order", "id"))
+        active_roots = {c.pk for c in rows if c.parent_id is None}
+        tree = [
+            {
+                "id": root.pk,
+                "name": root.name,
+                "icon": _media_or_url(root.icon),
+                "children": [
+                    {"id": c.pk, "name": c.name, "icon": _media_or_url(c.icon), "children": []}
+                    for c in rows
+                    if c.parent_id == root.pk
+                ],
+            }
+            for root in rows
+            if root.pk in active_roots
+        ]
+        cache.set(CATEGORY_CACHE_KEY, tree, CATALOG_CACHE_SECONDS)
+    return tree
+
+
+def _media_or_url(value: str) -> str:
+    if not value or value.startswith(("http://", "https://", "/")):
+        return value
+    return media_url(value)
+
+
+def category_ids_under(*, category_id: int) -> list[int] | None:
+    """The category and its active children, or None when it is unknown or inactive."""
+    for root in category_tree():
+        if root["id"] == category_id:
+            return [root["id"], *(child["id"] for child in root["children"])]
+        for child in root["children"]:
+            if child["id"] == category_id:
+                return [child["id"]]
+    return None
+
+
+def active_banners() -> list[dict[str, Any]]:
+    """Banners active now, in order; cached for a minute (so windows are minute-precise)."""
+    banners = cache.get(BANNER_CACHE_KEY)
+    if banners is None:
+        now = timezone.now()
+        rows = Banner.objects.filter(
+            Q(is_active=True),
+            Q(starts_at__isnull=True) | Q(starts_at__lte=now),
+            Q(ends_at__isnull=True) | Q(ends_at__gt=now),
+        ).order_by("sort_order", "id")
+        banners = []
+        for banner in rows:
+            target = {
+                "listing": banner.target_listing_id,
+                "category": banner.target_category_id,
+                "url": banner.target_url,
+            }.get(banner.target_type)
+            if target in (None, ""):
+                continue  # its target was deleted: a dead banner is worse than none
+            banners.append(
+                {
+                    "id": banner.pk,
+                    "title": banner.title,
+                    "image_url": media_url(banner.image.name),
+                    "target_type": banner.target_type,
+                    "target": target,
+                }
+            )
+        cache.set(BANNER_CACHE_KEY, banners, CATALOG_CACHE_SECONDS)
+    return banners
+
+
+def home_data() -> dict[str, Any]:
+    base = public_listings()
+    return {
+        "banners": active_banners(),
+        "categories": category_tree(),
+        "hot": _summaries(list(base.order_by("-views", "-id")[:HOME_SECTION_SIZE])),
+        "newest": _summaries(list(base.order_by("-approved_at", "-id")[:HOME_SECTION_SIZE])),
+    }
+
+
+def _fts_quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _term_filter(term: str) -> Q:
+    """One keyword over title and description, through the search index (docs/catalog.md)."""
+    if connection.vendor == "sqlite" and len(term) >= 3:
+        return Q(
+            id__in=RawSQL(
+                "SELECT rowid FROM catalog_listing_fts WHERE catalog_listing_fts MATCH %s",
+                [_fts_quote(term)],
+            )
+        )
+    # PostgreSQL: UPPER(col) LIKE UPPER('%term%') uses the pg_trgm GIN indexes for terms of
+    # 3+ characters; shorter ones (and SQLite's) are filtered while walking the sort index.
+    return Q(title__icontains=term) | Q(description__icontains=term)
+
+
+def search_listings(
+    *,
+    q: str | None = None,
+    category_ids: list[int] | None = None,
+    min_price: int | None = None,
+    max_price: int | None = None,
+    sort: str = "newest",
+    limit: int = 20,
+    cursor: str | None = None,
+) -> Page:
+    queryset = public_listings()
+    for term in (q or "").split()[:MAX_SEARCH_TERMS]:
+        queryset = queryset.filter(_term_filter(term))
+    if category_ids is not None:
+        queryset = queryset.filter(category_id__in=category_ids)
+    if min_price is not None:
+        queryset = queryset.filter(price_fen__gte=min_price)
+    if max_price is not None:
+        queryset = queryset.filter(price_fen__lte=max_price)
+    return paginate(
+        queryset, ordering=LISTING_SORTS[sort], limit=limit, cursor=cursor, transform=_summaries
+    )
+
+
+def listings_of_seller(
+    *, seller: User, status: str | None = None, limit: int = 20, cursor: str | None = None
+) -> Page:
+    queryset = Listing.objects.filter(seller=seller).select_related("seller")
+    if status:
+        queryset = queryset.filter(status=status)
+    return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=_summaries)

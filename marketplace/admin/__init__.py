@@ -1,3 +1,6 @@
 """Django admin, one module per area; importing them registers the models."""
 
-from marketplace.admin import accounts  # noqa: F401
+from marketplace.admin import (
+    accounts,  # noqa: F401
+    catalog,  # noqa: F401
+)

@@ -1,5 +1,331 @@
-"""Catalog: categories, banners, home, listings, uploads (issue 3)."""
+"""Catalog: categories, banners, home, search, listing detail, publishing and image uploads."""
 
-from ninja import Router
+from typing import Annotated, Literal
+
+from django.http import HttpRequest
+from ninja import File, Query, Router, Schema, Status
+from ninja.files import UploadedFile
+from ninja.throttling import AuthRateThrottle, BaseThrottle
+from pydantic import Field, StringConstraints, field_validator
+
+from marketplace.actions import catalog as catalog_actions
+from marketplace.actions import uploads as upload_actions
+from marketplace.api.accounts import StrictSchema
+from marketplace.api.auth import user_for_token
+from marketplace.errors import InvalidInput, NotFound, PayloadTooLarge
+from marketplace.models import ListingStatus, User
+from marketplace.models.catalog import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_FEATURES,
+    MAX_IMAGES,
+    MAX_PRICE_FEN,
+    MAX_TITLE_LENGTH,
+)
+from marketplace.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_schema
+from marketplace.selectors import (
+    LISTING_SORTS,
+    active_banners,
+    category_ids_under,
+    category_tree,
+    home_data,
+    listing_detail_data,
+    listing_for_viewer,
+    listings_of_seller,
+    search_listings,
+)
 
 router = Router(tags=["catalog"])
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH)
+]
+Description = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_LENGTH)
+]
+PriceFen = Annotated[int, Field(ge=1, le=MAX_PRICE_FEN, description="Integer fen (1 yuan = 100).")]
+ImageIds = Annotated[
+    list[int],
+    Field(min_length=1, max_length=MAX_IMAGES, description="Upload ids; the first is the cover."),
+]
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+class CategoryOut(Schema):
+    id: int
+    name: str
+    icon: str
+    children: list["CategoryOut"]
+
+
+CategoryOut.model_rebuild()
+
+
+class BannerOut(Schema):
+    id: int
+    title: str
+    image_url: str
+    target_type: Literal["listing", "category", "url"]
+    target: int | str = Field(description="Listing id, category id or URL, per target_type.")
+
+
+class SellerOut(Schema):
+    id: int
+    nickname: str
+    avatar_url: str
+
+
+class ListingSummaryOut(Schema):
+    id: int
+    title: str
+    price: int = Field(description="Integer fen.")
+    cover_url: str
+    status: ListingStatus
+    views: int
+    seller: SellerOut
+    created_at: str
+
+
+class FeatureOut(Schema):
+    name: str
+    value: str
+
+
+class CategoryRefOut(Schema):
+    id: int
+    name: str
+
+
+class ListingDetailOut(ListingSummaryOut):
+    description: str
+    features: list[FeatureOut]
+    images: list[str]
+    thumbnails: list[str]
+    category: CategoryRefOut
+    approved_at: str | None
+    review_note: str
+    updated_at: str
+
+
+ListingPage = page_schema(ListingSummaryOut, "ListingPage")
+
+
+class HomeOut(Schema):
+    banners: list[BannerOut]
+    categories: list[CategoryOut]
+    hot: list[ListingSummaryOut]
+    newest: list[ListingSummaryOut]
+
+
+class UploadOut(Schema):
+    id: int
+    url: str
+    thumbnail_url: str
+    width: int
+    height: int
+
+
+class FeatureIn(StrictSchema):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)]
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+Features = Annotated[list[FeatureIn], Field(max_length=MAX_FEATURES)]
+
+
+class ListingIn(StrictSchema):
+    category_id: int
+    title: Title
+    description: Description
+    features: Features = []
+    image_ids: ImageIds
+    price: PriceFen
+
+
+class ListingPatch(StrictSchema):
+    category_id: int | None = None
+    title: Title | None = None
+    description: Description | None = None
+    features: Features | None = None
+    image_ids: ImageIds | None = None
+    price: PriceFen | None = None
+
+
+class ListingQuery(Schema):
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
+    category: int | None = None
+    min_price: Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)] | None = None
+    max_price: Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)] | None = None
+    sort: Literal["newest", "hot", "price_asc", "price_desc"] = "newest"
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class MyListingsQuery(Schema):
+    status: ListingStatus | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        return value or None
+
+
+assert set(LISTING_SORTS) == {"newest", "hot", "price_asc", "price_desc"}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _optional_viewer(request: HttpRequest) -> User | None:
+    """Public endpoints still recognise a signed-in seller (to show them their own listing)."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    user = user_for_token(raw.strip())
+    return user if user is not None and not user.is_banned else None
+
+
+def _viewer_key(request: HttpRequest, viewer: User | None) -> str:
+    if viewer is not None:
+        return f"u{viewer.pk}"
+    return f"ip{BaseThrottle().get_ident(request) or '-'}"
+
+
+def _listing_fields(payload: ListingIn | ListingPatch) -> dict:
+    data = {k: v for k, v in payload.dict(exclude_unset=True).items() if v is not None}
+    if "price" in data:
+        data["price_fen"] = data.pop("price")
+    if "features" in data:
+        data["features"] = [{"name": f["name"], "value": f["value"]} for f in data["features"]]
+    return data
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+@router.get("/categories", response=list[CategoryOut], auth=None, summary="The category tree")
+def categories(request: HttpRequest):
+    return category_tree()
+
+
+@router.get("/banners", response=list[BannerOut], auth=None, summary="Active banners, in order")
+def banners(request: HttpRequest):
+    return active_banners()
+
+
+@router.get("/home", response=HomeOut, auth=None, summary="Banners, categories, hot and newest")
+def home(request: HttpRequest):
+    return home_data()
+
+
+@router.get(
+    "/listings",
+    response=ListingPage,
+    auth=None,
+    summary="Search listings on sale (keyword, category incl. children, price range, sort)",
+)
+def listings(request: HttpRequest, query: Query[ListingQuery]):
+    category_ids = None
+    if query.category is not None:
+        category_ids = category_ids_under(category_id=query.category)
+        if category_ids is None:
+            raise InvalidInput("No such category.", code="unknown_category")
+    if (
+        query.min_price is not None
+        and query.max_price is not None
+        and query.min_price > query.max_price
+    ):
+        raise InvalidInput("min_price is above max_price.", code="invalid_price_range")
+    page = search_listings(
+        q=query.q,
+        category_ids=category_ids,
+        min_price=query.min_price,
+        max_price=query.max_price,
+        sort=query.sort,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    return page.as_dict()
+
+
+@router.get(
+    "/listings/{listing_id}",
+    response=ListingDetailOut,
+    auth=None,
+    summary="A listing; counts one view per viewer per hour",
+)
+def listing_detail(request: HttpRequest, listing_id: int):
+    viewer = _optional_viewer(request)
+    listing = listing_for_viewer(listing_id=listing_id, viewer=viewer)
+    if listing is None:
+        raise NotFound("No such listing.", code="listing_not_found")
+    if viewer is None or viewer.pk != listing.seller_id:
+        catalog_actions.record_view(listing=listing, viewer_key=_viewer_key(request, viewer))
+    return listing_detail_data(listing=listing)
+
+
+@router.post("/listings", response={201: ListingDetailOut}, summary="Publish (goes to review)")
+def create_listing(request: HttpRequest, payload: ListingIn):
+    listing = catalog_actions.create_listing(seller=request.auth, data=_listing_fields(payload))
+    return Status(201, listing_detail_data(listing=listing))
+
+
+@router.patch(
+    "/listings/{listing_id}",
+    response=ListingDetailOut,
+    summary="Edit your listing; content changes send it back to review",
+)
+def update_listing(request: HttpRequest, listing_id: int, payload: ListingPatch):
+    listing = catalog_actions.update_listing(
+        seller=request.auth, listing_id=listing_id, data=_listing_fields(payload)
+    )
+    return listing_detail_data(listing=listing)
+
+
+@router.post("/listings/{listing_id}/off-shelf", response=ListingDetailOut)
+def off_shelf(request: HttpRequest, listing_id: int):
+    listing = catalog_actions.take_off_shelf(seller=request.auth, listing_id=listing_id)
+    return listing_detail_data(listing=listing)
+
+
+@router.post(
+    "/listings/{listing_id}/relist",
+    response=ListingDetailOut,
+    summary="Put an off-shelf listing back (through review)",
+)
+def relist(request: HttpRequest, listing_id: int):
+    listing = catalog_actions.relist(seller=request.auth, listing_id=listing_id)
+    return listing_detail_data(listing=listing)
+
+
+@router.get("/me/listings", response=ListingPage, summary="Your listings, every status")
+def my_listings(request: HttpRequest, query: Query[MyListingsQuery]):
+    return listings_of_seller(
+        seller=request.auth, status=query.status, limit=query.limit, cursor=query.cursor
+    ).as_dict()
+
+
+@router.post(
+    "/uploads/images",
+    response={201: UploadOut},
+    throttle=[AuthRateThrottle("60/m")],
+    summary="Upload an image (JPEG/PNG/WebP by content, ≤ 10 MB); attach it to one listing",
+)
+def upload_image(request: HttpRequest, file: File[UploadedFile]):
+    if file.size is not None and file.size > upload_actions.MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge("Images are limited to 10 MB.")
+    data = file.read(upload_actions.MAX_UPLOAD_BYTES + 1)
+    upload = upload_actions.upload_image(user=request.auth, data=data)
+    return Status(
+        201,
+        {
+            "id": upload.pk,
+            "url": upload_actions.storage_url(upload.file),
+            "thumbnail_url": upload_actions.storage_url(upload.thumbnail),
+            "width": upload.width,
+            "height": upload.height,
+        },
+    )

@@ -1,0 +1,237 @@
+"""Staff side of the catalog: the listing review queue, categories, banners."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, Value, When
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from marketplace.actions import catalog as catalog_actions
+from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
+from marketplace.selectors import media_url
+
+
+class ChildCategoryInline(admin.TabularInline):
+    model = Category
+    fk_name = "parent"
+    extra = 0
+    fields = ("name", "icon", "sort_order", "is_active")
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "parent", "sort_order", "is_active")
+    list_editable = ("sort_order", "is_active")
+    list_filter = ("is_active", ("parent", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("name",)
+    ordering = ("parent__sort_order", "parent_id", "sort_order", "id")
+    inlines = [ChildCategoryInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        catalog_actions.invalidate_catalog_cache()
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        catalog_actions.invalidate_catalog_cache()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        catalog_actions.invalidate_catalog_cache()
+
+
+@admin.register(Banner)
+class BannerAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "preview",
+        "title",
+        "target_type",
+        "sort_order",
+        "is_active",
+        "starts_at",
+        "ends_at",
+    )
+    list_editable = ("sort_order", "is_active")
+    list_filter = ("is_active", "target_type")
+    raw_id_fields = ("target_listing",)
+    readonly_fields = ("preview",)
+
+    @admin.display(description="image")
+    def preview(self, obj):
+        if not obj.image:
+            return "-"
+        return format_html('<img src="{}" style="max-height:60px;max-width:160px">', obj.image.url)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        catalog_actions.invalidate_catalog_cache()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        catalog_actions.invalidate_catalog_cache()
+
+
+class ListingImageInline(admin.TabularInline):
+    model = ImageUpload
+    fk_name = "listing"
+    extra = 0
+    can_delete = False
+    fields = ("preview", "position", "width", "height", "format")
+    readonly_fields = fields
+
+    @admin.display(description="image")
+    def preview(self, obj):
+        return format_html('<img src="{}" style="max-height:90px">', media_url(obj.thumbnail))
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ListingReviewInline(admin.TabularInline):
+    model = ListingReview
+    extra = 0
+    can_delete = False
+    fields = ("at", "staff", "decision", "reason")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        max_length=200,
+        required=True,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Shown to the seller, who may edit and resubmit.",
+    )
+
+
+@admin.register(Listing)
+class ListingAdmin(admin.ModelAdmin):
+    """The review queue: pending first, oldest submission first."""
+
+    list_display = (
+        "id",
+        "cover_preview",
+        "title",
+        "seller",
+        "category",
+        "price_yuan",
+        "status",
+        "is_flagged",
+        "submitted_at",
+        "views",
+    )
+    list_filter = ("status", "is_flagged", ("category", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("title", "seller__nickname", "seller__username", "=id")
+    list_select_related = ("seller", "category", "category__parent")
+    raw_id_fields = ("seller",)
+    readonly_fields = (
+        "seller",
+        "status",
+        "views",
+        "is_flagged",
+        "review_note",
+        "created_at",
+        "updated_at",
+        "submitted_at",
+        "approved_at",
+        "cover",
+    )
+    inlines = [ListingImageInline, ListingReviewInline]
+    actions = ["approve_selected", "reject_selected"]
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        # Staff work the queue from the top: pending first, then by submission, oldest first.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                queue_rank=Case(
+                    When(status=ListingStatus.PENDING_REVIEW, then=Value(0)),
+                    default=Value(1),
+                    output_field=IntegerField(),
+                )
+            )
+            .order_by("queue_rank", "submitted_at", "id")
+        )
+
+    def get_ordering(self, request):
+        return ("queue_rank", "submitted_at", "id")
+
+    def has_add_permission(self, request):
+        return False  # listings come from sellers through the API
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # orders and reviews point at them; take one off sale by rejecting it
+
+    @admin.display(description="cover")
+    def cover_preview(self, obj):
+        if not obj.cover:
+            return "-"
+        return format_html('<img src="{}" style="max-height:48px">', media_url(obj.cover))
+
+    @admin.display(description="price (¥)", ordering="price_fen")
+    def price_yuan(self, obj):
+        return f"{obj.price_fen // 100}.{obj.price_fen % 100:02d}"
+
+    def _report(self, request, done: int, problems: list[str], verb: str) -> None:
+        if done:
+            messages.success(request, f"{verb} {done} listing(s).")
+        for problem in problems:
+            messages.warning(request, problem)
+
+    @admin.action(description="Approve the selected listings", permissions=["change"])
+    def approve_selected(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        done, problems = catalog_actions.review_many(
+            staff=request.user, listing_ids=ids, approve=True
+        )
+        self._report(request, done, problems, "Approved")
+
+    @admin.action(
+        description="Reject the selected listings (asks for a reason)", permissions=["change"]
+    )
+    def reject_selected(self, request, queryset):
+        form = RejectForm(request.POST if "confirm_reject" in request.POST else None)
+        if "confirm_reject" in request.POST and form.is_valid():
+            ids = list(queryset.values_list("pk", flat=True))
+            done, problems = catalog_actions.review_many(
+                staff=request.user,
+                listing_ids=ids,
+                approve=False,
+                reason=form.cleaned_data["reason"],
+            )
+            self._report(request, done, problems, "Rejected")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject listings",
+            "opts": self.model._meta,
+            "listings": queryset,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/marketplace/listing/reject_reason.html", context)
+
+
+@admin.register(ListingReview)
+class ListingReviewAdmin(admin.ModelAdmin):
+    list_display = ("id", "listing", "decision", "staff", "reason", "at")
+    list_filter = ("decision", "at")
+    search_fields = ("listing__title", "staff__username", "=listing__id")
+    list_select_related = ("listing", "staff")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
