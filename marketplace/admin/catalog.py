@@ -145,23 +145,14 @@ class ListingAdmin(admin.ModelAdmin):
     actions = ["approve_selected", "reject_selected"]
     list_per_page = 50
 
-    def get_queryset(self, request):
-        # Staff work the queue from the top: pending first, then by submission, oldest first.
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                queue_rank=Case(
-                    When(status=ListingStatus.PENDING_REVIEW, then=Value(0)),
-                    default=Value(1),
-                    output_field=IntegerField(),
-                )
-            )
-            .order_by("queue_rank", "submitted_at", "id")
-        )
-
     def get_ordering(self, request):
-        return ("queue_rank", "submitted_at", "id")
+        # Staff work the queue from the top: pending first, then by submission, oldest first.
+        pending_first = Case(
+            When(status=ListingStatus.PENDING_REVIEW, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return (pending_first.asc(), "submitted_at", "id")
 
     def has_add_permission(self, request):
         return False  # listings come from sellers through the API
