@@ -199,6 +199,15 @@ if SANDBOX_ENABLED:
     WECHAT_SECRET = WECHAT_SECRET or "sandbox-secret"  # noqa: S105
 WECHAT_HTTP_TIMEOUT = env_int("WECHAT_HTTP_TIMEOUT", 5)
 
+# Kuaidi100 (tracking query, subscription push, carrier detection): the company id ("customer")
+# and the authorisation key from the Kuaidi100 console. The sandbox checks signs against these.
+KUAIDI100_CUSTOMER = os.environ.get("KUAIDI100_CUSTOMER", "")
+KUAIDI100_KEY = os.environ.get("KUAIDI100_KEY", "")
+if SANDBOX_ENABLED:
+    KUAIDI100_CUSTOMER = KUAIDI100_CUSTOMER or "SANDBOXCUSTOMER0000000000000001"
+    KUAIDI100_KEY = KUAIDI100_KEY or "sandbox-kuaidi100-key"
+KUAIDI100_TIMEOUT = env_int("KUAIDI100_TIMEOUT", 5)
+
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

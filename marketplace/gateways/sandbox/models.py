@@ -214,3 +214,74 @@ class SandboxFault(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} x{self.remaining} {self.path_contains}"
+
+
+# --- Kuaidi100 ----------------------------------------------------------------------------------
+
+
+class SandboxShipment(models.Model):
+    """A parcel as Kuaidi100 knows it: created when first subscribed, moved on by `advance`."""
+
+    tracking_no = models.CharField(max_length=32, unique=True)
+    company = models.CharField(max_length=30)
+    phone = models.CharField(max_length=20, blank=True)
+    # How many scripted events have happened (sandbox/kuaidi100.py SCRIPT).
+    step = models.PositiveSmallIntegerField(default=0)
+    state = models.PositiveSmallIntegerField(default=0)
+    # Kuaidi100's `data` items, newest first: {time, ftime, context, location}.
+    events = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.company} {self.tracking_no} step {self.step}"
+
+
+class SandboxTrackingSubscription(models.Model):
+    """A `poll` subscription: pushes go to callback_url signed with salt until it ends."""
+
+    shipment = models.ForeignKey(
+        SandboxShipment, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    company = models.CharField(max_length=30)
+    callback_url = models.CharField(max_length=500)
+    salt = models.CharField(max_length=128)
+    phone = models.CharField(max_length=20, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Kuaidi100 answers 501 to a second subscription of the same number and company;
+            # after abort/shutdown the number may be subscribed again.
+            models.UniqueConstraint(
+                fields=["shipment", "company"],
+                condition=models.Q(is_active=True),
+                name="sandbox_kd100_one_active_subscription",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} {self.shipment_id} -> {self.callback_url}"
+
+
+class SandboxTrackingPush(models.Model):
+    """One push to a subscriber and its delivery, retried until acknowledged or given up."""
+
+    subscription = models.ForeignKey(
+        SandboxTrackingSubscription, on_delete=models.CASCADE, related_name="pushes"
+    )
+    status = models.CharField(max_length=10)  # polling | shutdown | abort
+    param = models.TextField()
+    sign = models.CharField(max_length=32)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status = models.IntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    gave_up_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.status} push {self.subscription_id} x{self.attempts}"

@@ -74,3 +74,33 @@ def subscribe_grant(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"openid": openid, "template_id": template_id, "remaining": grant.remaining}
     )
+
+
+# --- Kuaidi100: the courier's side -------------------------------------------------------------
+
+_KD100_NUMBER = re.compile(r"^[A-Za-z0-9]{6,32}$")
+_KD100_ADVANCE_STATUSES = ("polling", "abort")
+
+
+@csrf_exempt
+@require_POST
+def kuaidi100_advance(request: HttpRequest) -> JsonResponse:
+    """`{tracking_no, status?}`: the parcel's next scripted event (or `abort`), pushed to every
+    subscriber; answers `{tracking_no, state, events_count, pushed_to: [...]}`."""
+    from marketplace.errors import DomainError
+    from marketplace.gateways.sandbox import kuaidi100
+
+    body = _json_body(request)
+    if body is None:
+        return error_response(400, "malformed_json", "The body is not a JSON object.")
+    tracking_no = body.get("tracking_no")
+    status = body.get("status", "polling")
+    if not isinstance(tracking_no, str) or not _KD100_NUMBER.match(tracking_no):
+        return error_response(422, "validation_error", "tracking_no: 6-32 letters and digits.")
+    if status not in _KD100_ADVANCE_STATUSES:
+        return error_response(422, "validation_error", "status: polling or abort.")
+    try:
+        result = kuaidi100.advance(tracking_no, status=status)
+    except DomainError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    return JsonResponse(result.as_dict())

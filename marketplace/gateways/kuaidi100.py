@@ -1,0 +1,421 @@
+"""Kuaidi100 client: real-time tracking query, subscription push, carrier detection.
+
+Wire protocol (INTEGRATIONS.md "Kuaidi100"): form-encoded POSTs; the query is signed with
+uppercase MD5(param + key + customer) over the exact JSON string sent, and pushes to our callback
+are signed with MD5(param + salt) where the salt is the one we chose when subscribing. In the
+sandbox the HTTP session is routed to the fake Kuaidi100 (marketplace/gateways/sandbox/kuaidi100.py);
+nothing else changes.
+
+Errors: every failure of a call is a `Kuaidi100Error` carrying Kuaidi100's returnCode and whether
+trying again later can help (`retryable`); a push that fails verification is `PushRejected`.
+"""
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+from django.conf import settings
+
+from marketplace.errors import DomainError, InvalidInput
+
+logger = logging.getLogger("marketplace.kuaidi100")
+
+QUERY_URL = "https://poll.kuaidi100.com/poll/query.do"
+SUBSCRIBE_URL = "https://poll.kuaidi100.com/poll"
+AUTONUMBER_URL = "https://www.kuaidi100.com/autonumber/auto"
+
+# Kuaidi100 writes every timestamp as naive China time.
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# `state` values (INTEGRATIONS.md).
+STATE_IN_TRANSIT = 0
+STATE_PICKED_UP = 1
+STATE_PROBLEM = 2
+STATE_SIGNED = 3
+STATE_RETURNED_SIGNED = 4
+STATE_OUT_FOR_DELIVERY = 5
+STATE_RETURNING = 6
+STATE_REDIRECTED = 7
+STATE_REFUSED = 14
+
+PUSH_STATUSES = frozenset({"polling", "shutdown", "abort", "updateall"})
+# The reply Kuaidi100 needs to stop re-sending a push.
+PUSH_ACK = {"result": True, "returnCode": "200", "message": "成功"}
+
+# Common carriers accepted when a seller types a carrier code. Codes are Kuaidi100's own.
+CARRIERS: dict[str, str] = {
+    "shunfeng": "顺丰速运",
+    "shunfengkuaiyun": "顺丰快运",
+    "yuantong": "圆通速递",
+    "zhongtong": "中通快递",
+    "shentong": "申通快递",
+    "yunda": "韵达快递",
+    "jtexpress": "极兔速递",
+    "huitongkuaidi": "百世快递",
+    "ems": "EMS",
+    "youzhengguonei": "邮政快递包裹",
+    "youzhengbk": "邮政标准快递",
+    "jd": "京东物流",
+    "debangkuaidi": "德邦快递",
+    "debangwuliu": "德邦物流",
+    "zhaijisong": "宅急送",
+    "kuayue": "跨越速运",
+    "annengwuliu": "安能物流",
+    "danniao": "丹鸟",
+    "fengwang": "丰网速运",
+    "zhongyouex": "众邮快递",
+}
+# SF Express (and its freight arm) only answer a query given the recipient's or sender's phone
+# (the last four digits are enough).
+CARRIERS_NEEDING_PHONE = frozenset({"shunfeng", "shunfengkuaiyun"})
+
+_TRACKING_NO = re.compile(r"^[A-Za-z0-9]{6,32}$")
+_CARRIER_CODE = re.compile(r"^[a-z0-9]{1,30}$")
+
+# query.do returnCodes. 500 means "no tracking yet, ask again later"; 501/502 are Kuaidi100's own
+# failures. 400 (bad data), 408 (phone check failed), 503 (bad sign) and 601 (key expired or no
+# balance) need a change on our side, so retrying the same call cannot help.
+_QUERY_RETRYABLE = frozenset({"500", "501", "502"})
+# poll (subscribe) returnCodes: 500 is a server error there; 600/601 are our key, 700 our data,
+# 701/702 the carrier (refused, or not detectable for this number).
+_SUBSCRIBE_RETRYABLE = frozenset({"500", "502"})
+SUBSCRIBE_ACCEPTED = "200"
+SUBSCRIBE_DUPLICATE = "501"
+
+
+class Kuaidi100Error(DomainError):
+    """A Kuaidi100 call failed. `return_code` is Kuaidi100's (or `http_<status>`/`network`)."""
+
+    status = 503
+    code = "upstream_unavailable"
+
+    def __init__(self, message: str, return_code: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.return_code = return_code
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return (
+            f"Kuaidi100Error({self.message!r}, return_code={self.return_code!r}, "
+            f"retryable={self.retryable})"
+        )
+
+
+class PushRejected(DomainError):
+    """A push to our callback that is forged, tampered with or malformed."""
+
+    status = 400
+    code = "invalid_push"
+    message = "The push could not be verified."
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    time: datetime  # aware, UTC
+    text: str
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingResult:
+    carrier: str
+    tracking_no: str
+    state: int
+    is_signed: bool
+    events: list[TrackingEvent] = field(default_factory=list)  # newest first
+
+
+@dataclass(frozen=True)
+class Push:
+    status: str  # polling | shutdown | abort | updateall
+    message: str
+    carrier: str
+    tracking_no: str
+    state: int | None  # None when the push carries no tracking result (some aborts)
+    is_signed: bool
+    events: list[TrackingEvent] = field(default_factory=list)  # newest first
+    # Kuaidi100 corrected the carrier (autoCheck=1): the number belongs to this carrier instead.
+    new_carrier: str = ""
+
+
+@dataclass(frozen=True)
+class Carrier:
+    code: str
+    name: str
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def validate_tracking_no(value: Any) -> str:
+    """A tracking number as carriers print it: 6-32 letters and digits, stored uppercased."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not _TRACKING_NO.match(text):
+        raise InvalidInput(
+            "The tracking number must be 6-32 letters and digits.", code="invalid_tracking_no"
+        )
+    return text.upper()
+
+
+def validate_carrier_code(value: Any) -> str:
+    """A Kuaidi100 carrier code from the list of carriers we accept (CARRIERS)."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not _CARRIER_CODE.match(text) or text not in CARRIERS:
+        raise InvalidInput(
+            "Unknown carrier; choose one from the list or leave it out to detect it.",
+            code="unknown_carrier",
+        )
+    return text
+
+
+# --- signing --------------------------------------------------------------------------------
+
+
+def md5_upper(text: str) -> str:
+    # MD5 is what the protocol mandates; the secret (key or salt) is what makes it a signature.
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest().upper()
+
+
+def query_sign(*, param: str, key: str, customer: str) -> str:
+    return md5_upper(param + key + customer)
+
+
+def push_sign(*, param: str, salt: str) -> str:
+    return md5_upper(param + salt)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- transport ------------------------------------------------------------------------------
+
+
+def credentials() -> tuple[str, str]:
+    """(customer, key) as configured; one seam, so tests can sign with a wrong key."""
+    return settings.KUAIDI100_CUSTOMER, settings.KUAIDI100_KEY
+
+
+@functools.cache
+def _session() -> requests.Session:
+    session = requests.Session()
+    if settings.SANDBOX_ENABLED:
+        from marketplace.gateways.sandbox.transport import mount
+
+        mount(session)
+    return session
+
+
+def _post(url: str, data: Mapping[str, str], what: str) -> Any:
+    """POST a form; the decoded JSON body, or a Kuaidi100Error for transport-level failures."""
+    try:
+        response = _session().post(url, data=dict(data), timeout=settings.KUAIDI100_TIMEOUT)
+    except requests.RequestException as exc:
+        logger.warning("kuaidi100 %s: network error %s", what, exc)
+        raise Kuaidi100Error(
+            f"Kuaidi100 could not be reached to {what}; try again shortly.",
+            return_code="network",
+            retryable=True,
+        ) from exc
+    if response.status_code >= 500:
+        logger.warning("kuaidi100 %s: HTTP %s", what, response.status_code)
+        raise Kuaidi100Error(
+            f"Kuaidi100 failed to {what} (HTTP {response.status_code}); try again shortly.",
+            return_code=f"http_{response.status_code}",
+            retryable=True,
+        )
+    if response.status_code != 200:
+        logger.error("kuaidi100 %s: HTTP %s", what, response.status_code)
+        raise Kuaidi100Error(
+            f"Kuaidi100 refused to {what} (HTTP {response.status_code}).",
+            return_code=f"http_{response.status_code}",
+        )
+    try:
+        return response.json()
+    except ValueError as exc:
+        # Their gateways answer HTML error pages when overloaded.
+        raise Kuaidi100Error(
+            f"Kuaidi100 answered nonsense to {what}; try again shortly.",
+            return_code="bad_response",
+            retryable=True,
+        ) from exc
+
+
+def _failure(body: Any, what: str, retryable_codes: frozenset[str]) -> Kuaidi100Error:
+    return_code = str(body.get("returnCode", "")) if isinstance(body, dict) else ""
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    retryable = return_code in retryable_codes
+    (logger.warning if retryable else logger.error)(
+        "kuaidi100 %s refused: %s %s", what, return_code, message
+    )
+    return Kuaidi100Error(
+        f"Kuaidi100 could not {what}: {message or 'unknown error'}",
+        return_code=return_code,
+        retryable=retryable,
+    )
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _parse_time(value: Any) -> datetime:
+    naive = datetime.strptime(str(value), TIME_FORMAT)
+    return naive.replace(tzinfo=CHINA_TZ).astimezone(UTC)
+
+
+def _parse_events(data: Any) -> list[TrackingEvent]:
+    """Kuaidi100's `data` array as events, newest first. Raises ValueError/TypeError/KeyError."""
+    if not isinstance(data, list):
+        raise TypeError("data is not a list")
+    events = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise TypeError("event is not an object")
+        when = _parse_time(item.get("ftime") or item["time"])
+        location = item.get("location") or item.get("areaName") or ""
+        events.append(
+            TrackingEvent(time=when, text=str(item.get("context", "")), location=str(location))
+        )
+    # Kuaidi100 sends newest first already; sorting keeps that true if one arrives out of order.
+    events.sort(key=lambda event: event.time, reverse=True)
+    return events
+
+
+def _parse_state(value: Any) -> int:
+    state = int(value)
+    if not 0 <= state <= 99:
+        raise ValueError("state out of range")
+    return state
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+
+def query(*, carrier_code: str, tracking_no: str, phone: str = "") -> TrackingResult:
+    """Real-time query (`poll/query.do`), signed with the key and customer id."""
+    param: dict[str, str] = {"com": carrier_code, "num": tracking_no}
+    if phone:
+        param["phone"] = phone
+    param["resultv2"] = "1"
+    param_text = _compact_json(param)
+    customer, key = credentials()
+    form = {
+        "customer": customer,
+        "param": param_text,
+        "sign": query_sign(param=param_text, key=key, customer=customer),
+    }
+    body = _post(QUERY_URL, form, "query the tracking")
+    if not isinstance(body, dict) or body.get("result") is False or body.get("message") != "ok":
+        raise _failure(body, "query the tracking", _QUERY_RETRYABLE)
+    try:
+        state = _parse_state(body.get("state"))
+        events = _parse_events(body.get("data", []))
+    except (ValueError, TypeError, KeyError) as exc:
+        logger.error("kuaidi100 query: malformed answer %s", exc)
+        raise Kuaidi100Error(
+            "Kuaidi100 answered a malformed tracking result.", return_code="bad_response"
+        ) from exc
+    return TrackingResult(
+        carrier=str(body.get("com") or carrier_code),
+        tracking_no=str(body.get("nu") or tracking_no),
+        state=state,
+        is_signed=str(body.get("ischeck", "0")) == "1",
+        events=events,
+    )
+
+
+def subscribe(
+    *, carrier_code: str, tracking_no: str, callback_url: str, salt: str, phone: str = ""
+) -> None:
+    """Ask Kuaidi100 to push every change of this shipment to `callback_url`, signed with `salt`.
+
+    Subscribing twice is harmless: Kuaidi100's "already subscribed" (501) counts as success.
+    """
+    parameters: dict[str, str] = {"callbackurl": callback_url, "salt": salt, "resultv2": "1"}
+    if phone:
+        parameters["phone"] = phone
+    param = {
+        "company": carrier_code,
+        "number": tracking_no,
+        "key": credentials()[1],
+        "parameters": parameters,
+    }
+    body = _post(
+        SUBSCRIBE_URL, {"schema": "json", "param": _compact_json(param)}, "subscribe the tracking"
+    )
+    return_code = str(body.get("returnCode", "")) if isinstance(body, dict) else ""
+    if return_code == SUBSCRIBE_ACCEPTED:
+        return
+    if return_code == SUBSCRIBE_DUPLICATE:
+        logger.info("kuaidi100 subscribe %s/%s: already subscribed", carrier_code, tracking_no)
+        return
+    raise _failure(body, "subscribe the tracking", _SUBSCRIBE_RETRYABLE)
+
+
+def detect_carrier(*, tracking_no: str) -> list[Carrier]:
+    """Carrier candidates for a number, most likely first (may be empty)."""
+    body = _post(
+        AUTONUMBER_URL, {"key": credentials()[1], "num": tracking_no}, "detect the carrier"
+    )
+    if not isinstance(body, list):
+        raise _failure(body, "detect the carrier", frozenset({"500", "502"}))
+    candidates = []
+    seen = set()
+    for item in body:
+        code = str(item.get("comCode", "")) if isinstance(item, dict) else ""
+        if not _CARRIER_CODE.match(code) or code in seen:
+            continue
+        seen.add(code)
+        candidates.append(
+            Carrier(code=code, name=str(item.get("name") or CARRIERS.get(code, code)))
+        )
+    return candidates
+
+
+def parse_push(*, form: Mapping[str, str], salt: str) -> Push:
+    """Verify and decode a subscription push (form fields `param` and `sign`)."""
+    param = form.get("param")
+    sign = form.get("sign")
+    if not isinstance(param, str) or not isinstance(sign, str) or not param or not salt:
+        raise PushRejected("The push lacks param or sign.")
+    expected = push_sign(param=param, salt=salt)
+    # Constant time, so the sign cannot be guessed byte by byte; Kuaidi100 may send lowercase.
+    if not hmac.compare_digest(expected.encode("ascii"), sign.strip().upper().encode("utf-8")):
+        raise PushRejected("The push signature does not match.")
+    try:
+        payload = json.loads(param)
+        if not isinstance(payload, dict):
+            raise TypeError("param is not an object")
+        status = str(payload.get("status", ""))
+        if status not in PUSH_STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        last = payload.get("lastResult") or {}
+        if not isinstance(last, dict):
+            raise TypeError("lastResult is not an object")
+        state = _parse_state(last["state"]) if last.get("state") not in (None, "") else None
+        events = _parse_events(last.get("data") or [])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise PushRejected(f"The push is malformed: {exc}") from exc
+    new_carrier = ""
+    if str(payload.get("autoCheck", "")) == "1" and payload.get("comNew"):
+        new_carrier = str(payload["comNew"])
+    return Push(
+        status=status,
+        message=str(payload.get("message", "")),
+        carrier=str(last.get("com", "")),
+        tracking_no=str(last.get("nu", "")),
+        state=state,
+        is_signed=str(last.get("ischeck", "0")) == "1",
+        events=events,
+        new_carrier=new_carrier,
+    )
