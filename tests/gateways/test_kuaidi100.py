@@ -6,7 +6,10 @@ endpoints plus a small callback that records the pushes the sandbox delivers in-
 """
 
 import hashlib
+import http.server
 import json
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
@@ -514,3 +517,72 @@ def test_push_ack_is_what_kuaidi100_expects():
         "returnCode": "200",
         "message": "成功",
     }
+
+
+# --- the real HTTP transport ------------------------------------------------------------------
+
+
+class _PushReceiver(http.server.BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).bodies.append(self.rfile.read(length))
+        reply = json.dumps(kuaidi100.PUSH_ACK).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def push_server():
+    _PushReceiver.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PushReceiver)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_pushes_go_over_real_http_when_so_configured(settings, anon, push_server):
+    settings.SANDBOX_CALLBACK_TRANSPORT = "http"
+    kuaidi100.subscribe(
+        carrier_code="zhongtong",
+        tracking_no="75312345678916",
+        callback_url=f"{push_server}/notify?order=7",
+        salt=SALT,
+    )
+
+    body = advance(anon, "75312345678916").json()
+
+    assert body["pushed_to"][0]["acknowledged"] is True
+    assert len(_PushReceiver.bodies) == 1
+    form = {k: v[-1] for k, v in parse_qs(_PushReceiver.bodies[0].decode("utf-8")).items()}
+    assert kuaidi100.parse_push(form=form, salt=SALT).state == kuaidi100.STATE_PICKED_UP
+
+
+def test_an_unreachable_callback_is_an_unacknowledged_attempt(settings, anon):
+    settings.SANDBOX_CALLBACK_TRANSPORT = "http"
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kuaidi100.subscribe(
+        carrier_code="zhongtong",
+        tracking_no="75312345678917",
+        callback_url=f"http://127.0.0.1:{port}/notify",
+        salt=SALT,
+    )
+
+    delivery = advance(anon, "75312345678917").json()["pushed_to"][0]
+
+    assert delivery["acknowledged"] is False and delivery["last_status"] == 0
+    assert SandboxTrackingPush.objects.get().next_attempt_at is not None
