@@ -199,6 +199,27 @@ if SANDBOX_ENABLED:
     WECHAT_SECRET = WECHAT_SECRET or "sandbox-secret"  # noqa: S105
 WECHAT_HTTP_TIMEOUT = env_int("WECHAT_HTTP_TIMEOUT", 5)
 
+# WeChat Pay API v3 in public-key mode (docs/sandbox.md). Keys are PEM text or a path to a PEM
+# file. In the sandbox these are ignored: the keys are generated once and kept in the database
+# (sandbox.SandboxKeys) so the server and the worker share them.
+WECHATPAY_MCHID = os.environ.get("WECHATPAY_MCHID", "")
+WECHATPAY_PRIVATE_KEY = os.environ.get("WECHATPAY_PRIVATE_KEY", "")
+WECHATPAY_CERT_SERIAL_NO = os.environ.get("WECHATPAY_CERT_SERIAL_NO", "")
+WECHATPAY_APIV3_KEY = os.environ.get("WECHATPAY_APIV3_KEY", "")
+WECHATPAY_PUBLIC_KEY = os.environ.get("WECHATPAY_PUBLIC_KEY", "")
+WECHATPAY_PUBLIC_KEY_ID = os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "")
+WECHATPAY_TIMEOUT = env_int("WECHATPAY_TIMEOUT", 10)
+WECHATPAY_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/notify"
+WECHATPAY_REFUND_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/refund-notify"
+if SANDBOX_ENABLED:
+    WECHATPAY_MCHID = WECHATPAY_MCHID or "1900000109"
+# WeChat's notification retry schedule is multiplied by this in the sandbox (1.0 = real pace).
+SANDBOX_NOTIFY_SCHEDULE_SCALE = float(os.environ.get("SANDBOX_NOTIFY_SCHEDULE_SCALE", "0.01"))
+# Seconds a sandbox refund stays PROCESSING before it settles and notifies.
+SANDBOX_REFUND_SETTLE_SECONDS = float(os.environ.get("SANDBOX_REFUND_SETTLE_SECONDS", "2"))
+# How the sandbox reaches notify URLs: "http" (a real POST) or "django" (in-process test client).
+SANDBOX_CALLBACK_TRANSPORT = os.environ.get("SANDBOX_CALLBACK_TRANSPORT", "http")
+
 # Kuaidi100 (tracking query, subscription push, carrier detection): the company id ("customer")
 # and the authorisation key from the Kuaidi100 console. The sandbox checks signs against these.
 KUAIDI100_CUSTOMER = os.environ.get("KUAIDI100_CUSTOMER", "")

@@ -12,6 +12,8 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tasks run in the calling thread at enqueue time; deadlines are driven by the tests.
 HUEY = {**HUEY, "immediate": True}
+# Sandbox notifications reach the notify URLs in-process (no server runs during tests).
+SANDBOX_CALLBACK_TRANSPORT = "django"
 MEDIA_ROOT = VAR_DIR / "test-media"
 if REDIS_URL:
     # Keep test keys away from a developer's running server.

@@ -9,4 +9,4 @@ class SandboxConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the handler modules registers their routes with the transport.
-        from marketplace.gateways.sandbox import kuaidi100, wechat  # noqa: F401
+        from marketplace.gateways.sandbox import kuaidi100, wechat, wechatpay  # noqa: F401

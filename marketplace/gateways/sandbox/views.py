@@ -1,6 +1,7 @@
 """The user's side of the partner services, for clients that cannot tap a phone:
 `/sandbox/wechat/login-code` stands in for wx.login, `/sandbox/wechat/phone-code` for the
-phone-number button, `/sandbox/wechat/subscribe-grant` for the subscribe-message prompt."""
+phone-number button, `/sandbox/wechat/subscribe-grant` for the subscribe-message prompt,
+`/sandbox/wechat/pay` for the user confirming a WeChat Pay payment."""
 
 import json
 import re
@@ -9,12 +10,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from marketplace.gateways.sandbox import wechat
+from marketplace.gateways.sandbox import wechat, wechatpay
 from marketplace.gateways.sandbox.models import SandboxCode, SandboxSubscribeGrant
 from project.middleware import error_response
 
 _OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _PHONE = re.compile(r"^1\d{10}$")
+_PREPAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _json_body(request: HttpRequest) -> dict | None:
@@ -104,3 +106,33 @@ def kuaidi100_advance(request: HttpRequest) -> JsonResponse:
     except DomainError as exc:
         return error_response(exc.status, exc.code, exc.message)
     return JsonResponse(result.as_dict())
+
+
+@csrf_exempt
+@require_POST
+def wechat_pay(request: HttpRequest) -> JsonResponse:
+    """The user confirms payment in WeChat: the transaction succeeds and WeChat Pay's signed,
+    encrypted notification goes to the notify URL given at prepay (retried until acknowledged).
+    """
+    body = _json_body(request)
+    if body is None:
+        return error_response(400, "malformed_json", "The body is not a JSON object.")
+    prepay_id = body.get("prepay_id")
+    if not isinstance(prepay_id, str) or not _PREPAY_ID.match(prepay_id):
+        return error_response(422, "validation_error", "prepay_id: the id from the pay call.")
+    try:
+        notification = wechatpay.pay_transaction(prepay_id=prepay_id)
+    except wechatpay.PayRefused as exc:
+        return error_response(404 if exc.code == "not_found" else 409, exc.code, exc.message)
+    return JsonResponse(
+        {
+            "out_trade_no": notification.out_trade_no,
+            "trade_state": "SUCCESS",
+            "notification": {
+                "id": notification.notification_id,
+                "target_url": notification.target_url,
+                "attempts": notification.attempts,
+                "acknowledged": notification.acknowledged_at is not None,
+            },
+        }
+    )
