@@ -586,3 +586,34 @@ def test_an_unreachable_callback_is_an_unacknowledged_attempt(settings, anon):
 
     assert delivery["acknowledged"] is False and delivery["last_status"] == 0
     assert SandboxTrackingPush.objects.get().next_attempt_at is not None
+
+
+# --- races ------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identical_subscriptions_make_one(settings):
+    from django.db import connection
+
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=10)
+            subscribe("75312345678918")
+        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert SandboxShipment.objects.count() == 1
+    assert SandboxTrackingSubscription.objects.filter(is_active=True).count() == 1
