@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
@@ -589,3 +590,68 @@ def test_concurrent_refunds_never_exceed_the_total(anon):
     )
     assert len(set(same)) == 1 and all(isinstance(r, str) for r in same), same
     assert SandboxRefund.objects.filter(out_refund_no="R15-same").count() == 1
+
+
+# --- real HTTP delivery and production configuration --------------------------------------------
+
+
+def test_http_transport_delivers_to_a_real_socket(settings, anon):
+    """`make run` delivers over HTTP: a local server receives, verifies and acknowledges."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[tuple[dict, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            # Verified in the test's thread: this one has no access to the test's database.
+            got.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings.SANDBOX_CALLBACK_TRANSPORT = "http"
+        settings.WECHATPAY_NOTIFY_URL = f"http://127.0.0.1:{server.server_port}/notify"
+        prepay_id = _prepay(out_trade_no="T20250101000016")
+        assert _pay(anon, prepay_id).json()["notification"]["acknowledged"] is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(headers, body)] = got
+    parsed = wechatpay.parse_notification(headers=headers, body=body)
+    assert parsed.resource["out_trade_no"] == "T20250101000016"
+    assert SandboxNotification.objects.get().last_status == 204
+
+
+def test_unreachable_notify_url_counts_as_a_failed_attempt(settings):
+    settings.SANDBOX_CALLBACK_TRANSPORT = "http"
+    settings.WECHATPAY_NOTIFY_URL = "http://127.0.0.1:9/notify"  # discard port: refused
+    sandbox.pay_transaction(prepay_id=_prepay(out_trade_no="T20250101000017"))
+    row = SandboxNotification.objects.get()
+    assert (row.attempts, row.last_status, row.acknowledged_at) == (1, None, None)
+    assert row.last_error and row.next_attempt_at is not None
+
+
+def test_production_credentials_come_from_settings(settings, tmp_path):
+    settings.SANDBOX_ENABLED = False
+    settings.WECHATPAY_PRIVATE_KEY = ""
+    with pytest.raises(ImproperlyConfigured):
+        wechatpay.client()
+
+    keys = sandbox.current_keys()
+    key_file = tmp_path / "apiclient_key.pem"
+    key_file.write_text(keys.merchant_private_key)
+    settings.WECHATPAY_MCHID = "1900000109"
+    settings.WECHATPAY_PRIVATE_KEY = str(key_file)  # a path is read
+    settings.WECHATPAY_CERT_SERIAL_NO = keys.merchant_serial_no
+    settings.WECHATPAY_APIV3_KEY = keys.apiv3_key
+    settings.WECHATPAY_PUBLIC_KEY = keys.platform_public_key  # PEM text is used as is
+    settings.WECHATPAY_PUBLIC_KEY_ID = keys.platform_public_key_id
+    params = wechatpay.pay_params(prepay_id="wx123")
+    message = "\n".join([params[k] for k in ("appId", "timeStamp", "nonceStr", "package")])
+    _verify(keys.merchant_public_key, message + "\n", params["paySign"])

@@ -16,6 +16,7 @@ SYSTEM_ERROR. Fault injection (`inject_fault`) is described in docs/sandbox.md.
 """
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -124,10 +125,13 @@ _KEY_FIELDS = (
 )
 
 
+# Parsing (and validating) an RSA private key costs milliseconds; the sandbox signs every answer.
+@functools.lru_cache(maxsize=8)
 def _load_private(pem: str) -> rsa.RSAPrivateKey:
     return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
+@functools.lru_cache(maxsize=8)
 def _load_public(pem: str) -> rsa.RSAPublicKey:
     return serialization.load_pem_public_key(pem.encode())
 
