@@ -1,7 +1,7 @@
 """Huey tasks of the marketplace app: thin, idempotent, each calls one action."""
 
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task
+from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.actions import catalog as catalog_actions
 
@@ -19,3 +19,37 @@ def flush_listing_views() -> int:
         if folded < catalog_actions.FLUSH_BATCH:
             break
     return total
+
+
+# --- Orders, payments and refunds: deadlines fire by task, the sweepers are the backstop ------
+
+
+@db_task(retries=3, retry_delay=30)
+def order_deadline_task(order_id: int) -> str:
+    from marketplace.actions.orders import handle_order_deadline
+
+    return handle_order_deadline(order_id=order_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def sweep_overdue_orders() -> dict:
+    """Handles every overdue order, so a deadline fires even if its task was lost or the worker
+    was down when it fell due (Huey has no acknowledgements)."""
+    from marketplace.actions.orders import sweep_overdue_orders as sweep
+
+    return sweep()
+
+
+@db_task()
+def submit_refund_task(refund_id: int) -> str:
+    from marketplace.actions.refunds import submit_refund
+
+    return submit_refund(refund_id=refund_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def sweep_refunds() -> dict:
+    """Resubmits refunds whose task was lost or failed, and settles stalled ones by query."""
+    from marketplace.actions.refunds import sweep_refunds as sweep
+
+    return sweep()

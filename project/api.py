@@ -102,10 +102,12 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 def _register_routers() -> None:
-    from marketplace.api import accounts, catalog
+    from marketplace.api import accounts, catalog, orders
 
     api.add_router("", accounts.router)
     api.add_router("", catalog.router)
+    api.add_router("", orders.router)
+    api.add_router("", orders.notify_router)
     try:
         from realtime.api import router as events_router
     except ImportError:  # pragma: no cover - realtime arrives with its own issue

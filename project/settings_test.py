@@ -6,7 +6,15 @@ import os
 os.environ.setdefault("SANDBOX_ENABLED", "1")
 
 from project.settings import *  # noqa: E402,F403
-from project.settings import HUEY, REDIS_URL, VAR_DIR  # noqa: E402
+from project.settings import DATABASES, HUEY, REDIS_URL, VAR_DIR  # noqa: E402
+
+# One test database per test run, so two runs on one machine (a developer's and CI's, or
+# several engineers') never drop each other's database.
+_run = os.environ.get("TEST_RUN_ID", str(os.getpid()))
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_run}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_run}"}
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

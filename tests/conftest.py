@@ -58,6 +58,8 @@ class ApiClient:
         call = getattr(self.client, method.lower())
         if body is not None and not isinstance(body, (str, bytes)):
             body = json.dumps(body)
+        if body is None and method.upper() in {"POST", "PUT", "PATCH"}:
+            body = ""  # what wx.request sends without data: no body, JSON content type
         if body is not None:
             kw.setdefault("content_type", "application/json")
             return call(path, body, headers=self._headers(headers), **kw)

@@ -3,8 +3,8 @@
 from typing import Annotated
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from ninja import Router, Schema
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
 from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 from pydantic import ConfigDict, StringConstraints
 
@@ -131,11 +131,14 @@ def wechat_login(request: HttpRequest, payload: LoginIn):
 def logout(request: HttpRequest):
     raw = request.headers.get("Authorization", "").partition(" ")[2]
     account_actions.revoke_token(raw=raw)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(
-    "/auth/phone", response=PhoneOut, throttle=[PhoneThrottle(settings.RATE_LIMITS["phone"])], summary="Bind the phone number"
+    "/auth/phone",
+    response=PhoneOut,
+    throttle=[PhoneThrottle(settings.RATE_LIMITS["phone"])],
+    summary="Bind the phone number",
 )
 def bind_phone(request: HttpRequest, payload: PhoneIn):
     return {"phone": account_actions.bind_phone(user=request.auth, code=payload.code)}
@@ -168,7 +171,7 @@ def list_addresses(request: HttpRequest):
 
 @router.post("/addresses", response={201: AddressOut})
 def create_address(request: HttpRequest, payload: AddressIn):
-    return 201, account_actions.create_address(user=request.auth, data=payload.dict())
+    return Status(201, account_actions.create_address(user=request.auth, data=payload.dict()))
 
 
 @router.patch("/addresses/{address_id}", response=AddressOut)
@@ -179,6 +182,6 @@ def update_address(request: HttpRequest, address_id: int, payload: AddressPatch)
 
 
 @router.delete("/addresses/{address_id}", response={204: None})
-def delete_address(request: HttpRequest, address_id: int) -> tuple[int, None] | HttpResponse:
+def delete_address(request: HttpRequest, address_id: int):
     account_actions.delete_address(user=request.auth, address_id=address_id)
-    return 204, None
+    return Status(204, None)

@@ -10,8 +10,24 @@ from marketplace.models.catalog import (
     ListingStatus,
     ListingView,
 )
+from marketplace.models.orders import (
+    IdempotencyRecord,
+    Order,
+    OrderHistory,
+    PaymentNotification,
+    PlatformSettings,
+    PlatformSettingsChange,
+    Refund,
+)
 
 __all__ = [
+    "IdempotencyRecord",
+    "Order",
+    "OrderHistory",
+    "PaymentNotification",
+    "PlatformSettings",
+    "PlatformSettingsChange",
+    "Refund",
     "Address",
     "ApiToken",
     "Banner",

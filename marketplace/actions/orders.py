@@ -1,0 +1,325 @@
+"""Orders: creation with the listing reserved, the one transition function, cancellation and
+deadlines. Payments and refunds live in their own modules and call `set_status`."""
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketplace.actions.accounts import check_not_banned
+from marketplace.errors import Conflict, NotFound
+from marketplace.models import Address, Listing, ListingStatus, User
+from marketplace.models.orders import Order, OrderHistory, PlatformSettings
+from marketplace.representations import order_data
+from marketplace.states import PAID_BEFORE_SHIPMENT, WITH_DEADLINE, OrderStatus, can_transition
+from realtime.push import emit
+
+logger = logging.getLogger("marketplace.orders")
+Actor = OrderHistory.Actor
+
+ADDRESS_SNAPSHOT_FIELDS = ("name", "phone", "province", "city", "district", "detail")
+
+
+def platform_settings() -> PlatformSettings:
+    current = PlatformSettings.objects.filter(pk=1).first()
+    if current is None:
+        try:
+            with transaction.atomic():
+                current = PlatformSettings.objects.create(pk=1)
+        except IntegrityError:  # created concurrently
+            current = PlatformSettings.objects.get(pk=1)
+    return current
+
+
+def new_order_no(now: datetime | None = None) -> str:
+    """22 characters of [0-9A-Z]: valid as WeChat Pay's out_trade_no, and sortable by time."""
+    moment = (now or timezone.now()).astimezone(timezone.get_default_timezone())
+    return f"M{moment:%y%m%d%H%M%S}{secrets.randbelow(10**9):09d}"
+
+
+def deadline_after(status: str, *, now: datetime, settings: PlatformSettings) -> datetime | None:
+    if status == OrderStatus.PENDING_PAYMENT:
+        return now + timedelta(minutes=settings.payment_minutes)
+    if status == OrderStatus.AWAITING_VIDEO:
+        return now + timedelta(hours=settings.video_upload_hours)
+    if status == OrderStatus.AWAITING_CONFIRMATION:
+        return now + timedelta(hours=settings.video_confirm_hours)
+    if status == OrderStatus.SHIPPED:
+        return now + timedelta(days=settings.complete_after_shipped_days)
+    return None
+
+
+def notify_order_status_changed(order: Order) -> None:
+    emit(
+        user_ids=[order.buyer_id, order.seller_id],
+        type="order.status_changed",
+        data=order_data(order),
+    )
+
+
+def schedule_deadline(order: Order) -> None:
+    """The task fires at the deadline; the sweeper catches it if the task is lost."""
+    if order.deadline_at is None:
+        return
+    from marketplace.tasks import order_deadline_task
+
+    order_id, eta = order.pk, order.deadline_at
+    transaction.on_commit(lambda: order_deadline_task.schedule(args=(order_id,), eta=eta))
+
+
+def set_status(
+    order: Order,
+    to: str,
+    *,
+    actor: str,
+    actor_user: User | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Order:
+    """The only code that changes an order's status. The caller holds the order's row lock
+    inside a transaction; the change, its history row and its event commit together."""
+    if not can_transition(order.status, to):
+        raise Conflict(
+            f"An order that is {order.status} cannot become {to}.", code="invalid_order_status"
+        )
+    now = now or timezone.now()
+    from_status = order.status
+    order.status = to
+    order.deadline_at = deadline_after(to, now=now, settings=platform_settings())
+    order.save()
+    OrderHistory.objects.create(
+        order=order,
+        from_status=from_status,
+        to_status=to,
+        actor=actor,
+        actor_user=actor_user,
+        reason=reason[:500],
+    )
+    notify_order_status_changed(order)
+    schedule_deadline(order)
+    logger.info("order %s: %s -> %s by %s", order.order_no, from_status, to, actor)
+    return order
+
+
+def record_creation(order: Order, *, actor_user: User) -> None:
+    OrderHistory.objects.create(
+        order=order,
+        from_status="",
+        to_status=order.status,
+        actor=Actor.BUYER,
+        actor_user=actor_user,
+    )
+    notify_order_status_changed(order)
+    schedule_deadline(order)
+
+
+def access_order(
+    *, user: User, order_no: str, role: str | None = None, lock: bool = False
+) -> Order:
+    """The order if `user` is its buyer or seller (or the given role); 404 otherwise."""
+    queryset = Order.objects.filter(order_no=order_no)
+    if role == "buyer":
+        queryset = queryset.filter(buyer=user)
+    elif role == "seller":
+        queryset = queryset.filter(seller=user)
+    else:
+        queryset = queryset.filter(buyer=user) | queryset.filter(seller=user)
+    if lock:
+        queryset = queryset.select_for_update()
+    order = queryset.first()
+    if order is None:
+        raise NotFound("No such order.", code="order_not_found")
+    return order
+
+
+def lock_listing(listing_id: int) -> Listing:
+    listing = Listing.objects.select_for_update().filter(pk=listing_id).first()
+    if listing is None:
+        raise NotFound("No such listing.", code="listing_not_found")
+    return listing
+
+
+def check_can_buy(*, buyer: User, listing: Listing) -> None:
+    if listing.seller_id == buyer.pk:
+        raise Conflict("You cannot buy your own listing.", code="own_listing")
+    if listing.status != ListingStatus.ON_SALE or listing.seller.is_banned:
+        raise Conflict("This listing is not on sale.", code="listing_not_on_sale")
+
+
+def address_snapshot(*, buyer: User, address_id: int) -> dict:
+    address = Address.objects.filter(user=buyer, pk=address_id).first()
+    if address is None:
+        raise NotFound("No such address.", code="address_not_found")
+    return {name: getattr(address, name) for name in ADDRESS_SNAPSHOT_FIELDS}
+
+
+def reserve_listing_for(*, buyer: User, listing: Listing, price_fen: int, address: dict) -> Order:
+    """Creates the pending order and reserves the listing. The caller has locked the listing
+    and checked it may be bought; used by direct purchase and by bargain acceptance."""
+    listing.status = ListingStatus.RESERVED
+    listing.save(update_fields=["status", "updated_at"])
+    now = timezone.now()
+    order = Order.objects.create(
+        order_no=new_order_no(now),
+        buyer=buyer,
+        seller_id=listing.seller_id,
+        listing=listing,
+        title=listing.title,
+        price_fen=price_fen,
+        address=address,
+        status=OrderStatus.PENDING_PAYMENT,
+        deadline_at=deadline_after(
+            OrderStatus.PENDING_PAYMENT, now=now, settings=platform_settings()
+        ),
+    )
+    record_creation(order, actor_user=buyer)
+    return order
+
+
+def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
+    """Direct purchase at the listing price. The listing row lock makes racing buyers queue:
+    the first reserves it, the rest find it reserved (409)."""
+    check_not_banned(buyer)
+    with transaction.atomic(durable=True):
+        address = address_snapshot(buyer=buyer, address_id=address_id)
+        listing = lock_listing(listing_id)
+        check_can_buy(buyer=buyer, listing=listing)
+        order = reserve_listing_for(
+            buyer=buyer, listing=listing, price_fen=listing.price_fen, address=address
+        )
+        decline_offers_for_purchase(listing=listing, order=order)
+    return order
+
+
+def decline_offers_for_purchase(*, listing: Listing, order: Order) -> None:
+    """A direct purchase declines every open offer on the listing (SPEC §4)."""
+    try:
+        from negotiation.actions import decline_open_offers
+    except ImportError:  # bargaining not installed
+        return
+    decline_open_offers(listing=listing, reason="listing_sold", except_offer_id=None)
+
+
+def release_listing(order: Order, *, to: str) -> None:
+    """Puts the order's listing back on sale (or off the shelf) if this order holds it."""
+    Listing.objects.filter(
+        pk=order.listing_id, status__in=[ListingStatus.RESERVED, ListingStatus.SOLD]
+    ).update(status=to, updated_at=timezone.now())
+
+
+def cancel_paid_order(
+    order: Order, *, actor: str, actor_user: User | None, reason: str, listing_to: str
+) -> Order:
+    """Paid, not shipped → cancelled with a full refund, in the caller's transaction."""
+    from marketplace.actions.refunds import request_refund
+
+    set_status(order, OrderStatus.CANCELLED, actor=actor, actor_user=actor_user, reason=reason)
+    release_listing(order, to=listing_to)
+    request_refund(order=order, amount_fen=order.price_fen, reason=reason or "order cancelled")
+    return order
+
+
+def cancel_order(*, user: User, order_no: str, reason: str = "") -> Order:
+    """SPEC §3: the buyer may cancel before paying or while awaiting the video; the seller may
+    cancel any paid order before shipping. Paid cancellations refund in full."""
+    order = access_order(user=user, order_no=order_no)
+    is_buyer = order.buyer_id == user.pk
+    if order.status == OrderStatus.PENDING_PAYMENT and is_buyer:
+        from marketplace.actions.payments import close_unpaid_order
+
+        return close_unpaid_order(
+            order_id=order.pk,
+            actor=Actor.BUYER,
+            actor_user=user,
+            reason=reason or "buyer cancelled",
+        )
+    with transaction.atomic(durable=True):
+        order = access_order(user=user, order_no=order_no, lock=True)
+        if is_buyer and order.status == OrderStatus.AWAITING_VIDEO:
+            return cancel_paid_order(
+                order,
+                actor=Actor.BUYER,
+                actor_user=user,
+                reason=reason or "buyer cancelled",
+                listing_to=ListingStatus.ON_SALE,
+            )
+        if not is_buyer and order.status in PAID_BEFORE_SHIPMENT:
+            return cancel_paid_order(
+                order,
+                actor=Actor.SELLER,
+                actor_user=user,
+                reason=reason or "seller cancelled",
+                listing_to=ListingStatus.OFF_SHELF,
+            )
+    raise Conflict("This order can no longer be cancelled by you.", code="cannot_cancel")
+
+
+def handle_order_deadline(*, order_id: int, now: datetime | None = None) -> str:
+    """Moves an overdue order on; does nothing when it is not due (any more). Idempotent."""
+    now = now or timezone.now()
+    order = Order.objects.filter(pk=order_id).only("status", "deadline_at").first()
+    if order is None or order.deadline_at is None or order.deadline_at > now:
+        return "not_due"
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        from marketplace.actions.payments import close_unpaid_order
+
+        close_unpaid_order(
+            order_id=order_id, actor=Actor.SYSTEM, reason="payment deadline passed", now=now
+        )
+        return "closed"
+    with transaction.atomic(durable=True):
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.deadline_at is None or order.deadline_at > now:
+            return "not_due"
+        if order.status == OrderStatus.AWAITING_VIDEO:
+            cancel_paid_order(
+                order,
+                actor=Actor.SYSTEM,
+                actor_user=None,
+                reason="seller did not upload the video in time",
+                listing_to=ListingStatus.OFF_SHELF,
+            )
+            return "cancelled"
+        if order.status == OrderStatus.AWAITING_CONFIRMATION:
+            cancel_paid_order(
+                order,
+                actor=Actor.SYSTEM,
+                actor_user=None,
+                reason="buyer did not confirm the video in time",
+                listing_to=ListingStatus.ON_SALE,
+            )
+            return "cancelled"
+        if order.status == OrderStatus.SHIPPED:
+            from marketplace.actions.fulfilment import complete_order
+
+            complete_order(order, actor=Actor.SYSTEM, actor_user=None, reason="auto-completed")
+            return "completed"
+    return "not_due"
+
+
+def overdue_order_ids(*, now: datetime, after_id: int = 0, limit: int = 1000) -> list[int]:
+    return list(
+        Order.objects.filter(status__in=WITH_DEADLINE, deadline_at__lte=now, pk__gt=after_id)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def sweep_overdue_orders(*, now: datetime | None = None, batch: int = 1000) -> dict[str, int]:
+    """The backstop for lost deadline tasks: handles every overdue order once per sweep
+    (walking ids upwards, so an order that stays overdue after a failure cannot stall it)."""
+    now = now or timezone.now()
+    outcomes: dict[str, int] = {}
+    last_id = 0
+    while ids := overdue_order_ids(now=now, after_id=last_id, limit=batch):
+        last_id = ids[-1]
+        for order_id in ids:
+            try:
+                outcome = handle_order_deadline(order_id=order_id, now=now)
+            except Exception:  # one bad order must not stop the sweep
+                logger.exception("deadline of order %s failed; the next sweep retries", order_id)
+                outcome = "failed"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

@@ -1,0 +1,227 @@
+"""WeChat Pay: prepay, payment notifications, and closing unpaid orders.
+
+The money rule: lock the order, look at its state, act once. A payment that lands on an order
+already closed for non-payment is refunded in full, whichever of the two got there first.
+"""
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.actions.orders import Actor, release_listing, set_status
+from marketplace.errors import Conflict, UpstreamUnavailable
+from marketplace.gateways import wechatpay
+from marketplace.models import ListingStatus, User
+from marketplace.models.orders import Order, PaymentNotification
+from marketplace.money import split_commission
+from marketplace.states import OrderStatus
+
+logger = logging.getLogger("marketplace.payments")
+
+# A prepay_id lives two hours; renew it a little early so the client never gets a dead one.
+PREPAY_LIFETIME = timedelta(hours=2)
+PREPAY_RENEW_MARGIN = timedelta(minutes=5)
+LATE_PAYMENT_REASON = "paid after the order was closed"
+
+
+def _payment_description(order: Order) -> str:
+    return f"闲置-{order.title}"[:127]
+
+
+def start_payment(*, buyer: User, order_no: str, now: datetime | None = None) -> dict:
+    """Returns wx.requestPayment parameters. A repeated call while the prepay is valid reuses
+    it; WeChat answers the same prepay_id for the same out_trade_no and parameters anyway."""
+    from marketplace.actions.orders import access_order
+
+    now = now or timezone.now()
+    order = access_order(user=buyer, order_no=order_no, role="buyer")
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        raise Conflict("This order is not awaiting payment.", code="order_not_payable")
+    if order.deadline_at is None or order.deadline_at <= now:
+        raise Conflict("The payment window has closed.", code="payment_deadline_passed")
+    if (
+        order.prepay_id
+        and order.prepay_expires_at
+        and order.prepay_expires_at > now + PREPAY_RENEW_MARGIN
+    ):
+        prepay_id = order.prepay_id
+    else:
+        # Called without any lock held: the remote call may take seconds.
+        try:
+            prepay_id = wechatpay.prepay_jsapi(
+                out_trade_no=order.order_no,
+                description=_payment_description(order),
+                total_fen=order.price_fen,
+                openid=buyer.openid or "",
+                time_expire=order.deadline_at,
+            )
+        except wechatpay.PaymentGatewayError as exc:
+            logger.warning("prepay for %s failed: %s", order.order_no, exc)
+            if isinstance(exc, wechatpay.OrderAlreadyPaid):
+                raise Conflict("This order is already paid.", code="order_already_paid") from exc
+            if exc.code == "ORDER_CLOSED":
+                raise Conflict(
+                    "The payment window has closed.", code="payment_deadline_passed"
+                ) from exc
+            raise UpstreamUnavailable("WeChat Pay is unavailable; try again.") from exc
+        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_PAYMENT).update(
+            prepay_id=prepay_id, prepay_expires_at=now + PREPAY_LIFETIME
+        )
+    return {"order_no": order.order_no, "pay_params": wechatpay.pay_params(prepay_id=prepay_id)}
+
+
+def _record_notification(kind: str, headers: Mapping[str, str], body: bytes) -> PaymentNotification:
+    wanted = {
+        k: v
+        for k, v in headers.items()
+        if str(k)
+        .upper()
+        .replace("-", "_")
+        .endswith(
+            (
+                "WECHATPAY_SIGNATURE",
+                "WECHATPAY_TIMESTAMP",
+                "WECHATPAY_NONCE",
+                "WECHATPAY_SERIAL",
+                "WECHATPAY_SIGNATURE_TYPE",
+                "CONTENT_TYPE",
+            )
+        )
+    }
+    return PaymentNotification.objects.create(
+        kind=kind,
+        headers={str(k): str(v) for k, v in wanted.items()},
+        body=body.decode("utf-8", "replace"),
+    )
+
+
+def _finish_record(record: PaymentNotification, **fields) -> None:
+    PaymentNotification.objects.filter(pk=record.pk).update(**fields)
+
+
+def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
+    """Applies a SUCCESS transaction (from a notification or a query) exactly once."""
+    with transaction.atomic(durable=True):
+        order = (
+            Order.objects.select_for_update()
+            .select_related("buyer")
+            .filter(order_no=out_trade_no)
+            .first()
+        )
+        if order is None:
+            return "unknown_order"
+        amount = (transaction_data.get("amount") or {}).get("total")
+        payer = (transaction_data.get("payer") or {}).get("openid")
+        if amount != order.price_fen:
+            logger.error(
+                "order %s: paid %s fen, expected %s", order.order_no, amount, order.price_fen
+            )
+            return "amount_mismatch"
+        if payer != order.buyer.openid:
+            logger.error("order %s: paid by another openid", order.order_no)
+            return "payer_mismatch"
+        if order.transaction_id:
+            return "duplicate"
+        order.transaction_id = str(transaction_data.get("transaction_id", ""))[:64]
+        order.paid_at = timezone.now()
+        if order.status == OrderStatus.PENDING_PAYMENT:
+            from marketplace.actions.orders import platform_settings
+
+            rate = platform_settings().commission_rate_bp
+            order.commission_rate_bp = rate
+            order.commission_fen, _ = split_commission(price_fen=order.price_fen, rate_bp=rate)
+            set_status(order, OrderStatus.AWAITING_VIDEO, actor=Actor.WECHAT, reason="paid")
+            release_listing_as_sold(order)
+            return "paid"
+        # Closed for non-payment before the money arrived: the buyer gets it all back.
+        from marketplace.actions.refunds import request_refund
+
+        order.save(update_fields=["transaction_id", "paid_at", "updated_at"])
+        request_refund(order=order, amount_fen=order.price_fen, reason=LATE_PAYMENT_REASON)
+        logger.warning("order %s was paid while %s: refunding", order.order_no, order.status)
+        return "refunding_late_payment"
+
+
+def release_listing_as_sold(order: Order) -> None:
+    from marketplace.models import Listing
+
+    Listing.objects.filter(pk=order.listing_id, status=ListingStatus.RESERVED).update(
+        status=ListingStatus.SOLD, updated_at=timezone.now()
+    )
+
+
+def handle_payment_notification(*, headers: Mapping[str, str], body: bytes) -> str:
+    """Verifies, records and applies a payment notification. Raises NotificationRejected for a
+    forged or stale one (the caller answers non-2xx and nothing changes)."""
+    record = _record_notification(PaymentNotification.Kind.PAYMENT, headers, body)
+    try:
+        notification = wechatpay.parse_notification(headers=headers, body=body)
+    except wechatpay.NotificationRejected as exc:
+        _finish_record(record, outcome=f"rejected: {exc}"[:200])
+        raise
+    resource = notification.resource
+    out_trade_no = str(resource.get("out_trade_no", ""))[:32]
+    _finish_record(
+        record,
+        is_verified=True,
+        notification_id=notification.id[:64],
+        event_type=notification.event_type[:40],
+        out_trade_no=out_trade_no,
+    )
+    if notification.event_type != "TRANSACTION.SUCCESS" or resource.get("trade_state") != "SUCCESS":
+        _finish_record(record, outcome="ignored: not a successful payment")
+        return "ignored"
+    outcome = apply_payment(out_trade_no=out_trade_no, transaction_data=resource)
+    _finish_record(record, outcome=outcome)
+    return outcome
+
+
+def close_unpaid_order(
+    *,
+    order_id: int,
+    actor: str,
+    reason: str,
+    actor_user: User | None = None,
+    now: datetime | None = None,
+) -> Order:
+    """Closes an unpaid order (deadline or buyer). WeChat is asked first: a late notification
+    may be on its way, in which case the payment is applied instead. Then WeChat's order is
+    closed so it cannot be paid any more, and only then ours."""
+    order = Order.objects.get(pk=order_id)
+    try:
+        remote = wechatpay.query_order(out_trade_no=order.order_no)
+        if remote and remote.get("trade_state") == "SUCCESS":
+            apply_payment(out_trade_no=order.order_no, transaction_data=remote)
+            return Order.objects.get(pk=order_id)
+        if remote is not None:
+            wechatpay.close_order(out_trade_no=order.order_no)
+    except wechatpay.OrderAlreadyPaid:
+        remote = wechatpay.query_order(out_trade_no=order.order_no) or {}
+        apply_payment(out_trade_no=order.order_no, transaction_data=remote)
+        return Order.objects.get(pk=order_id)
+    except wechatpay.PaymentGatewayError as exc:
+        # Leave it pending: the sweeper tries again next minute.
+        logger.warning("could not close %s with WeChat Pay yet: %s", order.order_no, exc)
+        raise UpstreamUnavailable("WeChat Pay is unavailable; try again.") from exc
+    with transaction.atomic(durable=True):
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status != OrderStatus.PENDING_PAYMENT:
+            return order
+        set_status(
+            order, OrderStatus.CLOSED, actor=actor, actor_user=actor_user, reason=reason, now=now
+        )
+        release_listing(order, to=ListingStatus.ON_SALE)
+        reopen_bargaining(order)
+    return order
+
+
+def reopen_bargaining(order: Order) -> None:
+    """An agreed price that went unpaid frees the listing for new offers (SPEC §4)."""
+    try:
+        from negotiation.actions import on_order_closed
+    except ImportError:
+        return
+    on_order_closed(order=order)

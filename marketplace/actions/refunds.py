@@ -1,0 +1,180 @@
+"""Refunds: one per order, a deterministic out_refund_no, submitted by a task with retries,
+resumed by the sweeper, settled by WeChat Pay's refund notification."""
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.gateways import wechatpay
+from marketplace.models.orders import Order, PaymentNotification, Refund
+
+logger = logging.getLogger("marketplace.refunds")
+
+MAX_ATTEMPTS = 8
+# A refund WeChat accepted but has not settled after this long is queried by the sweeper.
+SETTLE_QUERY_AFTER = timedelta(minutes=10)
+# While one submission is in flight, the sweeper leaves the refund alone for this long.
+SUBMIT_LEASE = timedelta(minutes=2)
+
+
+def refund_number(order: Order) -> str:
+    return f"{order.order_no}R"
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... capped at one hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def request_refund(*, order: Order, amount_fen: int, reason: str) -> Refund:
+    """Records the refund in the caller's transaction and submits it after commit. A second
+    request for the same order returns the first refund: never two refunds for one order."""
+    existing = Refund.objects.filter(order=order).first()
+    if existing is not None:
+        return existing
+    if not 0 < amount_fen <= order.price_fen:
+        raise ValueError(f"refund of {amount_fen} fen on an order of {order.price_fen} fen")
+    refund = Refund.objects.create(
+        order=order,
+        out_refund_no=refund_number(order),
+        amount_fen=amount_fen,
+        reason=reason[:80],
+        next_attempt_at=timezone.now() + SUBMIT_LEASE,
+    )
+    from marketplace.tasks import submit_refund_task
+
+    refund_id = refund.pk
+    transaction.on_commit(lambda: submit_refund_task(refund_id))
+    logger.info("refund %s of %s fen requested", refund.out_refund_no, amount_fen)
+    return refund
+
+
+def _claim(refund_id: int, now: datetime) -> Refund | None:
+    with transaction.atomic(durable=True):
+        refund = Refund.objects.select_for_update().select_related("order").get(pk=refund_id)
+        if refund.status != Refund.Status.PENDING:
+            return None
+        refund.attempts += 1
+        refund.next_attempt_at = now + SUBMIT_LEASE
+        refund.save(update_fields=["attempts", "next_attempt_at"])
+        return refund
+
+
+def submit_refund(*, refund_id: int, now: datetime | None = None) -> str:
+    """Sends the refund to WeChat Pay. Safe to run twice at once: WeChat refunds one
+    out_refund_no once, and only a PENDING refund is sent."""
+    now = now or timezone.now()
+    refund = _claim(refund_id, now)
+    if refund is None:
+        return "not_pending"
+    try:
+        result = wechatpay.refund(
+            out_refund_no=refund.out_refund_no,
+            out_trade_no=refund.order.order_no,
+            refund_fen=refund.amount_fen,
+            total_fen=refund.order.price_fen,
+            reason=refund.reason,
+        )
+    except wechatpay.PaymentGatewayError as exc:
+        return _record_failure(refund_id, exc, now)
+    with transaction.atomic(durable=True):
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status == Refund.Status.PENDING:
+            refund.status = Refund.Status.PROCESSING
+            refund.submitted_at = now
+            refund.wechat_refund_id = str(result.get("refund_id", ""))[:64]
+            refund.wechat_status = str(result.get("status", ""))[:20]
+            refund.last_error = ""
+            refund.save()
+        if result.get("status") == "SUCCESS":
+            _settle(refund, "SUCCESS")
+    return "submitted"
+
+
+def _record_failure(refund_id: int, exc: "wechatpay.PaymentGatewayError", now: datetime) -> str:
+    with transaction.atomic(durable=True):
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        refund.last_error = str(exc)[:500]
+        if exc.retryable and refund.attempts < MAX_ATTEMPTS:
+            refund.next_attempt_at = now + backoff(refund.attempts)
+            outcome = "retry_later"
+        else:
+            refund.status = Refund.Status.NEEDS_ATTENTION
+            outcome = "needs_attention"
+        refund.save()
+    logger.warning("refund %s: %s (%s)", refund.out_refund_no, exc, outcome)
+    return outcome
+
+
+def _settle(refund: Refund, wechat_status: str) -> None:
+    """Applies WeChat's final word on a locked refund."""
+    refund.wechat_status = wechat_status[:20]
+    if wechat_status == "SUCCESS":
+        refund.status = Refund.Status.SUCCEEDED
+        refund.succeeded_at = refund.succeeded_at or timezone.now()
+    elif wechat_status in {"ABNORMAL", "CLOSED"}:
+        refund.status = Refund.Status.NEEDS_ATTENTION
+    refund.save()
+
+
+def handle_refund_notification(*, headers: Mapping[str, str], body: bytes) -> str:
+    from marketplace.actions.payments import _finish_record, _record_notification
+
+    record = _record_notification(PaymentNotification.Kind.REFUND, headers, body)
+    try:
+        notification = wechatpay.parse_notification(headers=headers, body=body)
+    except wechatpay.NotificationRejected as exc:
+        _finish_record(record, outcome=f"rejected: {exc}"[:200])
+        raise
+    resource = notification.resource
+    _finish_record(
+        record,
+        is_verified=True,
+        notification_id=notification.id[:64],
+        event_type=notification.event_type[:40],
+        out_trade_no=str(resource.get("out_trade_no", ""))[:32],
+    )
+    with transaction.atomic(durable=True):
+        refund = (
+            Refund.objects.select_for_update()
+            .filter(out_refund_no=str(resource.get("out_refund_no", "")))
+            .first()
+        )
+        if refund is None:
+            outcome = "unknown_refund"
+        elif refund.status in {Refund.Status.SUCCEEDED, Refund.Status.NEEDS_ATTENTION}:
+            outcome = "duplicate"
+        else:
+            _settle(refund, str(resource.get("refund_status", "")))
+            outcome = f"refund_{refund.status}"
+    _finish_record(record, outcome=outcome)
+    return outcome
+
+
+def sweep_refunds(*, now: datetime | None = None) -> dict[str, int]:
+    """Resumes refunds whose task was lost or failed, and asks WeChat about stalled ones."""
+    now = now or timezone.now()
+    outcomes: dict[str, int] = {}
+    due = Refund.objects.filter(status=Refund.Status.PENDING, next_attempt_at__lte=now)
+    for refund_id in due.values_list("pk", flat=True)[:500]:
+        outcome = submit_refund(refund_id=refund_id, now=now)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    stalled = Refund.objects.filter(
+        status=Refund.Status.PROCESSING, submitted_at__lte=now - SETTLE_QUERY_AFTER
+    )
+    for refund in stalled[:500]:
+        try:
+            remote = wechatpay.query_refund(out_refund_no=refund.out_refund_no)
+        except wechatpay.PaymentGatewayError as exc:
+            logger.warning("query of refund %s failed: %s", refund.out_refund_no, exc)
+            continue
+        if remote and remote.get("status") in {"SUCCESS", "ABNORMAL", "CLOSED"}:
+            with transaction.atomic(durable=True):
+                locked = Refund.objects.select_for_update().get(pk=refund.pk)
+                if locked.status == Refund.Status.PROCESSING:
+                    _settle(locked, remote["status"])
+            outcomes["settled_by_query"] = outcomes.get("settled_by_query", 0) + 1
+    return outcomes

@@ -1,0 +1,177 @@
+"""Orders: create, pay, list, detail, cancel; WeChat Pay's notifications."""
+
+from typing import Annotated, Literal
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Query, Router, Schema, Status
+from pydantic import Field, StringConstraints
+
+from marketplace.actions import orders as order_actions
+from marketplace.actions import payments as payment_actions
+from marketplace.actions import refunds as refund_actions
+from marketplace.api.accounts import StrictSchema
+from marketplace.api.idempotency import idempotent
+from marketplace.gateways.wechatpay import NotificationRejected
+from marketplace.models.orders import Order
+from marketplace.pagination import PageParams, page_schema, paginate
+from marketplace.representations import order_data
+from marketplace.states import OrderStatus
+
+router = Router(tags=["orders"])
+notify_router = Router(tags=["payments"])
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class OrderIn(StrictSchema):
+    listing_id: int = Field(gt=0)
+    address_id: int = Field(gt=0)
+
+
+class CancelIn(StrictSchema):
+    reason: Reason = ""
+
+
+class AddressSnapshot(Schema):
+    name: str
+    phone: str
+    province: str
+    city: str
+    district: str
+    detail: str
+
+
+class HistoryOut(Schema):
+    from_: str | None = Field(None, alias="from")
+    to: str
+    actor: str
+    reason: str
+    at: str
+
+    model_config = {"populate_by_name": True}
+
+
+class OrderSummaryOut(Schema):
+    order_no: str
+    listing_id: int
+    title: str
+    buyer_id: int
+    seller_id: int
+    status: OrderStatus
+    price: int
+    commission: int | None
+    deadline_at: str | None
+    refund_status: str
+    created_at: str
+
+
+class OrderOut(OrderSummaryOut):
+    address: AddressSnapshot
+    paid_at: str | None
+    video_url: str | None
+    carrier: str | None
+    tracking_no: str | None
+    shipped_at: str | None
+    completed_at: str | None
+    history: list[HistoryOut]
+
+
+class PayParams(Schema):
+    appId: str  # noqa: N815 - wx.requestPayment's own names
+    timeStamp: str  # noqa: N815
+    nonceStr: str  # noqa: N815
+    package: str
+    signType: Literal["RSA"]  # noqa: N815
+    paySign: str  # noqa: N815
+
+
+class PayOut(Schema):
+    order_no: str
+    pay_params: PayParams
+
+
+class OrderFilters(PageParams):
+    role: Literal["buyer", "seller"] = "buyer"
+    status: OrderStatus | None = None
+
+
+OrderPage = page_schema(OrderSummaryOut, "OrderPage")
+
+
+def _detail(order: Order) -> dict:
+    order = Order.objects.select_related("refund").prefetch_related("history").get(pk=order.pk)
+    return order_data(order)
+
+
+@router.post(
+    "/orders", response={201: OrderOut}, by_alias=True, summary="Order a listing at its price"
+)
+@idempotent("orders.create")
+def create_order(request: HttpRequest, payload: OrderIn):
+    order = order_actions.create_order(
+        buyer=request.auth, listing_id=payload.listing_id, address_id=payload.address_id
+    )
+    return Status(201, _detail(order))
+
+
+@router.get("/orders", response=OrderPage, summary="My orders as buyer or seller")
+def list_orders(request: HttpRequest, filters: Query[OrderFilters]):
+    field = "buyer" if filters.role == "buyer" else "seller"
+    queryset = Order.objects.filter(**{field: request.auth}).select_related("refund")
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    page = paginate(
+        queryset,
+        ordering=("-id",),
+        limit=filters.limit,
+        cursor=filters.cursor,
+        transform=lambda rows: [order_data(row, with_history=False) for row in rows],
+    )
+    return page.as_dict()
+
+
+@router.get("/orders/{order_no}", response=OrderOut, by_alias=True)
+def get_order(request: HttpRequest, order_no: str):
+    return _detail(order_actions.access_order(user=request.auth, order_no=order_no))
+
+
+@router.post("/orders/{order_no}/pay", response=PayOut, summary="WeChat Pay parameters")
+@idempotent("orders.pay")
+def pay_order(request: HttpRequest, order_no: str):
+    return Status(200, payment_actions.start_payment(buyer=request.auth, order_no=order_no))
+
+
+@router.post("/orders/{order_no}/cancel", response=OrderOut, by_alias=True)
+def cancel_order(request: HttpRequest, order_no: str, payload: CancelIn | None = None):
+    reason = payload.reason if payload else ""
+    order = order_actions.cancel_order(user=request.auth, order_no=order_no, reason=reason)
+    return _detail(order)
+
+
+def _wechat_reply(request: HttpRequest, handler) -> HttpResponse:
+    """WeChat Pay wants 200/204 to stop retrying; anything else means 'send it again'."""
+    try:
+        handler(headers=request.META, body=request.body)
+    except NotificationRejected as exc:
+        return JsonResponse({"code": "FAIL", "message": f"rejected: {exc}"}, status=401)
+    return HttpResponse(status=204)
+
+
+@notify_router.post(
+    "/payments/wechat/notify",
+    auth=None,
+    response={204: None, 401: dict},
+    summary="WeChat Pay v3 payment notification (signed, encrypted)",
+)
+def wechat_pay_notify(request: HttpRequest):
+    return _wechat_reply(request, payment_actions.handle_payment_notification)
+
+
+@notify_router.post(
+    "/payments/wechat/refund-notify",
+    auth=None,
+    response={204: None, 401: dict},
+    summary="WeChat Pay v3 refund notification (signed, encrypted)",
+)
+def wechat_refund_notify(request: HttpRequest):
+    return _wechat_reply(request, refund_actions.handle_refund_notification)

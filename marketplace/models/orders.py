@@ -1,0 +1,232 @@
+"""Orders, their append-only history, refunds, raw payment notifications and platform settings."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from marketplace.states import OrderStatus
+
+
+class PlatformSettings(models.Model):
+    """Staff-set business parameters: one row (pk=1), every change recorded."""
+
+    commission_rate_bp = models.PositiveIntegerField(
+        default=500, help_text="Commission in basis points (500 = 5%), 0..5000."
+    )
+    payment_minutes = models.PositiveIntegerField(default=30)
+    video_upload_hours = models.PositiveIntegerField(default=24)
+    video_confirm_hours = models.PositiveIntegerField(default=3)
+    complete_after_delivered_hours = models.PositiveIntegerField(default=24)
+    complete_after_shipped_days = models.PositiveIntegerField(default=10)
+    offer_expiry_hours = models.PositiveIntegerField(default=24)
+    offers_per_listing_per_day = models.PositiveIntegerField(default=5)
+    min_withdrawal_fen = models.PositiveIntegerField(default=100)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "platform_settings"
+        verbose_name = verbose_name_plural = "platform settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(commission_rate_bp__lte=5000), name="commission_at_most_half"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Platform settings"
+
+
+class PlatformSettingsChange(models.Model):
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    field = models.CharField(max_length=60)
+    old_value = models.CharField(max_length=60)
+    new_value = models.CharField(max_length=60)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "platform_settings_change"
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old_value} → {self.new_value}"
+
+
+class Order(models.Model):
+    order_no = models.CharField(max_length=32, unique=True)
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases"
+    )
+    seller = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sales"
+    )
+    listing = models.ForeignKey(
+        "marketplace.Listing", on_delete=models.PROTECT, related_name="orders"
+    )
+    title = models.CharField(max_length=60, help_text="The listing's title when ordered.")
+    price_fen = models.BigIntegerField()
+    # A copy, not a reference: editing the address book never changes where an order ships.
+    address = models.JSONField()
+    status = models.CharField(
+        max_length=30, choices=OrderStatus.choices, default=OrderStatus.PENDING_PAYMENT
+    )
+    # The current status's deadline; the sweeper finds overdue orders by it.
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # Frozen when paid (SPEC §3); the split is computed by marketplace.money.split_commission.
+    commission_rate_bp = models.PositiveIntegerField(null=True, blank=True)
+    commission_fen = models.BigIntegerField(null=True, blank=True)
+
+    prepay_id = models.CharField(max_length=64, blank=True)
+    prepay_expires_at = models.DateTimeField(null=True, blank=True)
+    transaction_id = models.CharField(max_length=64, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    video = models.FileField(upload_to="order-videos/%Y/%m/", blank=True)
+    video_uploaded_at = models.DateTimeField(null=True, blank=True)
+    carrier = models.CharField(max_length=30, blank=True)
+    tracking_no = models.CharField(max_length=32, blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_marked_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "orders_order"
+        constraints = [
+            models.CheckConstraint(condition=Q(price_fen__gte=1), name="order_price_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=OrderStatus.values), name="order_status_valid"
+            ),
+            # The database itself refuses a second live order on one listing.
+            models.UniqueConstraint(
+                fields=["listing"],
+                condition=Q(
+                    status__in=[
+                        OrderStatus.PENDING_PAYMENT,
+                        OrderStatus.AWAITING_VIDEO,
+                        OrderStatus.AWAITING_CONFIRMATION,
+                        OrderStatus.AWAITING_SHIPMENT,
+                        OrderStatus.SHIPPED,
+                        OrderStatus.DISPUTED,
+                        OrderStatus.COMPLETED,
+                    ]
+                ),
+                name="one_live_order_per_listing",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["buyer", "-id"], name="order_buyer"),
+            models.Index(fields=["seller", "-id"], name="order_seller"),
+            models.Index(fields=["status", "deadline_at"], name="order_deadline"),
+        ]
+
+    def __str__(self) -> str:
+        return self.order_no
+
+
+class OrderHistory(models.Model):
+    """Append-only: one row per status change (who, when, from, to, why)."""
+
+    class Actor(models.TextChoices):
+        BUYER = "buyer"
+        SELLER = "seller"
+        STAFF = "staff"
+        SYSTEM = "system"
+        WECHAT = "wechat"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=30, blank=True)
+    to_status = models.CharField(max_length=30)
+    actor = models.CharField(max_length=10, choices=Actor.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "orders_history"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class Refund(models.Model):
+    """At most one per order; `out_refund_no` is derived from the order number, so WeChat Pay
+    itself refuses to pay the same refund twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "待提交"
+        PROCESSING = "processing", "退款中"
+        SUCCEEDED = "succeeded", "已退款"
+        NEEDS_ATTENTION = "needs_attention", "需人工处理"
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="refund")
+    out_refund_no = models.CharField(max_length=64, unique=True)
+    amount_fen = models.BigIntegerField()
+    reason = models.CharField(max_length=80)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    wechat_refund_id = models.CharField(max_length=64, blank=True)
+    wechat_status = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "orders_refund"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_fen__gte=1), name="refund_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="refund_due")]
+
+    def __str__(self) -> str:
+        return self.out_refund_no
+
+
+class PaymentNotification(models.Model):
+    """Every notification WeChat Pay sent us, verified or not, kept as received for audit."""
+
+    class Kind(models.TextChoices):
+        PAYMENT = "payment"
+        REFUND = "refund"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    notification_id = models.CharField(max_length=64, blank=True, db_index=True)
+    event_type = models.CharField(max_length=40, blank=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField()
+    is_verified = models.BooleanField(default=False)
+    out_trade_no = models.CharField(max_length=32, blank=True, db_index=True)
+    outcome = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "orders_payment_notification"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.notification_id or '?'} ({self.outcome})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a request carrying an Idempotency-Key, replayed for repeats."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=40)
+    key = models.CharField(max_length=100)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "idempotency_record"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "scope", "key"], name="idempotency_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key}"

@@ -1,0 +1,15 @@
+"""Money arithmetic in integer fen. The commission split lives here and nowhere else."""
+
+BASIS_POINTS = 10_000
+
+
+def split_commission(*, price_fen: int, rate_bp: int) -> tuple[int, int]:
+    """Returns (commission_fen, seller_fen); they add up to price_fen exactly.
+
+    Rounding rule: the commission is rounded half up to a whole fen (integer arithmetic, no
+    floats), and the seller gets the rest, so no fen is ever created or lost.
+    """
+    if price_fen < 0 or not 0 <= rate_bp <= BASIS_POINTS:
+        raise ValueError("price must be >= 0 and the rate within 0..10000 basis points")
+    commission = (price_fen * rate_bp + BASIS_POINTS // 2) // BASIS_POINTS
+    return commission, price_fen - commission
