@@ -1,0 +1,126 @@
+"""Money and stock under concurrency, with real threads on PostgreSQL."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from marketplace.actions import orders as order_actions
+from marketplace.actions.orders import handle_order_deadline
+from marketplace.errors import Conflict
+from marketplace.gateways.sandbox.models import SandboxNotification, SandboxRefund
+from marketplace.models import ListingStatus
+from marketplace.models.orders import Order, Refund
+from marketplace.states import OrderStatus
+from tests.factories import AddressFactory, UserFactory
+from tests.marketplace.order_helpers import (
+    buyer_with_address,
+    listing_on_sale,
+    pay_in_wechat,
+    place_order,
+)
+from tests.races import race
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_fifty_buyers_racing_for_one_listing_make_exactly_one_order():
+    listing = listing_on_sale()
+    buyers = [UserFactory() for _ in range(50)]
+    addresses = [AddressFactory(user=buyer).pk for buyer in buyers]
+
+    def buy(buyer, address_id):
+        return lambda: order_actions.create_order(
+            buyer=buyer, listing_id=listing.pk, address_id=address_id
+        )
+
+    results = race(*(buy(b, a) for b, a in zip(buyers, addresses, strict=True)))
+
+    winners = [r for r in results if isinstance(r, Order)]
+    losers = [r for r in results if isinstance(r, Conflict)]
+    assert len(winners) == 1 and len(losers) == 49, [type(r) for r in results]
+    assert {r.code for r in losers} == {"listing_not_on_sale"}
+    assert Order.objects.filter(listing=listing).count() == 1
+    listing.refresh_from_db()
+    assert listing.status == ListingStatus.RESERVED
+
+
+def test_notification_racing_the_payment_timeout_never_loses_money(make_client):
+    buyer, address_id = buyer_with_address(make_client)
+    order_no = place_order(buyer, listing_on_sale(price_fen=6_600), address_id).json()["order_no"]
+    pay_in_wechat(buyer, order_no)
+    note = SandboxNotification.objects.get(out_trade_no=order_no, kind="transaction")
+    order = Order.objects.get(order_no=order_no)
+    # Rewind: WeChat has the money, our order is still unpaid and its window just closed.
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.PENDING_PAYMENT, transaction_id="")
+    overdue = order.deadline_at + timedelta(seconds=1)
+
+    def notify():
+        return (
+            Client()
+            .post(
+                "/api/payments/wechat/notify",
+                note.body,
+                content_type="application/json",
+                headers=note.last_headers,
+            )
+            .status_code
+        )
+
+    results = race(notify, lambda: handle_order_deadline(order_id=order.pk, now=overdue))
+
+    assert not any(isinstance(r, Exception) for r in results), results
+    order.refresh_from_db()
+    refunds = list(Refund.objects.filter(order=order))
+    if order.status == OrderStatus.AWAITING_VIDEO:
+        assert refunds == []  # the payment won: the buyer keeps the item
+    else:
+        assert order.status == OrderStatus.CLOSED
+        assert [r.amount_fen for r in refunds] == [6_600]  # the close won: all money goes back
+
+
+def test_cancellation_triggered_twice_at_once_refunds_once(make_client):
+    buyer, address_id = buyer_with_address(make_client)
+    seller = make_client()
+    order_no = place_order(buyer, listing_on_sale(seller=seller.user), address_id).json()[
+        "order_no"
+    ]
+    pay_in_wechat(buyer, order_no)
+
+    results = race(
+        lambda: order_actions.cancel_order(user=buyer.user, order_no=order_no),
+        lambda: order_actions.cancel_order(user=seller.user, order_no=order_no),
+    )
+
+    assert sum(isinstance(r, Order) for r in results) == 1, results
+    assert sum(isinstance(r, Conflict) for r in results) == 1
+    refund = Refund.objects.get(order__order_no=order_no)
+    assert SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).count() == 1
+
+
+def test_refund_notification_delivered_twice_settles_once(make_client, anon):
+    buyer, address_id = buyer_with_address(make_client)
+    order_no = place_order(buyer, listing_on_sale(), address_id).json()["order_no"]
+    pay_in_wechat(buyer, order_no)
+    buyer.post(f"/api/orders/{order_no}/cancel")
+    from marketplace.gateways.sandbox.wechatpay import settle_due_refunds
+
+    settle_due_refunds(force=True)
+    note = SandboxNotification.objects.filter(out_trade_no=order_no, kind="refund").latest("id")
+
+    def deliver():
+        return (
+            Client()
+            .post(
+                "/api/payments/wechat/refund-notify",
+                note.body,
+                content_type="application/json",
+                headers=note.last_headers,
+            )
+            .status_code
+        )
+
+    assert race(deliver, deliver) == [204, 204]
+    refund = Refund.objects.get(order__order_no=order_no)
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).count() == 1
