@@ -19,8 +19,11 @@ from marketplace.models.orders import (
     PlatformSettingsChange,
     Refund,
 )
+from marketplace.models.wallet import LedgerEntry, Wallet
 
 __all__ = [
+    "LedgerEntry",
+    "Wallet",
     "IdempotencyRecord",
     "Order",
     "OrderHistory",
