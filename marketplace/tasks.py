@@ -53,3 +53,32 @@ def sweep_refunds() -> dict:
     from marketplace.actions.refunds import sweep_refunds as sweep
 
     return sweep()
+
+
+# --- Fulfilment: the seller's credit, tracking subscriptions -------------------------------------
+
+
+@db_task(retries=3, retry_delay=30)
+def credit_sale_task(order_id: int) -> bool:
+    from marketplace.actions.wallet import credit_sale
+
+    return credit_sale(order_id=order_id) is not None
+
+
+@db_periodic_task(crontab(minute="*"))
+def sweep_uncredited_sales() -> int:
+    """Credits completed orders whose credit task was lost (the ledger key makes it once)."""
+    from marketplace.actions.fulfilment import uncredited_completed_order_ids
+    from marketplace.actions.wallet import credit_sale
+
+    order_ids = uncredited_completed_order_ids()
+    for order_id in order_ids:
+        credit_sale(order_id=order_id)
+    return len(order_ids)
+
+
+@db_periodic_task(crontab(minute="*/5"))
+def resubscribe_tracking() -> int:
+    from marketplace.actions.fulfilment import resubscribe_due_tracking
+
+    return resubscribe_due_tracking()

@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 
 from marketplace.errors import Conflict
 from marketplace.models import User
-from marketplace.models.orders import Order
+from marketplace.models.orders import Order, Refund
 from marketplace.models.wallet import LedgerEntry, Wallet
 from marketplace.money import split_commission
 from realtime.push import emit
@@ -95,8 +95,10 @@ def credit_sale(*, order_id: int) -> LedgerEntry | None:
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.status != "completed":
             return None
+        # A dispute settled with a partial refund leaves the seller the rest of the price.
+        refunded = Refund.objects.filter(order=order).values_list("amount_fen", flat=True).first()
         commission, seller_share = split_commission(
-            price_fen=order.price_fen, rate_bp=order.commission_rate_bp or 0
+            price_fen=order.price_fen - (refunded or 0), rate_bp=order.commission_rate_bp or 0
         )
         entry = post_entry(
             user_id=order.seller_id,

@@ -3,14 +3,17 @@
 from typing import Annotated, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Query, Router, Schema, Status
+from ninja import File, Query, Router, Schema, Status
+from ninja.files import UploadedFile
 from pydantic import Field, StringConstraints
 
+from marketplace.actions import fulfilment
 from marketplace.actions import orders as order_actions
 from marketplace.actions import payments as payment_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
+from marketplace.errors import InvalidInput, PayloadTooLarge
 from marketplace.gateways.wechatpay import NotificationRejected
 from marketplace.models.orders import Order
 from marketplace.pagination import PageParams, page_schema, paginate
@@ -175,3 +178,177 @@ def wechat_pay_notify(request: HttpRequest):
 )
 def wechat_refund_notify(request: HttpRequest):
     return _wechat_reply(request, refund_actions.handle_refund_notification)
+
+
+# --- fulfilment --------------------------------------------------------------------------------
+
+MAX_VIDEO_BYTES = 100 * 1024 * 1024
+# ISO base media "ftyp" brands: QuickTime is MOV, the rest are MP4 flavours phones write.
+MOV_BRANDS = {b"qt  "}
+MP4_BRANDS = {
+    b"isom",
+    b"iso2",
+    b"iso4",
+    b"iso5",
+    b"iso6",
+    b"mp41",
+    b"mp42",
+    b"avc1",
+    b"M4V ",
+    b"3gp4",
+    b"3gp5",
+    b"3gp6",
+    b"dash",
+    b"MSNV",
+}
+
+
+def video_extension(upload) -> str:
+    """Judged by content (the `ftyp` box), never by name or declared type."""
+    if upload.size > MAX_VIDEO_BYTES:
+        raise PayloadTooLarge("The video must be at most 100 MB.", code="video_too_large")
+    upload.seek(0)
+    head = upload.read(12)
+    upload.seek(0)
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        raise InvalidInput("Send an MP4 or MOV video.", code="invalid_video")
+    brand = head[8:12]
+    if brand in MOV_BRANDS:
+        return "mov"
+    if brand in MP4_BRANDS:
+        return "mp4"
+    raise InvalidInput("Send an MP4 or MOV video.", code="invalid_video")
+
+
+class RejectIn(StrictSchema):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ShipIn(StrictSchema):
+    tracking_no: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)
+    ]
+    carrier_code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30)] | None = (
+        None
+    )
+
+
+class DisputeIn(RejectIn):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class ReviewIn(StrictSchema):
+    rating: int = Field(ge=1, le=5)
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class ReviewOut(Schema):
+    order_no: str
+    rating: int
+    comment: str
+    created_at: str
+
+
+class TrackingEventOut(Schema):
+    time: str
+    text: str
+
+
+class TrackingOut(Schema):
+    carrier: str
+    tracking_no: str
+    state: int | None
+    events: list[TrackingEventOut]
+
+
+@router.post(
+    "/orders/{order_no}/video",
+    response=OrderOut,
+    by_alias=True,
+    summary="Seller's video (MP4/MOV, ≤ 100 MB)",
+)
+def upload_video(request: HttpRequest, order_no: str, file: File[UploadedFile]):
+    extension = video_extension(file)
+    order = fulfilment.upload_video(
+        seller=request.auth, order_no=order_no, file=file, extension=extension
+    )
+    return _detail(order)
+
+
+@router.post("/orders/{order_no}/confirm-video", response=OrderOut, by_alias=True)
+def confirm_video(request: HttpRequest, order_no: str):
+    return _detail(fulfilment.confirm_video(buyer=request.auth, order_no=order_no))
+
+
+@router.post("/orders/{order_no}/reject-video", response=OrderOut, by_alias=True)
+def reject_video(request: HttpRequest, order_no: str, payload: RejectIn):
+    return _detail(
+        fulfilment.reject_video(buyer=request.auth, order_no=order_no, reason=payload.reason)
+    )
+
+
+@router.post(
+    "/orders/{order_no}/ship",
+    response=OrderOut,
+    by_alias=True,
+    summary="Ship (carrier detected when omitted)",
+)
+def ship(request: HttpRequest, order_no: str, payload: ShipIn):
+    order = fulfilment.ship_order(
+        seller=request.auth,
+        order_no=order_no,
+        tracking_no=payload.tracking_no,
+        carrier_code=payload.carrier_code,
+    )
+    return _detail(order)
+
+
+@router.get("/orders/{order_no}/tracking", response=TrackingOut)
+def tracking(request: HttpRequest, order_no: str):
+    return fulfilment.tracking_data(
+        order_actions.access_order(user=request.auth, order_no=order_no)
+    )
+
+
+@router.post("/orders/{order_no}/mark-delivered", response=OrderOut, by_alias=True)
+def mark_delivered(request: HttpRequest, order_no: str):
+    return _detail(fulfilment.mark_delivered(seller=request.auth, order_no=order_no))
+
+
+@router.post("/orders/{order_no}/confirm-receipt", response=OrderOut, by_alias=True)
+def confirm_receipt(request: HttpRequest, order_no: str):
+    return _detail(fulfilment.confirm_receipt(buyer=request.auth, order_no=order_no))
+
+
+@router.post("/orders/{order_no}/dispute", response=OrderOut, by_alias=True)
+def dispute(request: HttpRequest, order_no: str, payload: DisputeIn):
+    return _detail(
+        fulfilment.open_dispute(buyer=request.auth, order_no=order_no, reason=payload.reason)
+    )
+
+
+@router.post("/orders/{order_no}/review", response={201: ReviewOut})
+def review(request: HttpRequest, order_no: str, payload: ReviewIn):
+    created = fulfilment.review_order(
+        buyer=request.auth, order_no=order_no, rating=payload.rating, comment=payload.comment
+    )
+    return Status(
+        201,
+        {
+            "order_no": order_no,
+            "rating": created.rating,
+            "comment": created.comment,
+            "created_at": created.created_at.isoformat(),
+        },
+    )
+
+
+@notify_router.post(
+    "/logistics/kuaidi100/notify",
+    auth=None,
+    response={200: dict, 400: dict, 404: dict},
+    summary="Kuaidi100 subscription push (form fields param + sign, per-order salt)",
+)
+def kuaidi100_notify(request: HttpRequest, order: str):
+    reply = fulfilment.handle_tracking_push(order_no=order[:32], form=request.POST.dict())
+    return JsonResponse(reply)

@@ -19,9 +19,13 @@ from marketplace.models.orders import (
     PlatformSettingsChange,
     Refund,
 )
+from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.wallet import LedgerEntry, Wallet
 
 __all__ = [
+    "Dispute",
+    "Review",
+    "TrackingEvent",
     "LedgerEntry",
     "Wallet",
     "IdempotencyRecord",

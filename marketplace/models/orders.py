@@ -85,6 +85,12 @@ class Order(models.Model):
     carrier = models.CharField(max_length=30, blank=True)
     tracking_no = models.CharField(max_length=32, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
+    # Kuaidi100 signs its pushes with this per-order salt; the callback URL names the order.
+    tracking_salt = models.CharField(max_length=64, blank=True)
+    tracking_state = models.SmallIntegerField(null=True, blank=True)
+    tracking_subscribed_at = models.DateTimeField(null=True, blank=True)
+    # After an `abort` push Kuaidi100 wants at least 30 minutes before a new subscription.
+    tracking_resubscribe_at = models.DateTimeField(null=True, blank=True, db_index=True)
     delivered_marked_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
