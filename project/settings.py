@@ -229,6 +229,26 @@ if SANDBOX_ENABLED:
     KUAIDI100_KEY = KUAIDI100_KEY or "sandbox-kuaidi100-key"
 KUAIDI100_TIMEOUT = env_int("KUAIDI100_TIMEOUT", 5)
 
+# --- Realtime (docs/realtime.md) ---------------------------------------------------------------
+# Browsers send their page's Origin; mini-programs send none or https://servicewechat.com.
+REALTIME_ALLOWED_ORIGINS = env_list(
+    "REALTIME_ALLOWED_ORIGINS", ["https://servicewechat.com", "http://127.0.0.1:8000"]
+)
+REALTIME_EVENT_RETENTION_DAYS = env_int("REALTIME_EVENT_RETENTION_DAYS", 30)
+REALTIME_IDLE_TIMEOUT_SECONDS = env_int("REALTIME_IDLE_TIMEOUT_SECONDS", 120)
+REALTIME_PRESENCE_TTL_SECONDS = env_int("REALTIME_PRESENCE_TTL_SECONDS", 90)
+REALTIME_MAX_FRAME_BYTES = env_int("REALTIME_MAX_FRAME_BYTES", 16 * 1024)
+REALTIME_RATE_PER_SECOND = env_int("REALTIME_RATE_PER_SECOND", 10)
+REALTIME_RATE_BURST = env_int("REALTIME_RATE_BURST", 30)
+# Subscribe-message templates for the offline fallback (empty disables that event's message).
+WECHAT_TEMPLATE_VIDEO_READY = os.environ.get("WECHAT_TEMPLATE_VIDEO_READY", "")
+WECHAT_TEMPLATE_SHIPPING_UPDATE = os.environ.get("WECHAT_TEMPLATE_SHIPPING_UPDATE", "")
+WECHAT_TEMPLATE_OFFER_ANSWERED = os.environ.get("WECHAT_TEMPLATE_OFFER_ANSWERED", "")
+if SANDBOX_ENABLED:
+    WECHAT_TEMPLATE_VIDEO_READY = WECHAT_TEMPLATE_VIDEO_READY or "sandbox-tpl-video-ready"
+    WECHAT_TEMPLATE_SHIPPING_UPDATE = WECHAT_TEMPLATE_SHIPPING_UPDATE or "sandbox-tpl-shipping"
+    WECHAT_TEMPLATE_OFFER_ANSWERED = WECHAT_TEMPLATE_OFFER_ANSWERED or "sandbox-tpl-offer"
+
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -1,6 +1,11 @@
-"""WebSocket routing (issue 4 fills in the consumer)."""
+"""WebSocket routing: the user's event socket at /ws/."""
 
 from channels.routing import URLRouter
+from django.urls import re_path
 
-websocket_urlpatterns: list = []
+from realtime.consumers import EventConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^ws/?$", EventConsumer.as_asgi()),
+]
 websocket_application = URLRouter(websocket_urlpatterns)

@@ -1,0 +1,38 @@
+"""Staff: the retention setting, and a read-only view of the event log for support."""
+
+from django.contrib import admin
+
+from realtime.models import Event, RealtimeSettings
+
+
+@admin.register(RealtimeSettings)
+class RealtimeSettingsAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "event_retention_days", "updated_at"]
+    readonly_fields = ["updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return not RealtimeSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "seq", "type", "created_at", "notified_at"]
+    list_filter = ["type"]
+    search_fields = ["user__nickname", "user__username", "=user__id"]
+    list_select_related = ["user"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    raw_id_fields = ["user"]
+
+    # The log is what clients resume from: staff read it, nobody edits it.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

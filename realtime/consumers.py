@@ -1,0 +1,307 @@
+"""The user's WebSocket at /ws/: authenticate, join the user's group, forward events in seq
+order, replay on `resume`, and hand client actions to the registered socket actions."""
+
+import asyncio
+import json
+import logging
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
+from django.http import Http404
+from pydantic import ValidationError
+
+from marketplace.errors import DomainError
+from realtime import dispatch, presence, selectors
+from realtime.push import encode, group_for
+
+logger = logging.getLogger("realtime.socket")
+
+SUBPROTOCOL = "marketplace.v1"
+BEARER_PREFIX = "bearer."
+# Close codes the client can see (a close before the handshake would hide them behind a 403).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_BANNED = 4403
+CLOSE_IDLE = 4408
+REPLAY_BATCH = 500
+MAX_REF_LENGTH = 64
+
+
+def origin_allowed(origin: str) -> bool:
+    """Mini-programs send no Origin or https://servicewechat.com; browsers send their page's."""
+    allowed = settings.REALTIME_ALLOWED_ORIGINS
+    if "*" in allowed:
+        return True
+    parts = urlsplit(origin.strip().lower())
+    normalised = f"{parts.scheme}://{parts.netloc}"
+    return normalised in {item.strip().lower().rstrip("/") for item in allowed}
+
+
+def credentials_from(scope: dict) -> tuple[str, list[str]]:
+    """(raw token, offered subprotocols): `?token=` or the `bearer.<token>` subprotocol."""
+    offered = [str(item) for item in scope.get("subprotocols") or []]
+    for item in offered:
+        if item.startswith(BEARER_PREFIX):
+            return item[len(BEARER_PREFIX) :], offered
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    tokens = query.get("token") or [""]
+    return tokens[0], offered
+
+
+class TokenBucket:
+    """Per-connection rate limit: `rate` frames a second, bursts of up to `burst`."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class EventConsumer(AsyncWebsocketConsumer):
+    user_id: int | None = None
+    ticker: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers") or [])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if origin and not origin_allowed(origin):
+            # Refused during the handshake (HTTP 403): a foreign web page gets nothing.
+            await self.close()
+            return
+        raw, offered = credentials_from(self.scope)
+        # Never echo the token back as the protocol: proxies log the handshake headers.
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        user_id, is_banned, last_seq = await database_sync_to_async(selectors.socket_user)(raw)
+        if user_id is None or is_banned:
+            await self.accept(subprotocol)
+            await self.close(code=CLOSE_BANNED if is_banned else CLOSE_UNAUTHENTICATED)
+            return
+        self.user_id = user_id
+        self.group = group_for(user_id)
+        # Read before joining: an event committed in between is fetched by the gap fill when
+        # the next one arrives (or by the client's resume), never dropped as a duplicate.
+        self.last_sent = last_seq
+        self.bucket = TokenBucket(settings.REALTIME_RATE_PER_SECOND, settings.REALTIME_RATE_BURST)
+        self.last_activity = time.monotonic()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await sync_to_async(presence.mark_connected, thread_sensitive=False)(
+            user_id, self.channel_name
+        )
+        await self.accept(subprotocol)
+        self.ticker = asyncio.create_task(self._tick())
+
+    async def disconnect(self, code: int) -> None:
+        if self.user_id is None:
+            return
+        if self.ticker is not None:
+            self.ticker.cancel()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await sync_to_async(presence.mark_disconnected, thread_sensitive=False)(
+            self.user_id, self.channel_name
+        )
+        self.user_id = None
+
+    async def _tick(self) -> None:
+        """Closes idle sockets and keeps this socket's presence entry fresh."""
+        idle = settings.REALTIME_IDLE_TIMEOUT_SECONDS
+        interval = max(0.2, min(settings.REALTIME_PRESENCE_TTL_SECONDS / 3, idle / 4))
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if self.user_id is None:
+                    return
+                if time.monotonic() - self.last_activity > idle:
+                    await self.close(code=CLOSE_IDLE)
+                    return
+                await sync_to_async(presence.mark_connected, thread_sensitive=False)(
+                    self.user_id, self.channel_name
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("socket ticker of user %s failed", self.user_id)
+
+    # --- frames from the client ------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.user_id is None:
+            return
+        self.last_activity = time.monotonic()
+        ref = None
+        try:
+            if not self.bucket.take():
+                raise FrameError("rate_limited", "Too many frames; slow down.")
+            if text_data is None:
+                raise FrameError("bad_frame", "Send JSON text frames, not binary.")
+            limit = settings.REALTIME_MAX_FRAME_BYTES
+            if len(text_data) > limit or len(text_data.encode("utf-8")) > limit:
+                raise FrameError("frame_too_large", f"Frames are limited to {limit} bytes.")
+            try:
+                frame = json.loads(text_data)
+            except ValueError:
+                raise FrameError("malformed_json", "The frame is not valid JSON.") from None
+            if not isinstance(frame, dict):
+                raise FrameError("bad_frame", "A frame is a JSON object with an action.")
+            ref = _ref(frame.get("id"))
+            action = frame.get("action")
+            if not isinstance(action, str) or not action:
+                raise FrameError("bad_frame", "The frame has no action.")
+            if action == "ping":
+                await self.send(text_data='{"type":"pong"}')
+            elif action == "resume":
+                await self._resume(frame, ref)
+            else:
+                await self._run_action(action, frame, ref)
+        except FrameError as exc:
+            await self._send_error(ref, exc.code, exc.message)
+
+    async def _send_error(self, ref, code: str, message: str) -> None:
+        await self.send(
+            text_data=encode(
+                {"type": "error", "ref": ref, "data": {"code": code, "message": message}}
+            )
+        )
+
+    async def _resume(self, frame: dict, ref) -> None:
+        since = frame.get("since")
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise FrameError("validation_error", "since: a sequence number (integer >= 0).")
+        latest = await database_sync_to_async(selectors.latest_seq)(self.user_id)
+        # A client claiming more than exists (a restored database, a bug) starts from now.
+        since = min(since, latest)
+        # Live frames wait in the channel layer while this runs (a consumer handles one
+        # message at a time); afterwards anything at or below last_sent is dropped, so the
+        # replay and the live stream join without a gap or a duplicate.
+        self.last_sent = since
+        first = True
+        replayed = 0
+        while True:
+            batch = await database_sync_to_async(selectors.frames_after)(
+                self.user_id, self.last_sent, REPLAY_BATCH
+            )
+            if first and since < latest and (not batch or batch[0][0] != since + 1):
+                await self._send_error(
+                    ref,
+                    "events_pruned",
+                    "Some events are older than the retention window; reload from the API.",
+                )
+            first = False
+            for seq, text in batch:
+                await self.send(text_data=text)
+                self.last_sent = seq
+            replayed += len(batch)
+            if len(batch) < REPLAY_BATCH:
+                break
+        await self.send(
+            text_data=encode(
+                {
+                    "type": "ack",
+                    "ref": ref,
+                    "data": {"action": "resume", "replayed": replayed, "seq": self.last_sent},
+                }
+            )
+        )
+
+    async def _run_action(self, action: str, frame: dict, ref) -> None:
+        try:
+            handler = await database_sync_to_async(dispatch.get_handler)(action)
+        except Exception:
+            logger.exception("socket action discovery failed")
+            raise FrameError(
+                "internal_error", "Something went wrong on our side; it has been logged."
+            ) from None
+        if handler is None:
+            raise FrameError("unknown_action", f"Unknown action {action[:40]!r}.")
+        try:
+            result = await database_sync_to_async(_call)(handler, self.user_id, frame)
+        except BannedError:
+            await self._send_error(ref, "user_banned", "This account is suspended.")
+            await self.close(code=CLOSE_BANNED)
+            return
+        except DomainError as exc:
+            raise FrameError(exc.code, exc.message) from None
+        except ValidationError as exc:
+            raise FrameError("validation_error", _validation_message(exc)) from None
+        except (Http404, ObjectDoesNotExist):
+            raise FrameError("not_found", "Not found.") from None
+        except Exception:
+            logger.exception("socket action %s failed for user %s", action, self.user_id)
+            raise FrameError(
+                "internal_error", "Something went wrong on our side; it has been logged."
+            ) from None
+        await self.send(text_data=encode({"type": "ack", "ref": ref, "data": result}))
+
+    # --- events from the channel layer -----------------------------------------------------
+
+    async def realtime_event(self, message: dict) -> None:
+        if self.user_id is None:
+            return
+        seq = message["seq"]
+        if seq <= self.last_sent:
+            return
+        if seq > self.last_sent + 1:
+            # Emitters in different processes may publish out of commit order (or a frame was
+            # dropped by a full channel): the missing events are committed, so read them.
+            missing = await database_sync_to_async(selectors.frames_between)(
+                self.user_id, self.last_sent, seq
+            )
+            for missing_seq, text in missing:
+                await self.send(text_data=text)
+                self.last_sent = missing_seq
+        await self.send(text_data=message["text"])
+        self.last_sent = seq
+
+
+class BannedError(Exception):
+    pass
+
+
+def _call(handler, user_id: int, frame: dict) -> dict:
+    from marketplace.models import User
+
+    # Fresh for every action: a ban (or profile change) since the socket opened applies.
+    user = User.objects.get(pk=user_id)
+    if user.is_banned:
+        raise BannedError()
+    result = handler(user=user, frame=frame)
+    if result is None:
+        return {}
+    # Same normalisation as events: what the handler returns must survive JSON.
+    return json.loads(encode(result))
+
+
+def _ref(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and len(value) <= MAX_REF_LENGTH):
+        return value
+    return None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))

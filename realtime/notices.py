@@ -1,0 +1,67 @@
+"""WeChat subscribe-message content for the important events (the offline fallback).
+
+The field keys (character_string1, thing2, phrase3, time4) are the layout the templates picked
+in the mini-program console must have; docs/realtime.md lists them. WeChat truncates nothing
+for us: `thing` values must be at most 20 characters, `phrase` at most 5, `character_string`
+at most 32, so the values are cut here.
+"""
+
+from django.conf import settings
+from django.utils import timezone
+
+from realtime.models import Event
+
+_STATUS_WORDS = {
+    "offer.accepted": "已接受",
+    "offer.declined": "已拒绝",
+    "offer.countered": "卖家还价",
+    "order.video_ready": "待确认",
+    "order.shipping_update": "运输中",
+}
+
+
+def _cut(value, limit: int) -> str:
+    text = str(value or "").strip() or "-"
+    return text[:limit]
+
+
+def _title(data: dict) -> str:
+    listing = data.get("listing") if isinstance(data.get("listing"), dict) else {}
+    return data.get("title") or listing.get("title") or data.get("listing_title") or ""
+
+
+def message_for(event: Event) -> dict | None:
+    """The send_subscribe_message arguments for this event, or None when it has no template."""
+    data = event.data if isinstance(event.data, dict) else {}
+    at = timezone.localtime(event.created_at).strftime("%Y-%m-%d %H:%M")
+    if event.type.startswith("offer."):
+        template_id = settings.WECHAT_TEMPLATE_OFFER_ANSWERED
+        reference = data.get("id", "")
+        summary = _title(data) or f"出价 {int(data.get('price') or 0) / 100:.2f} 元"
+        page = f"pages/offers/detail?id={reference}"
+        if event.type == "offer.accepted" and data.get("order_no"):
+            page = f"pages/orders/detail?no={data['order_no']}"
+    elif event.type == "order.video_ready":
+        template_id = settings.WECHAT_TEMPLATE_VIDEO_READY
+        reference = data.get("order_no", "")
+        summary = _title(data) or "卖家已上传验货视频，请确认"
+        page = f"pages/orders/detail?no={reference}"
+    elif event.type == "order.shipping_update":
+        template_id = settings.WECHAT_TEMPLATE_SHIPPING_UPDATE
+        reference = data.get("order_no", "")
+        summary = data.get("text") or data.get("latest") or _title(data) or "物流有新进展"
+        page = f"pages/orders/detail?no={reference}"
+    else:
+        return None
+    if not template_id:
+        return None
+    return {
+        "template_id": template_id,
+        "page": page,
+        "data": {
+            "character_string1": {"value": _cut(reference, 32)},
+            "thing2": {"value": _cut(summary, 20)},
+            "phrase3": {"value": _cut(_STATUS_WORDS.get(event.type), 5)},
+            "time4": {"value": at},
+        },
+    }

@@ -1,0 +1,45 @@
+"""Who has an open socket, across server processes (the Django cache: Redis in production).
+
+Each user's entry maps connection ids to an expiry time. Sockets refresh theirs while open, so
+an entry left behind by a crashed process expires on its own. Two sockets of one user updating
+at once may drop each other's entry until the next refresh: the cost is at worst one extra
+subscribe message, never a lost event (events are durable).
+"""
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+def _key(user_id: int) -> str:
+    return f"realtime:presence:{user_id}"
+
+
+def _ttl() -> int:
+    return settings.REALTIME_PRESENCE_TTL_SECONDS
+
+
+def _live(entries: dict, now: float) -> dict:
+    return {conn: expires for conn, expires in (entries or {}).items() if expires > now}
+
+
+def mark_connected(user_id: int, conn_id: str) -> None:
+    now = time.time()
+    entries = _live(cache.get(_key(user_id)), now)
+    entries[conn_id] = now + _ttl()
+    cache.set(_key(user_id), entries, _ttl())
+
+
+def mark_disconnected(user_id: int, conn_id: str) -> None:
+    now = time.time()
+    entries = _live(cache.get(_key(user_id)), now)
+    entries.pop(conn_id, None)
+    if entries:
+        cache.set(_key(user_id), entries, _ttl())
+    else:
+        cache.delete(_key(user_id))
+
+
+def is_online(user_id: int) -> bool:
+    return bool(_live(cache.get(_key(user_id)), time.time()))
