@@ -178,3 +178,21 @@ def sweep_refunds(*, now: datetime | None = None) -> dict[str, int]:
                     _settle(locked, remote["status"])
             outcomes["settled_by_query"] = outcomes.get("settled_by_query", 0) + 1
     return outcomes
+
+
+def retry_refund(*, refund_id: int, staff) -> bool:
+    """Staff send a refund that needs attention once more (after fixing its cause)."""
+    with transaction.atomic(durable=True):
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status != Refund.Status.NEEDS_ATTENTION:
+            return False
+        refund.status = Refund.Status.PENDING
+        refund.attempts = 0
+        refund.next_attempt_at = timezone.now() + SUBMIT_LEASE
+        refund.last_error = f"resubmitted by {staff.username}"
+        refund.save()
+        from marketplace.tasks import submit_refund_task
+
+        transaction.on_commit(lambda: submit_refund_task(refund_id))
+    logger.info("refund %s resubmitted by %s", refund.out_refund_no, staff.username)
+    return True

@@ -3,4 +3,5 @@
 from marketplace.admin import (
     accounts,  # noqa: F401
     catalog,  # noqa: F401
+    orders,  # noqa: F401
 )

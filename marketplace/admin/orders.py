@@ -1,0 +1,350 @@
+"""Staff console for orders, refunds, payment notifications, disputes and platform settings.
+
+Statuses and money are read-only here: they change only through actions that record why.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from marketplace.actions import fulfilment
+from marketplace.actions.platform import LIMITS, check_platform_values, update_platform_settings
+from marketplace.actions.refunds import retry_refund
+from marketplace.errors import DomainError
+from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
+from marketplace.models.orders import (
+    Order,
+    OrderHistory,
+    PaymentNotification,
+    PlatformSettings,
+    PlatformSettingsChange,
+    Refund,
+)
+from marketplace.states import OrderStatus
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class HistoryInline(ReadOnlyInline):
+    model = OrderHistory
+    fields = ("at", "from_status", "to_status", "actor", "actor_user", "reason")
+    readonly_fields = fields
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fields = (
+        "out_refund_no",
+        "amount_fen",
+        "status",
+        "attempts",
+        "last_error",
+        "wechat_status",
+        "created_at",
+        "succeeded_at",
+    )
+    readonly_fields = fields
+
+
+class TrackingInline(ReadOnlyInline):
+    model = TrackingEvent
+    fields = ("occurred_at", "text", "location")
+    readonly_fields = fields
+
+
+class DisputeInline(ReadOnlyInline):
+    model = Dispute
+    fields = ("reason", "opened_at", "resolution", "refund_fen", "note", "settled_by", "settled_at")
+    readonly_fields = fields
+
+
+class RefundStateFilter(admin.SimpleListFilter):
+    title = "refund"
+    parameter_name = "refund"
+
+    def lookups(self, request, model_admin):
+        return [("none", "no refund"), *Refund.Status.choices]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "none":
+            return queryset.filter(refund__isnull=True)
+        if value:
+            return queryset.filter(refund__status=value)
+        return queryset
+
+
+class SettleDisputeForm(forms.Form):
+    refund_fen = forms.IntegerField(
+        min_value=0, help_text="Refund to the buyer in fen: 0 releases everything to the seller."
+    )
+    note = forms.CharField(max_length=500, widget=forms.Textarea, help_text="Why; recorded.")
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = (
+        "order_no",
+        "status",
+        "title",
+        "price_fen",
+        "buyer",
+        "seller",
+        "deadline_at",
+        "created_at",
+    )
+    list_filter = ("status", RefundStateFilter, "created_at")
+    search_fields = (
+        "order_no",
+        "title",
+        "buyer__nickname",
+        "buyer__username",
+        "seller__nickname",
+        "seller__username",
+        "listing__title",
+        "tracking_no",
+    )
+    list_select_related = ("buyer", "seller")
+    ordering = ("-id",)
+    date_hierarchy = "created_at"
+    inlines = [HistoryInline, RefundInline, DisputeInline, TrackingInline]
+    actions = ["settle_dispute"]
+    readonly_fields = [field.name for field in Order._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(
+        description="Settle the selected dispute (refund and/or release)", permissions=["settle"]
+    )
+    def settle_dispute(self, request: HttpRequest, queryset: QuerySet):
+        disputed = list(queryset.filter(status=OrderStatus.DISPUTED))
+        if len(disputed) != 1:
+            self.message_user(request, "Select exactly one disputed order.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(
+            reverse("admin:marketplace_order_settle", args=[disputed[0].pk])
+        )
+
+    def has_settle_permission(self, request: HttpRequest) -> bool:
+        # Settling is changing the dispute: support staff hold this permission, reviewers do not.
+        return request.user.has_perm("marketplace.change_dispute")
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<int:order_id>/settle/",
+                self.admin_site.admin_view(self.settle_view),
+                name="marketplace_order_settle",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def settle_view(self, request: HttpRequest, order_id: int):
+        if not self.has_settle_permission(request):
+            raise PermissionDenied
+        order = Order.objects.select_related("buyer", "seller").get(pk=order_id)
+        form = SettleDisputeForm(request.POST or None, initial={"refund_fen": order.price_fen})
+        if request.method == "POST" and form.is_valid():
+            try:
+                fulfilment.settle_dispute(
+                    staff=request.user,
+                    order_id=order.pk,
+                    refund_fen=form.cleaned_data["refund_fen"],
+                    note=form.cleaned_data["note"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request, f"Dispute on {order.order_no} settled.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:marketplace_order_change", args=[order.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Settle the dispute on {order.order_no}",
+            "order": order,
+            "dispute": Dispute.objects.filter(order=order).first(),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/marketplace/order/settle_dispute.html", context)
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    list_display = (
+        "out_refund_no",
+        "order",
+        "amount_fen",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+    )
+    list_filter = ("status", "created_at")
+    search_fields = ("out_refund_no", "order__order_no")
+    readonly_fields = [field.name for field in Refund._meta.fields]
+    ordering = ("-id",)
+    actions = ["retry"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Submit the selected refunds again", permissions=["change"])
+    def retry(self, request, queryset):
+        count = sum(retry_refund(refund_id=refund.pk, staff=request.user) for refund in queryset)
+        self.message_user(request, f"{count} refund(s) resubmitted.")
+
+
+@admin.register(PaymentNotification)
+class PaymentNotificationAdmin(admin.ModelAdmin):
+    list_display = ("received_at", "kind", "event_type", "out_trade_no", "is_verified", "outcome")
+    list_filter = ("kind", "is_verified", "event_type", "received_at")
+    search_fields = ("out_trade_no", "notification_id", "outcome")
+    readonly_fields = [field.name for field in PaymentNotification._meta.fields]
+    ordering = ("-id",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OpenDisputeFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "open"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "open"), ("no", "settled")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(settled_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(settled_at__isnull=False)
+        return queryset
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    list_display = (
+        "order",
+        "reason",
+        "opened_at",
+        "resolution",
+        "refund_fen",
+        "settled_by",
+        "settled_at",
+        "settle_link",
+    )
+    list_filter = (OpenDisputeFilter, "resolution")
+    search_fields = ("order__order_no", "reason")
+    readonly_fields = [field.name for field in Dispute._meta.fields]
+    ordering = ("settled_at", "opened_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="")
+    def settle_link(self, dispute: Dispute):
+        from django.utils.html import format_html
+
+        if dispute.settled_at:
+            return ""
+        url = reverse("admin:marketplace_order_settle", args=[dispute.order_id])
+        return format_html('<a class="button" href="{}">Settle</a>', url)
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ("order", "rating", "comment", "buyer", "seller", "created_at")
+    list_filter = ("rating", "created_at")
+    search_fields = ("order__order_no", "comment", "seller__nickname")
+    readonly_fields = [field.name for field in Review._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+class PlatformSettingsForm(forms.ModelForm):
+    class Meta:
+        model = PlatformSettings
+        fields = list(LIMITS)
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            check_platform_values({name: cleaned[name] for name in LIMITS if name in cleaned})
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return cleaned
+
+
+@admin.register(PlatformSettings)
+class PlatformSettingsAdmin(admin.ModelAdmin):
+    form = PlatformSettingsForm
+    list_display = (
+        "__str__",
+        "commission_rate_bp",
+        "payment_minutes",
+        "video_upload_hours",
+        "video_confirm_hours",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request):
+        return not PlatformSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        # Every change goes through the action, which records who changed what.
+        update_platform_settings(
+            staff=request.user, values={name: form.cleaned_data[name] for name in form.changed_data}
+        )
+
+
+@admin.register(PlatformSettingsChange)
+class PlatformSettingsChangeAdmin(admin.ModelAdmin):
+    list_display = ("changed_at", "staff", "field", "old_value", "new_value")
+    list_filter = ("field", "changed_at")
+    readonly_fields = [field.name for field in PlatformSettingsChange._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
