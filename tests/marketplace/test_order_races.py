@@ -124,3 +124,24 @@ def test_refund_notification_delivered_twice_settles_once(make_client, anon):
     refund = Refund.objects.get(order__order_no=order_no)
     assert refund.status == Refund.Status.SUCCEEDED
     assert SandboxRefund.objects.filter(out_refund_no=refund.out_refund_no).count() == 1
+
+
+def test_receipt_confirmation_racing_auto_completion_credits_once(make_client):
+    from marketplace.actions import fulfilment
+    from marketplace.models.wallet import LedgerEntry, Wallet
+    from tests.marketplace.fulfilment_helpers import shipped
+
+    buyer, seller, order_no = shipped(make_client, price_fen=10_000)
+    order = Order.objects.get(order_no=order_no)
+    due = order.deadline_at + timedelta(seconds=1)
+
+    results = race(
+        lambda: fulfilment.confirm_receipt(buyer=buyer.user, order_no=order_no),
+        lambda: handle_order_deadline(order_id=order.pk, now=due),
+    )
+
+    assert not any(isinstance(r, Exception) and not isinstance(r, Conflict) for r in results), results
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.COMPLETED
+    assert LedgerEntry.objects.filter(order=order, kind="sale_credit").count() == 1
+    assert Wallet.objects.get(user=seller.user).available_fen == 9_500
+    assert order.history.filter(to_status=OrderStatus.COMPLETED).count() == 1
