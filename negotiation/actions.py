@@ -1,0 +1,526 @@
+"""Bargaining (SPEC §4): every write on offers. REST and socket handlers call these.
+
+Lock order, everywhere: the listing row, then offer rows (by id), then the realtime counters of
+everyone to be told (by user id, all at once). Every move on an offer, a direct purchase and a
+price edit start with the listing lock, so on one listing they happen one at a time. (A direct
+purchase emits its order event before declining the offers; were withdraw or expiry to lock
+only the offer, the two would wait on each other's counter and offer rows.)
+"""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from marketplace.actions.accounts import check_not_banned
+from marketplace.actions.orders import (
+    ADDRESS_SNAPSHOT_FIELDS,
+    address_snapshot,
+    check_can_buy,
+    lock_listing,
+    platform_settings,
+    reserve_listing_for,
+)
+from marketplace.errors import Conflict, Forbidden, NotFound, RateLimited, Unprocessable
+from marketplace.models import Address, Listing, ListingStatus, User
+from marketplace.models.orders import Order
+from negotiation.models import LIVE_STATUSES, DeclineReason, Offer, OfferHistory, OfferStatus
+from negotiation.representations import offer_data
+from realtime.push import emit
+
+logger = logging.getLogger("negotiation")
+Actor = OfferHistory.Actor
+Action = OfferHistory.Action
+
+# Hidden from everyone but the seller: an offer on one of these is a 404, as on the API.
+UNPUBLISHED = (ListingStatus.PENDING_REVIEW, ListingStatus.REJECTED)
+DAY = timedelta(hours=24)
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+
+def check_offer_rate(*, buyer: User) -> None:
+    """Flood guard across all listings: a fixed window per user in the shared cache, so every
+    server process counts together. The per-listing daily cap is enforced separately, exactly,
+    under the listing lock."""
+    limit = int(getattr(settings, "OFFER_RATE_PER_MINUTE", 20))
+    key = f"offer-rate:{buyer.pk}:{int(timezone.now().timestamp() // 60)}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr: count this one as the first
+        cache.set(key, 1, timeout=120)
+        count = 1
+    if count > limit:
+        raise RateLimited(f"At most {limit} offers a minute; wait a moment.", code="rate_limited")
+
+
+def check_offer_price(*, price_fen: int, listing: Listing) -> None:
+    if price_fen >= listing.price_fen:
+        raise Unprocessable(
+            f"An offer must be below the listing price ({listing.price_fen} fen); buy it instead.",
+            code="price_not_below_listing",
+        )
+
+
+def buyer_address(*, buyer: User, address_id: int | None = None) -> dict:
+    """The address the agreed order ships to: the one given, else the default, else the newest.
+    No address at all is a 409 the client answers by asking for one."""
+    if address_id is not None:
+        return address_snapshot(buyer=buyer, address_id=address_id)
+    address = Address.objects.filter(user=buyer).order_by("-is_default", "-id").first()
+    if address is None:
+        raise Conflict(
+            "Add a delivery address first: an accepted offer becomes an order.",
+            code="address_required",
+        )
+    return {name: getattr(address, name) for name in ADDRESS_SNAPSHOT_FIELDS}
+
+
+def access_offer(*, user: User, offer_id: int, lock: bool = False) -> Offer:
+    """The offer if `user` is its buyer or seller; 404 otherwise (never reveal it exists)."""
+    queryset = Offer.objects.filter(pk=offer_id).select_related("order")
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    offer = queryset.first()
+    if offer is None or user.pk not in (offer.buyer_id, offer.seller_id):
+        raise NotFound("No such offer.", code="offer_not_found")
+    return offer
+
+
+def _role(user: User, offer: Offer) -> str:
+    return Actor.SELLER if user.pk == offer.seller_id else Actor.BUYER
+
+
+def _not_your_turn(offer: Offer) -> Conflict:
+    if offer.status == OfferStatus.OPEN:
+        message = "The seller has not answered this offer yet."
+    elif offer.status == OfferStatus.COUNTERED:
+        message = "The buyer must answer the counter first."
+    else:
+        return Conflict(f"This offer is {offer.status}.", code="offer_not_open")
+    return Conflict(message, code="not_your_turn")
+
+
+def _check_not_expired(offer: Offer, now: datetime) -> None:
+    if offer.expires_at <= now:
+        raise Conflict("This offer has expired.", code="offer_expired")
+
+
+# --- effects -----------------------------------------------------------------------------------
+
+
+def lock_event_counters(user_ids: Iterable[int]) -> None:
+    """Locks everyone's event counter in one statement, in user-id order, before any emit.
+
+    An action emits several events (order, accepted offer, each declined offer) and each emit
+    locks its recipients' counters; two such actions taking the same counters in different
+    orders would deadlock. Taking them all up front, sorted, makes every later emit in the
+    transaction find them already held.
+    """
+    ids = sorted({int(user_id) for user_id in user_ids})
+    if not ids:
+        return
+    values = ", ".join(["(%s, 0)"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO realtime_event_counter (user_id, last_seq) VALUES {values} "  # noqa: S608
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = realtime_event_counter.last_seq",
+            ids,
+        )
+
+
+def _record(
+    offer: Offer, action: str, *, actor: str, actor_user: User | None, price=None, reason: str = ""
+) -> None:
+    OfferHistory.objects.create(
+        offer=offer,
+        action=action,
+        actor=actor,
+        actor_user=actor_user if actor != Actor.SYSTEM else None,
+        price_fen=price,
+        reason=reason,
+    )
+
+
+def notify(offer: Offer, type: str) -> None:
+    emit(user_ids=[offer.buyer_id, offer.seller_id], type=type, data=offer_data(offer))
+
+
+def schedule_expiry(offer: Offer) -> None:
+    """The task fires at expires_at; the sweeper catches it if the task is lost."""
+    from negotiation.tasks import offer_expiry_task
+
+    offer_id, eta = offer.pk, offer.expires_at
+    transaction.on_commit(lambda: offer_expiry_task.schedule(args=(offer_id,), eta=eta))
+
+
+def _expiry_from(now: datetime) -> datetime:
+    return now + timedelta(hours=platform_settings().offer_expiry_hours)
+
+
+def _finish(offer: Offer, status: str, *, reason: str = "") -> None:
+    offer.status = status
+    offer.decline_reason = reason
+    offer.save(update_fields=["status", "decline_reason", "updated_at"])
+
+
+def _lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list[Offer]:
+    queryset = Offer.objects.filter(listing=listing, status__in=LIVE_STATUSES)
+    if exclude_id is not None:
+        queryset = queryset.exclude(pk=exclude_id)
+    return list(queryset.select_for_update(of=("self",)).order_by("pk"))
+
+
+def _decline_all(offers: list[Offer], *, reason: str, actor_user: User | None = None) -> None:
+    for offer in offers:
+        _finish(offer, OfferStatus.DECLINED, reason=reason)
+        _record(offer, Action.DECLINED, actor=Actor.SYSTEM, actor_user=actor_user, reason=reason)
+        notify(offer, "offer.declined")
+
+
+def _accept_locked(
+    offer: Offer,
+    listing: Listing,
+    *,
+    price_fen: int,
+    address: dict,
+    actor: str,
+    actor_user: User | None,
+) -> Offer:
+    """The acceptance itself; the caller holds the listing and offer locks and checked the turn,
+    the expiry and that the listing is on sale. Order, offer, declines and events commit as one."""
+    others = _lock_live_offers(listing, exclude_id=offer.pk)
+    lock_event_counters([offer.buyer_id, offer.seller_id, *(o.buyer_id for o in others)])
+    order = reserve_listing_for(
+        buyer=offer.buyer, listing=listing, price_fen=price_fen, address=address
+    )
+    offer.status = OfferStatus.ACCEPTED
+    offer.order = order
+    offer.save(update_fields=["status", "order", "updated_at"])
+    _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
+    notify(offer, "offer.accepted")
+    _decline_all(others, reason=DeclineReason.LISTING_SOLD)
+    logger.info("offer %s accepted at %s fen: order %s", offer.pk, price_fen, order.order_no)
+    return offer
+
+
+# --- buyer -------------------------------------------------------------------------------------
+
+
+def make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
+    """A new offer. Below the seller's floor it is declined at once; at or above the auto-accept
+    price it is accepted at once (the order is created); otherwise it waits for the seller."""
+    check_not_banned(buyer)
+    check_offer_rate(buyer=buyer)
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        # The listing lock orders this offer against acceptance and purchase: an offer can
+        # never stay open on a listing that was just reserved.
+        listing = lock_listing(listing_id)
+        if listing.status in UNPUBLISHED and listing.seller_id != buyer.pk:
+            raise NotFound("No such listing.", code="listing_not_found")
+        if listing.seller_id == buyer.pk:
+            raise Conflict("You cannot bargain on your own listing.", code="own_listing")
+        check_can_buy(buyer=buyer, listing=listing)
+        check_offer_price(price_fen=price_fen, listing=listing)
+        address = buyer_address(buyer=buyer)
+        previous = (
+            Offer.objects.select_for_update()
+            .filter(listing=listing, buyer=buyer, status__in=LIVE_STATUSES)
+            .first()
+        )
+        if previous is not None and previous.status == OfferStatus.OPEN:
+            raise Conflict(
+                "You already have an open offer on this listing; withdraw it first.",
+                code="offer_already_open",
+            )
+        settings_row = platform_settings()
+        cap = settings_row.offers_per_listing_per_day
+        made_today = Offer.objects.filter(
+            listing=listing, buyer=buyer, created_at__gt=now - DAY
+        ).count()
+        if made_today >= cap:
+            raise RateLimited(
+                f"At most {cap} offers per listing in 24 hours.", code="offer_rate_limited"
+            )
+        lock_event_counters([buyer.pk, listing.seller_id])
+        if previous is not None:
+            # Answering a counter with a new price (SPEC: "or make a new offer") replaces it.
+            _finish(previous, OfferStatus.WITHDRAWN, reason="")
+            _record(
+                previous, Action.WITHDRAWN, actor=Actor.BUYER, actor_user=buyer, reason="superseded"
+            )
+            notify(previous, "offer.withdrawn")
+        try:
+            with transaction.atomic():
+                offer = Offer.objects.create(
+                    listing=listing,
+                    buyer=buyer,
+                    seller_id=listing.seller_id,
+                    price_fen=price_fen,
+                    expires_at=now + timedelta(hours=settings_row.offer_expiry_hours),
+                )
+        except IntegrityError as exc:  # the partial unique index: a concurrent twin won
+            raise Conflict(
+                "You already have an open offer on this listing.", code="offer_already_open"
+            ) from exc
+        offer.buyer = buyer
+        _record(offer, Action.MADE, actor=Actor.BUYER, actor_user=buyer, price=price_fen)
+        floor, auto = listing.bargain_floor_fen, listing.auto_accept_fen
+        if floor is not None and price_fen < floor:
+            _finish(offer, OfferStatus.DECLINED, reason=DeclineReason.BELOW_FLOOR)
+            _record(
+                offer,
+                Action.DECLINED,
+                actor=Actor.SYSTEM,
+                actor_user=None,
+                reason=DeclineReason.BELOW_FLOOR,
+            )
+            notify(offer, "offer.declined")
+        elif auto is not None and price_fen >= auto:
+            _accept_locked(
+                offer,
+                listing,
+                price_fen=price_fen,
+                address=address,
+                actor=Actor.SYSTEM,
+                actor_user=None,
+            )
+        else:
+            notify(offer, "offer.created")
+            schedule_expiry(offer)
+    return offer
+
+
+def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
+    check_not_banned(buyer)
+    offer = access_offer(user=buyer, offer_id=offer_id)
+    with transaction.atomic(durable=True):
+        lock_listing(offer.listing_id)
+        offer = access_offer(user=buyer, offer_id=offer_id, lock=True)
+        if offer.buyer_id != buyer.pk:
+            raise Forbidden("Only the buyer can withdraw an offer.", code="buyer_only")
+        if not offer.is_live:
+            raise Conflict(f"This offer is {offer.status}.", code="offer_not_open")
+        _finish(offer, OfferStatus.WITHDRAWN)
+        _record(offer, Action.WITHDRAWN, actor=Actor.BUYER, actor_user=buyer)
+        notify(offer, "offer.withdrawn")
+    return offer
+
+
+# --- either side -------------------------------------------------------------------------------
+
+
+def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) -> Offer:
+    """The seller accepts an open offer at its price, or the buyer accepts a counter at the
+    counter price: one transaction creates the order, reserves the listing, accepts this offer
+    and declines every other live one. Racing acceptances, purchases and expiries all meet at
+    the listing lock (then the offer lock), so exactly one of them wins."""
+    check_not_banned(user)
+    offer = access_offer(user=user, offer_id=offer_id)
+    role = _role(user, offer)
+    if address_id is not None and role != Actor.BUYER:
+        raise Unprocessable(
+            "Only the buyer chooses the delivery address.", code="address_not_allowed"
+        )
+    with transaction.atomic(durable=True):
+        listing = lock_listing(offer.listing_id)
+        offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        expected = OfferStatus.OPEN if role == Actor.SELLER else OfferStatus.COUNTERED
+        if offer.status != expected:
+            raise _not_your_turn(offer)
+        _check_not_expired(offer, timezone.now())
+        buyer = User.objects.get(pk=offer.buyer_id)
+        if buyer.is_banned:
+            raise Conflict("The buyer can no longer order.", code="buyer_unavailable")
+        offer.buyer = buyer
+        check_can_buy(buyer=buyer, listing=listing)
+        address = buyer_address(buyer=buyer, address_id=address_id)
+        price = offer.price_fen if role == Actor.SELLER else offer.counter_price_fen
+        return _accept_locked(
+            offer, listing, price_fen=price, address=address, actor=role, actor_user=user
+        )
+
+
+def decline_offer(*, user: User, offer_id: int) -> Offer:
+    """The seller declines an open offer; the buyer may decline a counter (docs/negotiation.md)."""
+    check_not_banned(user)
+    offer = access_offer(user=user, offer_id=offer_id)
+    with transaction.atomic(durable=True):
+        lock_listing(offer.listing_id)
+        offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        role = _role(user, offer)
+        expected = OfferStatus.OPEN if role == Actor.SELLER else OfferStatus.COUNTERED
+        if offer.status != expected:
+            raise _not_your_turn(offer)
+        reason = DeclineReason.SELLER if role == Actor.SELLER else DeclineReason.BUYER
+        _finish(offer, OfferStatus.DECLINED, reason=reason)
+        _record(offer, Action.DECLINED, actor=role, actor_user=user, reason=reason)
+        notify(offer, "offer.declined")
+    return offer
+
+
+# --- seller ------------------------------------------------------------------------------------
+
+
+def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
+    """The seller names a price between the buyer's offer and the listing price; the buyer's
+    clock restarts."""
+    check_not_banned(seller)
+    offer = access_offer(user=seller, offer_id=offer_id)
+    if offer.seller_id != seller.pk:
+        raise Forbidden("Only the seller can counter an offer.", code="seller_only")
+    with transaction.atomic(durable=True):
+        # The listing lock reads a price no edit can change until we commit.
+        listing = lock_listing(offer.listing_id)
+        offer = access_offer(user=seller, offer_id=offer_id, lock=True)
+        if offer.status != OfferStatus.OPEN:
+            raise _not_your_turn(offer)
+        now = timezone.now()
+        _check_not_expired(offer, now)
+        if listing.status != ListingStatus.ON_SALE:
+            raise Conflict("This listing is not on sale.", code="listing_not_on_sale")
+        check_offer_price(price_fen=price_fen, listing=listing)
+        if price_fen <= offer.price_fen:
+            raise Unprocessable(
+                "A counter must be above the buyer's offer; accept the offer instead.",
+                code="counter_not_above_offer",
+            )
+        offer.counter_price_fen = price_fen
+        offer.status = OfferStatus.COUNTERED
+        offer.expires_at = _expiry_from(now)
+        offer.save(update_fields=["counter_price_fen", "status", "expires_at", "updated_at"])
+        _record(offer, Action.COUNTERED, actor=Actor.SELLER, actor_user=seller, price=price_fen)
+        notify(offer, "offer.countered")
+        schedule_expiry(offer)
+    return offer
+
+
+def set_bargain_terms(
+    *, seller: User, listing_id: int, floor_fen: int | None, auto_accept_fen: int | None
+) -> Listing:
+    """PUT semantics: both values are replaced (null clears). Live open offers under a new
+    floor are declined at once, as new ones would be."""
+    check_not_banned(seller)
+    with transaction.atomic(durable=True):
+        listing = lock_listing(listing_id)
+        if listing.seller_id != seller.pk:
+            raise NotFound("No such listing.", code="listing_not_found")
+        if listing.status == ListingStatus.SOLD:
+            raise Conflict("This listing is sold.", code="listing_not_editable")
+        for name, value in (("floor_price", floor_fen), ("auto_accept_price", auto_accept_fen)):
+            if value is not None and value >= listing.price_fen:
+                raise Unprocessable(
+                    f"{name} must be below the listing price ({listing.price_fen} fen).",
+                    code="price_not_below_listing",
+                )
+        if floor_fen is not None and auto_accept_fen is not None and auto_accept_fen < floor_fen:
+            raise Unprocessable(
+                "auto_accept_price cannot be below floor_price.", code="auto_accept_below_floor"
+            )
+        listing.bargain_floor_fen = floor_fen
+        listing.auto_accept_fen = auto_accept_fen
+        listing.save(update_fields=["bargain_floor_fen", "auto_accept_fen", "updated_at"])
+        if floor_fen is not None:
+            under = [
+                offer
+                for offer in _lock_live_offers(listing)
+                if offer.status == OfferStatus.OPEN and offer.price_fen < floor_fen
+            ]
+            lock_event_counters([seller.pk, *(offer.buyer_id for offer in under)])
+            _decline_all(under, reason=DeclineReason.BELOW_FLOOR)
+    return listing
+
+
+# --- hooks called by the marketplace app (inside its transaction, listing row locked) ---------
+
+
+def decline_open_offers(
+    *, listing: Listing, reason: str, except_offer_id: int | None = None
+) -> list[Offer]:
+    """Declines every live offer on the listing (a direct purchase sold it)."""
+    offers = _lock_live_offers(listing, exclude_id=except_offer_id)
+    lock_event_counters([listing.seller_id, *(offer.buyer_id for offer in offers)])
+    _decline_all(offers, reason=reason)
+    return offers
+
+
+def on_listing_price_changed(*, listing: Listing, new_price_fen: int) -> list[Offer]:
+    """A new price declines live offers it makes pointless: an offer (or a counter) at or above
+    it. Called by the catalog's edit with the listing locked."""
+    offers = [
+        offer
+        for offer in _lock_live_offers(listing)
+        if offer.price_fen >= new_price_fen
+        or (offer.counter_price_fen is not None and offer.counter_price_fen >= new_price_fen)
+    ]
+    lock_event_counters([listing.seller_id, *(offer.buyer_id for offer in offers)])
+    _decline_all(offers, reason=DeclineReason.PRICE_CHANGED)
+    return offers
+
+
+def on_order_closed(*, order: Order) -> None:
+    """The agreed order went unpaid and closed: the listing is on sale again (the caller put it
+    back), so buyers may offer again. The accepted offer stays accepted; its history says why
+    nothing came of it."""
+    for offer in Offer.objects.filter(order=order, status=OfferStatus.ACCEPTED):
+        _record(
+            offer, Action.ORDER_CLOSED, actor=Actor.SYSTEM, actor_user=None, reason="order_unpaid"
+        )
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+
+def handle_offer_expiry(*, offer_id: int, now: datetime | None = None) -> str:
+    """Expires a live offer whose time is up; does nothing otherwise. Idempotent.
+
+    Under the listing lock like every move: an acceptance that got there first leaves an
+    accepted offer (this then finds it not live); one arriving after finds it expired (409)."""
+    now = now or timezone.now()
+    listing_id = Offer.objects.filter(pk=offer_id).values_list("listing_id", flat=True).first()
+    if listing_id is None:
+        return "not_live"
+    with transaction.atomic(durable=True):
+        lock_listing(listing_id)
+        offer = Offer.objects.select_for_update().filter(pk=offer_id).first()
+        if offer is None or not offer.is_live:
+            return "not_live"
+        if offer.expires_at > now:
+            return "not_due"
+        lock_event_counters([offer.buyer_id, offer.seller_id])
+        _finish(offer, OfferStatus.EXPIRED)
+        _record(offer, Action.EXPIRED, actor=Actor.SYSTEM, actor_user=None)
+        notify(offer, "offer.expired")
+    return "expired"
+
+
+def sweep_expired_offers(*, now: datetime | None = None, batch: int = 1000) -> dict[str, int]:
+    """The backstop for lost expiry tasks: expires every due live offer, walking ids upwards so
+    one failure cannot stall the sweep."""
+    now = now or timezone.now()
+    outcomes: dict[str, int] = {}
+    last_id = 0
+    while True:
+        ids = list(
+            Offer.objects.filter(status__in=LIVE_STATUSES, expires_at__lte=now, pk__gt=last_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch]
+        )
+        if not ids:
+            break
+        last_id = ids[-1]
+        for offer_id in ids:
+            try:
+                outcome = handle_offer_expiry(offer_id=offer_id, now=now)
+            except Exception:
+                logger.exception("expiry of offer %s failed; the next sweep retries", offer_id)
+                outcome = "failed"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

@@ -1,0 +1,86 @@
+"""Staff view of bargaining: offers read-only, filterable, with their history, and shown inline
+on the listing's page. Offers change only through the actions (events, orders, locks)."""
+
+from django.contrib import admin
+
+from marketplace.models import Listing
+from negotiation.models import Offer, OfferHistory
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OfferHistoryInline(ReadOnlyMixin, admin.TabularInline):
+    model = OfferHistory
+    extra = 0
+    fields = ("at", "action", "actor", "actor_user", "price_fen", "reason")
+    readonly_fields = fields
+
+
+@admin.register(Offer)
+class OfferAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "listing",
+        "buyer",
+        "seller",
+        "price_fen",
+        "counter_price_fen",
+        "status",
+        "decline_reason",
+        "expires_at",
+        "order",
+        "created_at",
+    )
+    list_filter = ("status", "decline_reason", "created_at")
+    search_fields = (
+        "=id",
+        "=listing__id",
+        "listing__title",
+        "buyer__nickname",
+        "seller__nickname",
+        "order__order_no",
+    )
+    list_select_related = ("listing", "buyer", "seller", "order")
+    date_hierarchy = "created_at"
+    inlines = [OfferHistoryInline]
+
+
+class ListingOfferInline(ReadOnlyMixin, admin.TabularInline):
+    model = Offer
+    fk_name = "listing"
+    extra = 0
+    fields = (
+        "id",
+        "buyer",
+        "price_fen",
+        "counter_price_fen",
+        "status",
+        "decline_reason",
+        "expires_at",
+        "order",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("-id",)
+    show_change_link = True
+
+
+def _attach_to_listing_admin() -> None:
+    """Adds the offers to the catalog's listing page without editing the catalog's admin."""
+    if not admin.site.is_registered(Listing):
+        return
+    listing_admin = admin.site.get_model_admin(Listing)
+    if ListingOfferInline not in listing_admin.inlines:
+        listing_admin.inlines = [*listing_admin.inlines, ListingOfferInline]
+
+
+_attach_to_listing_admin()
