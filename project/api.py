@@ -108,6 +108,9 @@ def _register_routers() -> None:
     api.add_router("", catalog.router)
     api.add_router("", orders.router)
     api.add_router("", orders.notify_router)
+    from marketplace.api import wallet
+
+    api.add_router("", wallet.router)
     try:
         from realtime.api import router as events_router
     except ImportError:  # pragma: no cover - realtime arrives with its own issue

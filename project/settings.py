@@ -188,7 +188,17 @@ RATE_LIMITS = {
     "sign_in": os.environ.get("RATE_SIGN_IN", "10/m"),
     "phone": os.environ.get("RATE_PHONE", "10/m"),
     "default_user": os.environ.get("RATE_USER", "600/m"),
+    "withdrawal": os.environ.get("RATE_WITHDRAWAL", "10/h"),
 }
+
+# --- Wallet: payout account numbers are encrypted at rest (docs/wallet.md) ---------------------
+# Fernet keys, comma-separated; the first encrypts, every one decrypts (prepend a new key to
+# rotate, then run `manage.py rotate_payout_keys`). The default is for the embedded stack only:
+# production refuses to start without its own keys.
+DEV_PAYOUT_ENCRYPTION_KEY = "eyTDa4wsx4pFZOGOPC0fCuktumzbQgeDR2X0Wttcb9c="
+PAYOUT_ENCRYPTION_KEYS = env_list(
+    "PAYOUT_ENCRYPTION_KEYS", [] if IS_PRODUCTION else [DEV_PAYOUT_ENCRYPTION_KEY]
+)
 
 # --- External services ------------------------------------------------------------------------
 WECHAT_APPID = os.environ.get("WECHAT_APPID", "")
@@ -304,6 +314,19 @@ if IS_PRODUCTION:
     CSRF_COOKIE_SECURE = True
 
 
+def _payout_key_problems() -> list[str]:
+    from cryptography.fernet import Fernet
+
+    if not PAYOUT_ENCRYPTION_KEYS or DEV_PAYOUT_ENCRYPTION_KEY in PAYOUT_ENCRYPTION_KEYS:
+        return ["PAYOUT_ENCRYPTION_KEYS must be set to this deployment's own Fernet key(s)"]
+    try:
+        for key in PAYOUT_ENCRYPTION_KEYS:
+            Fernet(key)
+    except ValueError:
+        return ["PAYOUT_ENCRYPTION_KEYS holds a value that is not a Fernet key"]
+    return []
+
+
 def check_production_settings() -> None:
     """Refuse to boot production with development conveniences left on."""
     if not IS_PRODUCTION:
@@ -321,6 +344,7 @@ def check_production_settings() -> None:
         problems.append("REDIS_URL must be set")
     if not ALLOWED_HOSTS:
         problems.append("ALLOWED_HOSTS must be set")
+    problems.extend(_payout_key_problems())
     if problems:
         raise ImproperlyConfigured("Production mode refuses to start: " + "; ".join(problems))
 

@@ -1,13 +1,26 @@
-"""The ledger's one writer, and the sale credit. Withdrawals build on post_entry."""
+"""The ledger's one writer, the sale credit, payout accounts and withdrawals (SPEC §5).
 
+Every balance change goes through post_entry, under the wallet's row lock. Lock order, kept
+by every action here so none can deadlock another: withdrawal row, then wallet row.
+"""
+
+import functools
 import logging
+import re
+from datetime import datetime
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from marketplace.errors import Conflict
+from marketplace.actions.accounts import check_not_banned
+from marketplace.errors import Conflict, NotFound, Unprocessable
 from marketplace.models import User
 from marketplace.models.orders import Order, Refund
-from marketplace.models.wallet import LedgerEntry, Wallet
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 from marketplace.money import split_commission
 from realtime.push import emit
 
@@ -36,6 +49,7 @@ def post_entry(
     frozen_delta_fen: int = 0,
     unique_key: str,
     order: Order | None = None,
+    withdrawal: Withdrawal | None = None,
     note: str = "",
     created_by: User | None = None,
 ) -> LedgerEntry | None:
@@ -57,6 +71,7 @@ def post_entry(
         available_after_fen=available,
         frozen_after_fen=frozen,
         order=order,
+        withdrawal=withdrawal,
         unique_key=unique_key,
         note=note[:200],
         created_by=created_by,
@@ -82,9 +97,10 @@ def entry_data(entry: LedgerEntry) -> dict:
         "kind": entry.kind,
         "amount": entry.available_delta_fen,
         "balance_after": entry.available_after_fen,
+        "frozen_delta": entry.frozen_delta_fen,
         "frozen_after": entry.frozen_after_fen,
         "order_no": entry.order.order_no if entry.order_id else None,
-        "withdrawal_id": getattr(entry, "withdrawal_id", None),
+        "withdrawal_id": entry.withdrawal_id,
         "at": entry.created_at.isoformat(),
     }
 
@@ -119,3 +135,373 @@ def credit_sale(*, order_id: int) -> LedgerEntry | None:
                 "credited %s fen to %s for %s", seller_share, order.seller_id, order.order_no
             )
     return entry
+
+
+# --- Payout account numbers: encrypted at rest -----------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in keys])
+
+
+def payout_fernet() -> MultiFernet:
+    """The first key of PAYOUT_ENCRYPTION_KEYS encrypts; every one of them decrypts."""
+    return _fernet(tuple(settings.PAYOUT_ENCRYPTION_KEYS))
+
+
+def encrypt_account_no(account_no: str) -> str:
+    return payout_fernet().encrypt(account_no.encode()).decode()
+
+
+def reveal_account_no(account: PayoutAccount) -> str | None:
+    """The full number, for staff allowed to pay out; None when no configured key opens it
+    (a key was dropped from PAYOUT_ENCRYPTION_KEYS before rotation finished)."""
+    try:
+        return payout_fernet().decrypt(account.account_no_encrypted.encode()).decode()
+    except InvalidToken:
+        logger.error("payout account %s cannot be decrypted with the configured keys", account.pk)
+        return None
+
+
+def rotate_payout_keys(*, batch_size: int = 500) -> int:
+    """Re-encrypts every account number with the first key, so older keys can be retired.
+    Safe to run twice or while the API runs: each row is rewritten under its own lock."""
+    fernet = payout_fernet()
+    rotated = 0
+    last_id = 0
+    while True:
+        ids = list(
+            PayoutAccount.objects.filter(pk__gt=last_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return rotated
+        for account_id in ids:
+            with transaction.atomic(durable=True):
+                account = PayoutAccount.objects.select_for_update().get(pk=account_id)
+                account.account_no_encrypted = fernet.rotate(
+                    account.account_no_encrypted.encode()
+                ).decode()
+                account.save(update_fields=["account_no_encrypted"])
+                rotated += 1
+        last_id = ids[-1]
+
+
+# --- Payout accounts ------------------------------------------------------------------------
+
+MAX_PAYOUT_ACCOUNTS = 10
+_PHONE = re.compile(r"^1[3-9][0-9]{9}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_WECHAT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{5,19}$")
+_CARD = re.compile(r"^[0-9]{12,19}$")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _invalid(field: str, message: str, code: str) -> Unprocessable:
+    return Unprocessable(
+        message,
+        code=code,
+        errors=[{"loc": ["body", "payload", field], "msg": message, "type": code}],
+    )
+
+
+def check_payout_account(*, type: str, account_no: str, bank_name: str) -> str:
+    """The account number normalised for storage, or a 422 saying what is wrong with it."""
+    if type == PayoutAccount.Type.ALIPAY:
+        number = account_no.strip()
+        if not (_PHONE.match(number) or (len(number) <= 100 and _EMAIL.match(number))):
+            raise _invalid(
+                "account_no",
+                "An Alipay account is a mainland mobile number or an e-mail address.",
+                "invalid_account_no",
+            )
+    elif type == PayoutAccount.Type.WECHAT:
+        number = account_no.strip()
+        if not (_WECHAT_ID.match(number) or _PHONE.match(number)):
+            raise _invalid(
+                "account_no",
+                "A WeChat ID is 6-20 letters, digits, _ or -, starting with a letter "
+                "(or the bound mobile number).",
+                "invalid_account_no",
+            )
+    elif type == PayoutAccount.Type.BANK:
+        # Cards are printed in groups of four; people type the spaces.
+        number = re.sub(r"[\s-]", "", account_no)
+        if not _CARD.match(number):
+            raise _invalid("account_no", "A card number is 12-19 digits.", "invalid_account_no")
+        if not luhn_ok(number):
+            raise _invalid(
+                "account_no",
+                "This card number fails its check digit; check it for a typo.",
+                "invalid_card_checksum",
+            )
+    else:
+        raise _invalid("type", "type is alipay, wechat or bank.", "invalid_account_type")
+    if type == PayoutAccount.Type.BANK and not bank_name:
+        raise _invalid("bank_name", "A bank card needs bank_name.", "bank_name_required")
+    if type != PayoutAccount.Type.BANK and bank_name:
+        raise _invalid("bank_name", "bank_name is for bank cards only.", "bank_name_not_allowed")
+    return number
+
+
+def live_accounts(*, user: User) -> QuerySet[PayoutAccount]:
+    return PayoutAccount.objects.filter(user=user, deleted_at__isnull=True)
+
+
+def access_payout_account(*, user: User, account_id: int) -> PayoutAccount:
+    """The user's own live account; anyone else's (or a removed one) is 404."""
+    account = live_accounts(user=user).filter(pk=account_id).first()
+    if account is None:
+        raise NotFound("No such payout account.", code="account_not_found")
+    return account
+
+
+def create_payout_account(
+    *, user: User, type: str, holder_name: str, account_no: str, bank_name: str = ""
+) -> PayoutAccount:
+    number = check_payout_account(type=type, account_no=account_no, bank_name=bank_name)
+    with transaction.atomic(durable=True):
+        # The wallet row serialises this user's account changes, so two concurrent adds cannot
+        # both pass the limit check.
+        lock_wallet(user_id=user.pk)
+        if live_accounts(user=user).count() >= MAX_PAYOUT_ACCOUNTS:
+            raise Conflict(
+                f"At most {MAX_PAYOUT_ACCOUNTS} payout accounts; remove one first.",
+                code="account_limit",
+            )
+        return PayoutAccount.objects.create(
+            user=user,
+            type=type,
+            holder_name=holder_name,
+            bank_name=bank_name,
+            account_no_encrypted=encrypt_account_no(number),
+            account_last4=number[-4:],
+        )
+
+
+def delete_payout_account(*, user: User, account_id: int) -> None:
+    with transaction.atomic(durable=True):
+        # Under the wallet lock a withdrawal to this account cannot be created meanwhile.
+        lock_wallet(user_id=user.pk)
+        account = access_payout_account(user=user, account_id=account_id)
+        withdrawals = Withdrawal.objects.filter(account=account)
+        if withdrawals.filter(status=Withdrawal.Status.PENDING).exists():
+            raise Conflict(
+                "A withdrawal to this account is waiting to be paid; remove it afterwards.",
+                code="account_has_pending_withdrawal",
+            )
+        if withdrawals.exists():
+            # Paid and rejected withdrawals keep naming where the money went.
+            account.deleted_at = timezone.now()
+            account.save(update_fields=["deleted_at"])
+        else:
+            account.delete()
+
+
+def account_data(account: PayoutAccount) -> dict:
+    return {
+        "id": account.pk,
+        "type": account.type,
+        "holder_name": account.holder_name,
+        "account_no": account.masked_account_no,
+        "bank_name": account.bank_name or None,
+        "created_at": account.created_at.isoformat(),
+    }
+
+
+# --- Withdrawals ----------------------------------------------------------------------------
+
+
+def withdrawal_data(withdrawal: Withdrawal) -> dict:
+    return {
+        "id": withdrawal.pk,
+        "amount": withdrawal.amount_fen,
+        "status": withdrawal.status,
+        "account": account_data(withdrawal.account),
+        "transfer_reference": withdrawal.transfer_reference or None,
+        "reject_reason": withdrawal.reject_reason or None,
+        "created_at": withdrawal.created_at.isoformat(),
+        "decided_at": withdrawal.decided_at.isoformat() if withdrawal.decided_at else None,
+    }
+
+
+def _notify_withdrawal(withdrawal: Withdrawal) -> None:
+    emit(user_ids=[withdrawal.user_id], type="withdrawal.updated", data=withdrawal_data(withdrawal))
+
+
+def access_withdrawal(*, user: User, withdrawal_id: int) -> Withdrawal:
+    withdrawal = (
+        Withdrawal.objects.select_related("account").filter(pk=withdrawal_id, user=user).first()
+    )
+    if withdrawal is None:
+        raise NotFound("No such withdrawal.", code="withdrawal_not_found")
+    return withdrawal
+
+
+def request_withdrawal(*, user: User, amount_fen: int, account_id: int) -> Withdrawal:
+    """Creates a pending withdrawal and holds its amount (available → frozen) in the same
+    transaction, under the wallet lock: concurrent requests queue on the lock and each sees the
+    balance the previous one left, so together they can never overdraw."""
+    from marketplace.actions.orders import platform_settings
+
+    check_not_banned(user)
+    minimum = platform_settings().min_withdrawal_fen
+    if amount_fen < minimum:
+        raise _invalid(
+            "amount", f"The smallest withdrawal is {minimum} fen.", "amount_below_minimum"
+        )
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(user_id=user.pk)
+        account = access_payout_account(user=user, account_id=account_id)
+        if amount_fen > wallet.available_fen:
+            raise Conflict(
+                "The amount is more than the available balance.", code="insufficient_balance"
+            )
+        withdrawal = Withdrawal.objects.create(user=user, account=account, amount_fen=amount_fen)
+        post_entry(
+            user_id=user.pk,
+            kind=Kind.WITHDRAWAL_HOLD,
+            available_delta_fen=-amount_fen,
+            frozen_delta_fen=amount_fen,
+            unique_key=f"withdrawal:{withdrawal.pk}:hold",
+            withdrawal=withdrawal,
+            created_by=user,
+        )
+        _notify_withdrawal(withdrawal)
+    logger.info("withdrawal %s of %s fen requested by %s", withdrawal.pk, amount_fen, user.pk)
+    return withdrawal
+
+
+def _lock_withdrawal(withdrawal_id: int) -> Withdrawal:
+    withdrawal = (
+        Withdrawal.objects.select_for_update(of=("self",))
+        .select_related("account")
+        .filter(pk=withdrawal_id)
+        .first()
+    )
+    if withdrawal is None:
+        raise NotFound("No such withdrawal.", code="withdrawal_not_found")
+    return withdrawal
+
+
+def _decide(withdrawal: Withdrawal, *, staff: User, status: str, **fields) -> None:
+    withdrawal.status = status
+    withdrawal.decided_at = timezone.now()
+    withdrawal.decided_by = staff
+    for name, value in fields.items():
+        setattr(withdrawal, name, value)
+    withdrawal.save(update_fields=["status", "decided_at", "decided_by", *fields])
+
+
+def mark_withdrawal_paid(
+    *, staff: User, withdrawal_id: int, reference: str
+) -> tuple[Withdrawal, bool]:
+    """Staff transferred the money by hand: the hold leaves the wallet. Returns (withdrawal,
+    changed); marking a paid one again changes nothing, paying a rejected one is refused."""
+    reference = reference.strip()
+    if not reference or len(reference) > 100:
+        raise _invalid(
+            "reference", "The transfer reference is 1-100 characters.", "invalid_reference"
+        )
+    with transaction.atomic(durable=True):
+        withdrawal = _lock_withdrawal(withdrawal_id)
+        if withdrawal.status == Withdrawal.Status.PAID:
+            return withdrawal, False
+        if withdrawal.status == Withdrawal.Status.REJECTED:
+            raise Conflict(
+                "This withdrawal was rejected; its hold is released.", code="withdrawal_rejected"
+            )
+        post_entry(
+            user_id=withdrawal.user_id,
+            kind=Kind.WITHDRAWAL_PAID,
+            available_delta_fen=0,
+            frozen_delta_fen=-withdrawal.amount_fen,
+            unique_key=f"withdrawal:{withdrawal.pk}:settled",
+            withdrawal=withdrawal,
+            note=f"transfer {reference}",
+            created_by=staff,
+        )
+        _decide(
+            withdrawal, staff=staff, status=Withdrawal.Status.PAID, transfer_reference=reference
+        )
+        _notify_withdrawal(withdrawal)
+    logger.info("withdrawal %s paid by staff %s (%s)", withdrawal.pk, staff.pk, reference)
+    return withdrawal, True
+
+
+def reject_withdrawal(*, staff: User, withdrawal_id: int, reason: str) -> tuple[Withdrawal, bool]:
+    """Staff refuse it: the held amount goes back to available. Returns (withdrawal, changed);
+    rejecting a rejected one changes nothing, rejecting a paid one is refused."""
+    reason = reason.strip()
+    if not reason or len(reason) > 200:
+        raise _invalid("reason", "The reason is 1-200 characters.", "invalid_reason")
+    with transaction.atomic(durable=True):
+        withdrawal = _lock_withdrawal(withdrawal_id)
+        if withdrawal.status == Withdrawal.Status.REJECTED:
+            return withdrawal, False
+        if withdrawal.status == Withdrawal.Status.PAID:
+            raise Conflict("This withdrawal was already paid out.", code="withdrawal_paid")
+        # The same unique key as a payout: one withdrawal is settled once, whichever way.
+        post_entry(
+            user_id=withdrawal.user_id,
+            kind=Kind.WITHDRAWAL_RELEASE,
+            available_delta_fen=withdrawal.amount_fen,
+            frozen_delta_fen=-withdrawal.amount_fen,
+            unique_key=f"withdrawal:{withdrawal.pk}:settled",
+            withdrawal=withdrawal,
+            note=reason,
+            created_by=staff,
+        )
+        _decide(withdrawal, staff=staff, status=Withdrawal.Status.REJECTED, reject_reason=reason)
+        _notify_withdrawal(withdrawal)
+    logger.info("withdrawal %s rejected by staff %s", withdrawal.pk, staff.pk)
+    return withdrawal, True
+
+
+# --- Reconciliation (reads for staff and tests) ----------------------------------------------
+
+
+def reconciled_wallets() -> QuerySet[Wallet]:
+    """Every wallet with its ledger sums and `is_balanced`: balance == sum of its entries."""
+    zero = 0
+    return Wallet.objects.select_related("user").annotate(
+        ledger_available=Coalesce(Sum("entries__available_delta_fen"), zero),
+        ledger_frozen=Coalesce(Sum("entries__frozen_delta_fen"), zero),
+        ledger_earned=Coalesce(
+            Sum("entries__available_delta_fen", filter=Q(entries__kind=Kind.SALE_CREDIT)), zero
+        ),
+        entry_count=Count("entries"),
+    )
+
+
+def is_balanced(wallet: Wallet) -> bool:
+    return (
+        wallet.available_fen == wallet.ledger_available
+        and wallet.frozen_fen == wallet.ledger_frozen
+        and wallet.total_earned_fen == wallet.ledger_earned
+    )
+
+
+def commission_summary(*, start: datetime, end: datetime) -> dict:
+    """The platform's commission on orders completed in [start, end)."""
+    totals = Order.objects.filter(
+        status="completed", completed_at__gte=start, completed_at__lt=end
+    ).aggregate(
+        orders=Count("pk"),
+        commission_fen=Coalesce(Sum("commission_fen"), 0),
+        gross_fen=Coalesce(Sum("price_fen"), 0),
+    )
+    return totals

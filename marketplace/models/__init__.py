@@ -20,13 +20,15 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
-from marketplace.models.wallet import LedgerEntry, Wallet
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 
 __all__ = [
     "Dispute",
     "Review",
     "TrackingEvent",
     "LedgerEntry",
+    "PayoutAccount",
+    "Withdrawal",
     "Wallet",
     "IdempotencyRecord",
     "Order",

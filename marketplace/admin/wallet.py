@@ -1,0 +1,417 @@
+"""Staff side of the wallet: the withdrawal queue (mark paid / reject), the read-only ledger and
+balances, payout accounts, and the reconciliation page (docs/wallet.md)."""
+
+import datetime as dt
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Case, F, IntegerField, Value, When
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+
+from marketplace.actions import wallet as wallet_actions
+from marketplace.errors import DomainError
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+
+FULL_NUMBER_PERM = "marketplace.view_full_account_number"
+
+
+def yuan(fen: int | None) -> str:
+    if fen is None:
+        return "-"
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money records are written by actions only; staff look, never edit."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _account_number(request, account: PayoutAccount) -> str:
+    if request.user.has_perm(FULL_NUMBER_PERM):
+        return wallet_actions.reveal_account_no(account) or "(cannot decrypt: key missing)"
+    return account.masked_account_no
+
+
+# --- Wallets and reconciliation ----------------------------------------------------------------
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(
+        label="from (inclusive)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = forms.DateField(label="to (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError("The period ends before it starts.")
+        return data
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    # Periods are calendar days in the platform's time zone (Asia/Shanghai), not UTC days.
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdmin):
+    list_display = ("id", "user", "available", "frozen", "total_earned", "updated_at")
+    search_fields = ("user__username", "user__nickname", "=user__id")
+    list_select_related = ("user",)
+    ordering = ("-updated_at",)
+
+    @admin.display(description="available (¥)", ordering="available_fen")
+    def available(self, obj):
+        return yuan(obj.available_fen)
+
+    @admin.display(description="frozen (¥)", ordering="frozen_fen")
+    def frozen(self, obj):
+        return yuan(obj.frozen_fen)
+
+    @admin.display(description="total earned (¥)", ordering="total_earned_fen")
+    def total_earned(self, obj):
+        return yuan(obj.total_earned_fen)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.reconciliation_view)
+        return [
+            path("reconciliation/", view, name="marketplace_wallet_reconciliation"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra = {"reconciliation_url": reverse("admin:marketplace_wallet_reconciliation")}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def reconciliation_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        today = timezone.localdate()
+        form = PeriodForm(request.GET or {"start": today.replace(day=1), "end": today})
+        commission = None
+        if form.is_valid():
+            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+            commission = wallet_actions.commission_summary(
+                start=_day_start(start), end=_day_start(end + dt.timedelta(days=1))
+            )
+            commission["commission_yuan"] = yuan(commission["commission_fen"])
+            commission["gross_yuan"] = yuan(commission["gross_fen"])
+        wallets = wallet_actions.reconciled_wallets()
+        mismatched = list(
+            wallets.exclude(
+                available_fen=F("ledger_available"),
+                frozen_fen=F("ledger_frozen"),
+                total_earned_fen=F("ledger_earned"),
+            ).order_by("id")
+        )
+        page = Paginator(wallets.order_by("id"), 200).get_page(request.GET.get("page"))
+        rows = [(wallet, wallet_actions.is_balanced(wallet)) for wallet in page.object_list]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Wallet reconciliation",
+            "opts": self.model._meta,
+            "form": form,
+            "commission": commission,
+            "mismatched": mismatched,
+            "rows": rows,
+            "page": page,
+            "wallet_count": page.paginator.count,
+        }
+        return TemplateResponse(request, "admin/marketplace/wallet/reconciliation.html", context)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "owner",
+        "kind",
+        "available_delta",
+        "frozen_delta",
+        "available_after",
+        "frozen_after",
+        "order",
+        "withdrawal",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("kind", "created_at")
+    search_fields = ("=wallet__user__id", "wallet__user__username", "unique_key", "order__order_no")
+    list_select_related = ("wallet__user", "order", "withdrawal", "created_by")
+    ordering = ("-id",)
+
+    @admin.display(description="user", ordering="wallet__user")
+    def owner(self, obj):
+        return obj.wallet.user
+
+    @admin.display(description="available Δ (¥)")
+    def available_delta(self, obj):
+        return yuan(obj.available_delta_fen)
+
+    @admin.display(description="frozen Δ (¥)")
+    def frozen_delta(self, obj):
+        return yuan(obj.frozen_delta_fen)
+
+    @admin.display(description="available after (¥)")
+    def available_after(self, obj):
+        return yuan(obj.available_after_fen)
+
+    @admin.display(description="frozen after (¥)")
+    def frozen_after(self, obj):
+        return yuan(obj.frozen_after_fen)
+
+
+@admin.register(PayoutAccount)
+class PayoutAccountAdmin(ReadOnlyAdmin):
+    list_select_related = ("user",)
+    list_filter = ("type", ("deleted_at", admin.EmptyFieldListFilter))
+    search_fields = ("user__username", "user__nickname", "=user__id", "holder_name")
+    ordering = ("-id",)
+    fields = ("user", "type", "holder_name", "bank_name", "created_at", "deleted_at")
+
+    def get_list_display(self, request):
+        number = "full_number" if request.user.has_perm(FULL_NUMBER_PERM) else "masked_number"
+        return (
+            "id",
+            "user",
+            "type",
+            "holder_name",
+            number,
+            "bank_name",
+            "created_at",
+            "deleted_at",
+        )
+
+    def get_fields(self, request, obj=None):
+        number = "full_number" if request.user.has_perm(FULL_NUMBER_PERM) else "masked_number"
+        return (*self.fields, number)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="account no.")
+    def masked_number(self, obj):
+        return obj.masked_account_no
+
+    @admin.display(description="account no. (full)")
+    def full_number(self, obj):
+        return wallet_actions.reveal_account_no(obj) or "(cannot decrypt: key missing)"
+
+
+# --- Withdrawals: the payout queue ------------------------------------------------------------
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        max_length=200,
+        required=True,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Shown to the seller; the held amount returns to their available balance.",
+    )
+
+
+class MarkPaidForm(forms.Form):
+    """One transfer reference per withdrawal: each payout is its own bank/Alipay transfer."""
+
+    def __init__(self, *args, withdrawals, **kwargs):
+        super().__init__(*args, **kwargs)
+        for withdrawal in withdrawals:
+            self.fields[f"reference_{withdrawal.pk}"] = forms.CharField(
+                label=f"#{withdrawal.pk} ¥{yuan(withdrawal.amount_fen)} → reference",
+                max_length=100,
+                required=True,
+                strip=True,
+            )
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(admin.ModelAdmin):
+    """The payout queue: pending first, oldest first."""
+
+    list_filter = ("status", "account__type", "created_at")
+    search_fields = ("=id", "user__username", "user__nickname", "=user__id", "transfer_reference")
+    list_select_related = ("user", "account", "decided_by")
+    actions = ["mark_paid", "reject"]
+    list_per_page = 50
+    base_fields = (
+        "user",
+        "amount",
+        "status",
+        "account_type",
+        "holder_name",
+        "bank_name",
+        "created_at",
+        "decided_at",
+        "decided_by",
+        "transfer_reference",
+        "reject_reason",
+    )
+
+    def get_ordering(self, request):
+        pending_first = Case(
+            When(status=Withdrawal.Status.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        return (pending_first.asc(), "created_at", "id")
+
+    def _number_field(self, request) -> str:
+        return "full_number" if request.user.has_perm(FULL_NUMBER_PERM) else "masked_number"
+
+    def get_list_display(self, request):
+        return (
+            "id",
+            "user",
+            "amount",
+            "status",
+            "account_type",
+            "holder_name",
+            self._number_field(request),
+            "created_at",
+            "decided_at",
+            "decided_by",
+            "transfer_reference",
+        )
+
+    def get_fields(self, request, obj=None):
+        return (*self.base_fields, self._number_field(request))
+
+    def get_readonly_fields(self, request, obj=None):
+        # Status and money change only through the actions below, which post the ledger entry.
+        return self.get_fields(request, obj)
+
+    def has_add_permission(self, request):
+        return False  # sellers request withdrawals through the API
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="amount (¥)", ordering="amount_fen")
+    def amount(self, obj):
+        return yuan(obj.amount_fen)
+
+    @admin.display(description="type", ordering="account__type")
+    def account_type(self, obj):
+        return obj.account.get_type_display()
+
+    @admin.display(description="holder")
+    def holder_name(self, obj):
+        return obj.account.holder_name
+
+    @admin.display(description="bank")
+    def bank_name(self, obj):
+        return obj.account.bank_name or "-"
+
+    @admin.display(description="account no.")
+    def masked_number(self, obj):
+        return obj.account.masked_account_no
+
+    @admin.display(description="account no. (full)")
+    def full_number(self, obj):
+        return wallet_actions.reveal_account_no(obj.account) or "(cannot decrypt: key missing)"
+
+    def _intermediate(self, request, queryset, *, template, title, form, action):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "withdrawals": [
+                (withdrawal, _account_number(request, withdrawal.account))
+                for withdrawal in queryset
+            ],
+            "form": form,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, template, context)
+
+    def _run(self, request, call, withdrawals, verb: str) -> None:
+        done = 0
+        for withdrawal in withdrawals:
+            try:
+                _, changed = call(withdrawal)
+            except DomainError as exc:
+                messages.warning(request, f"#{withdrawal.pk}: {exc.message}")
+                continue
+            if changed:
+                done += 1
+            else:
+                messages.info(request, f"#{withdrawal.pk} was already {verb}; nothing changed.")
+        if done:
+            messages.success(request, f"{verb.capitalize()} {done} withdrawal(s).")
+
+    @admin.action(
+        description="Mark paid (asks for each transfer reference)", permissions=["change"]
+    )
+    def mark_paid(self, request, queryset):
+        withdrawals = list(queryset.select_related("account").order_by("created_at", "id"))
+        pending = [w for w in withdrawals if w.status == Withdrawal.Status.PENDING]
+        for other in withdrawals:
+            if other.status != Withdrawal.Status.PENDING:
+                messages.info(request, f"#{other.pk} is {other.status}, not pending: skipped.")
+        if not pending:
+            return None
+        confirmed = "confirm" in request.POST
+        form = MarkPaidForm(request.POST if confirmed else None, withdrawals=pending)
+        if confirmed and form.is_valid():
+            self._run(
+                request,
+                lambda w: wallet_actions.mark_withdrawal_paid(
+                    staff=request.user,
+                    withdrawal_id=w.pk,
+                    reference=form.cleaned_data[f"reference_{w.pk}"],
+                ),
+                pending,
+                "paid",
+            )
+            return None
+        return self._intermediate(
+            request,
+            pending,
+            template="admin/marketplace/withdrawal/decide.html",
+            title="Mark withdrawals paid",
+            form=form,
+            action="mark_paid",
+        )
+
+    @admin.action(
+        description="Reject (asks for a reason; releases the hold)", permissions=["change"]
+    )
+    def reject(self, request, queryset):
+        withdrawals = list(queryset.select_related("account").order_by("created_at", "id"))
+        confirmed = "confirm" in request.POST
+        form = RejectForm(request.POST if confirmed else None)
+        if confirmed and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            self._run(
+                request,
+                lambda w: wallet_actions.reject_withdrawal(
+                    staff=request.user, withdrawal_id=w.pk, reason=reason
+                ),
+                withdrawals,
+                "rejected",
+            )
+            return None
+        return self._intermediate(
+            request,
+            withdrawals,
+            template="admin/marketplace/withdrawal/decide.html",
+            title="Reject withdrawals",
+            form=form,
+            action="reject",
+        )

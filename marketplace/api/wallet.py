@@ -1,0 +1,163 @@
+"""Wallet: balance, ledger, payout accounts and withdrawals (API.md "Wallet", docs/wallet.md)."""
+
+from typing import Annotated
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+from ninja.throttling import AuthRateThrottle
+from pydantic import Field, StrictInt, StringConstraints
+
+from marketplace.actions import wallet as wallet_actions
+from marketplace.api.accounts import StrictSchema
+from marketplace.api.idempotency import idempotent
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.pagination import PageParams, page_schema, paginate
+
+router = Router(tags=["wallet"])
+
+HolderName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+BankName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)]
+# Long enough for an e-mail address or a card typed with spaces; each type checks its own form.
+AccountNo = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class WalletOut(Schema):
+    available: int = Field(description="Fen that can be withdrawn now.")
+    frozen: int = Field(description="Fen held by pending withdrawals.")
+    total_earned: int = Field(description="Fen credited from completed sales, ever.")
+
+
+class EntryOut(Schema):
+    id: int
+    kind: LedgerEntry.Kind
+    amount: int = Field(description="Change to the available balance, signed fen.")
+    balance_after: int = Field(description="Available balance after this entry.")
+    frozen_delta: int = Field(description="Change to the frozen balance, signed fen.")
+    frozen_after: int
+    order_no: str | None
+    withdrawal_id: int | None
+    at: str
+
+
+EntryPage = page_schema(EntryOut, "WalletEntryPage")
+
+
+class AccountIn(StrictSchema):
+    type: PayoutAccount.Type
+    holder_name: HolderName
+    account_no: AccountNo
+    bank_name: BankName = ""
+
+
+class AccountOut(Schema):
+    id: int
+    type: PayoutAccount.Type
+    holder_name: str
+    account_no: str = Field(description='Masked: "**** " and the last 4 characters.')
+    bank_name: str | None
+    created_at: str
+
+
+class WithdrawalIn(StrictSchema):
+    # Strict: money is an integer in JSON, never "100" or 100.0 coerced.
+    amount: StrictInt = Field(gt=0, le=10**12, description="Fen.")
+    account_id: StrictInt = Field(gt=0)
+
+
+class WithdrawalOut(Schema):
+    id: int
+    amount: int
+    status: Withdrawal.Status
+    account: AccountOut
+    transfer_reference: str | None
+    reject_reason: str | None
+    created_at: str
+    decided_at: str | None
+
+
+WithdrawalPage = page_schema(WithdrawalOut, "WithdrawalPage")
+
+
+class WithdrawalFilters(PageParams):
+    status: Withdrawal.Status | None = None
+
+
+class WithdrawalThrottle(AuthRateThrottle):
+    scope = "withdrawal"
+
+
+@router.get("/wallet", response=WalletOut, summary="My balance")
+def get_wallet(request: HttpRequest):
+    wallet = Wallet.objects.filter(user=request.auth).first()
+    return wallet_actions.wallet_data(wallet or Wallet(user=request.auth))
+
+
+@router.get("/wallet/entries", response=EntryPage, summary="My ledger, newest first")
+def list_entries(request: HttpRequest, page: Query[PageParams]):
+    queryset = LedgerEntry.objects.filter(wallet__user=request.auth).select_related("order")
+    return paginate(
+        queryset,
+        ordering=("-id",),
+        limit=page.limit,
+        cursor=page.cursor,
+        transform=lambda rows: [wallet_actions.entry_data(row) for row in rows],
+    ).as_dict()
+
+
+@router.get("/wallet/accounts", response=list[AccountOut], summary="My payout accounts (≤ 10)")
+def list_accounts(request: HttpRequest):
+    accounts = wallet_actions.live_accounts(user=request.auth).order_by("id")
+    return [wallet_actions.account_data(account) for account in accounts]
+
+
+@router.post("/wallet/accounts", response={201: AccountOut}, summary="Add a payout account")
+def create_account(request: HttpRequest, payload: AccountIn):
+    account = wallet_actions.create_payout_account(
+        user=request.auth,
+        type=payload.type,
+        holder_name=payload.holder_name,
+        account_no=payload.account_no,
+        bank_name=payload.bank_name,
+    )
+    return Status(201, wallet_actions.account_data(account))
+
+
+@router.delete("/wallet/accounts/{account_id}", response={204: None})
+def delete_account(request: HttpRequest, account_id: int):
+    wallet_actions.delete_payout_account(user=request.auth, account_id=account_id)
+    return Status(204, None)
+
+
+@router.get("/wallet/withdrawals", response=WithdrawalPage, summary="My withdrawals")
+def list_withdrawals(request: HttpRequest, filters: Query[WithdrawalFilters]):
+    queryset = Withdrawal.objects.filter(user=request.auth).select_related("account")
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    return paginate(
+        queryset,
+        ordering=("-id",),
+        limit=filters.limit,
+        cursor=filters.cursor,
+        transform=lambda rows: [wallet_actions.withdrawal_data(row) for row in rows],
+    ).as_dict()
+
+
+@router.post(
+    "/wallet/withdrawals",
+    response={201: WithdrawalOut},
+    throttle=[WithdrawalThrottle(settings.RATE_LIMITS["withdrawal"])],
+    summary="Withdraw: the amount is held at once, staff pay it out",
+)
+@idempotent("wallet.withdraw")
+def create_withdrawal(request: HttpRequest, payload: WithdrawalIn):
+    withdrawal = wallet_actions.request_withdrawal(
+        user=request.auth, amount_fen=payload.amount, account_id=payload.account_id
+    )
+    return Status(201, wallet_actions.withdrawal_data(withdrawal))
+
+
+@router.get("/wallet/withdrawals/{withdrawal_id}", response=WithdrawalOut)
+def get_withdrawal(request: HttpRequest, withdrawal_id: int):
+    withdrawal = wallet_actions.access_withdrawal(user=request.auth, withdrawal_id=withdrawal_id)
+    return wallet_actions.withdrawal_data(withdrawal)
