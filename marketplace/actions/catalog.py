@@ -185,6 +185,10 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
         price_changed = "price_fen" in data and data["price_fen"] != listing.price_fen
         if price_changed:
             listing.price_fen = data["price_fen"]
+            # Offers (or counters) at or above the new price are pointless now (SPEC §4).
+            from negotiation.actions import on_listing_price_changed
+
+            on_listing_price_changed(listing=listing, new_price_fen=listing.price_fen)
         if flagged is not None:
             listing.is_flagged = flagged
         if content_changed or (price_changed and listing.status == ListingStatus.REJECTED):

@@ -195,10 +195,8 @@ def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
 
 def decline_offers_for_purchase(*, listing: Listing, order: Order) -> None:
     """A direct purchase declines every open offer on the listing (SPEC §4)."""
-    try:
-        from negotiation.actions import decline_open_offers
-    except ImportError:  # bargaining not installed
-        return
+    from negotiation.actions import decline_open_offers
+
     decline_open_offers(listing=listing, reason="listing_sold", except_offer_id=None)
 
 

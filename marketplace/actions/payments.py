@@ -220,8 +220,6 @@ def close_unpaid_order(
 
 def reopen_bargaining(order: Order) -> None:
     """An agreed price that went unpaid frees the listing for new offers (SPEC §4)."""
-    try:
-        from negotiation.actions import on_order_closed
-    except ImportError:
-        return
+    from negotiation.actions import on_order_closed
+
     on_order_closed(order=order)
