@@ -111,6 +111,9 @@ def _register_routers() -> None:
     from marketplace.api import wallet
 
     api.add_router("", wallet.router)
+    from negotiation.api import router as negotiation_router
+
+    api.add_router("", negotiation_router)
     try:
         from realtime.api import router as events_router
     except ImportError:  # pragma: no cover - realtime arrives with its own issue
