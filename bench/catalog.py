@@ -68,6 +68,11 @@ def env_for(db_url: str, redis_url: str) -> dict:
         MARKETPLACE_VAR_DIR="/tmp/marketplace-bench-var",
         CACHE_PREFIX="bench",
     )
+    if not env.get("PAYOUT_ENCRYPTION_KEYS"):
+        # Production refuses to boot without the wallet's own key; any fresh one will do here.
+        from cryptography.fernet import Fernet
+
+        env["PAYOUT_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     return env
 
 
