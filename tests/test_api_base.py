@@ -121,6 +121,7 @@ PRODUCTION_ENV = {
     "WECHAT_APPID": "wx1234567890",
     "WECHAT_SECRET": "real-secret",
     "SANDBOX_ENABLED": "0",
+    "PAYOUT_ENCRYPTION_KEYS": "hVUxKYGPqYMgZ1Dm6kq6YOHSCLh-x1HpXr7zQqKpGq4=",
 }
 
 
@@ -131,6 +132,7 @@ PRODUCTION_ENV = {
         ({"DEBUG": "1"}, "DEBUG"),
         ({"SECRET_KEY": ""}, "SECRET_KEY"),
         ({"DATABASE_URL": ""}, "PostgreSQL"),
+        ({"PAYOUT_ENCRYPTION_KEYS": ""}, "PAYOUT_ENCRYPTION_KEYS"),
     ],
 )
 def test_production_mode_refuses_development_settings(override, complaint):

@@ -294,8 +294,8 @@ def test_idempotency_key_returns_the_first_answer_and_holds_once(client_of, user
 def test_withdrawals_are_rate_limited(client_of, user):
     credit(user, 100_000)
     account = make_account(user)
-    statuses = [_withdraw(client_of, 100, account.pk).status_code for _ in range(11)]
-    assert statuses[:10] == [201] * 10
+    statuses = [_withdraw(client_of, 100, account.pk).status_code for _ in range(10)]
+    assert statuses == [201] * 10
     assert_error(_withdraw(client_of, 100, account.pk), 429, "rate_limited")
     assert Withdrawal.objects.count() == 10
 
