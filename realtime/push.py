@@ -9,11 +9,13 @@ the codebase touches the channel layer.
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
@@ -92,20 +94,31 @@ def event_frame(event: Event) -> dict:
     }
 
 
-_NEXT_SEQ_SQL = (
-    "INSERT INTO realtime_event_counter (user_id, last_seq) VALUES (%s, 1) "
-    "ON CONFLICT (user_id) DO UPDATE SET last_seq = realtime_event_counter.last_seq + 1 "
-    "RETURNING last_seq"
+_RESERVE_SEQS_SQL = (
+    "INSERT INTO realtime_event_counter (user_id, last_seq) VALUES {values} "
+    "ON CONFLICT (user_id) DO UPDATE "
+    "SET last_seq = realtime_event_counter.last_seq + excluded.last_seq "
+    "RETURNING user_id, last_seq"
 )
 
 
-def _next_seq(user_id: int) -> int:
-    # One statement that creates or increments the counter row and keeps it locked until the
-    # caller's transaction ends: a concurrent emitter to the same user waits here, then numbers
-    # after us. Works on PostgreSQL and SQLite (>= 3.35), where the whole database is locked.
+def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
+    """Reserves `counts[user]` numbers for each user; returns each user's last number.
+
+    One statement creates or bumps the users' counter rows (in user-id order, one lock order
+    for every emitter) and keeps them locked until the caller's transaction ends: a concurrent
+    emitter to the same user waits, then numbers after us. Works on PostgreSQL and SQLite
+    (>= 3.35), where the whole database is locked."""
+    users = sorted(counts)
+    last: dict[int, int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_NEXT_SEQ_SQL, [user_id])
-        return int(cursor.fetchone()[0])
+        for start in range(0, len(users), 500):
+            chunk = users[start : start + 500]
+            values = ", ".join(["(%s, %s)"] * len(chunk))
+            params = [value for user_id in chunk for value in (user_id, counts[user_id])]
+            cursor.execute(_RESERVE_SEQS_SQL.format(values=values), params)
+            last.update((int(user_id), int(seq)) for user_id, seq in cursor.fetchall())
+    return last
 
 
 def emit(
@@ -123,31 +136,50 @@ def emit(
     transactions that emit to the same two users in separate calls in opposite orders would
     deadlock (PostgreSQL then aborts one).
     """
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
-    if not isinstance(data, dict):
-        raise TypeError("event data must be a dict")
+    return emit_many([(user_ids, type, data)], notify=notify)
+
+
+def emit_many(
+    items: Iterable[tuple[Iterable[int], str, dict]], *, notify: bool = True
+) -> list[Event]:
+    """`emit` for many events at once (a sweeper cancelling thousands of orders): one counter
+    statement per distinct user and one bulk insert, in the same order-preserving numbering."""
     if not connection.in_atomic_block:
         raise RuntimeError("emit() must run inside the caller's transaction.atomic block")
-    # Normalise once (datetimes and decimals become strings): the live frame and every replay
-    # then carry byte-identical data, and a non-serialisable payload fails inside the caller's
-    # transaction instead of after commit.
-    payload = json.loads(encode(data))
     now = timezone.now()
-    events = [
-        Event(user_id=user_id, seq=_next_seq(user_id), type=type, data=payload, created_at=now)
-        for user_id in sorted({int(user_id) for user_id in user_ids})
-    ]
-    if not events:
+    pending: list[tuple[int, str, dict]] = []
+    for user_ids, type, data in items:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        if not isinstance(data, dict):
+            raise TypeError("event data must be a dict")
+        # Normalise once (datetimes and decimals become strings): the live frame and every
+        # replay then carry byte-identical data, and a non-serialisable payload fails inside
+        # the caller's transaction instead of after commit.
+        payload = json.loads(encode(data))
+        pending.extend((user_id, type, payload) for user_id in sorted({int(u) for u in user_ids}))
+    if not pending:
         return []
+    counts: dict[int, int] = {}
+    for user_id, _, _ in pending:
+        counts[user_id] = counts.get(user_id, 0) + 1
+    last = _reserve_seqs(counts)
+    next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in counts}
+    events = []
+    for user_id, type, payload in pending:
+        events.append(
+            Event(user_id=user_id, seq=next_seq[user_id], type=type, data=payload, created_at=now)
+        )
+        next_seq[user_id] += 1
     Event.objects.bulk_create(events)
     messages = [
         (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": event_frame_text(event)})
         for event in events
     ]
     transaction.on_commit(lambda: _send(messages))
-    if notify and type in IMPORTANT_TYPES:
-        transaction.on_commit(lambda: _enqueue_offline_notices(events))
+    important = [event for event in events if event.type in IMPORTANT_TYPES]
+    if notify and important:
+        transaction.on_commit(lambda: _enqueue_offline_notices(important))
     return events
 
 
@@ -166,10 +198,58 @@ def _send(messages: list[tuple[int, dict]]) -> None:
             future.add_done_callback(_log_failure)
         elif loop is not None and _on_loop(loop):
             loop.create_task(_group_send_all(layer, messages)).add_done_callback(_log_failure)
+        elif not isinstance(layer, InMemoryChannelLayer) and not _has_running_loop():
+            # A worker or WSGI thread on Redis: hand the send to this process's sender loop.
+            # async_to_sync would build a new event loop (and new Redis connections) per call,
+            # and would make the committing thread wait for Redis.
+            future = asyncio.run_coroutine_threadsafe(
+                _group_send_all(layer, messages), _sender_loop()
+            )
+            future.add_done_callback(_log_failure)
         else:
             async_to_sync(_group_send_all)(layer, messages)
     except Exception:
         logger.exception("live send of %d event(s) failed; clients will resume", len(messages))
+
+
+_sender: asyncio.AbstractEventLoop | None = None
+_sender_lock = threading.Lock()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process for live sends from threads that have none."""
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="realtime-sender", daemon=True).start()
+            _sender = loop
+        return _sender
+
+
+def drain_sends(timeout: float = 30) -> bool:
+    """Waits until the sender loop has sent everything queued so far (benchmarks, shutdown)."""
+    if _sender is None or _sender.is_closed():
+        return True
+
+    async def pending() -> int:
+        current = asyncio.current_task()
+        return len([task for task in asyncio.all_tasks() if task is not current])
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if asyncio.run_coroutine_threadsafe(pending(), _sender).result(timeout) == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _has_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -180,8 +260,21 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 async def _group_send_all(layer, messages: list[tuple[int, dict]]) -> None:
+    if len(messages) <= 2:
+        for user_id, message in messages:
+            await layer.group_send(group_for(user_id), message)
+        return
+    # Many at once (a sweep): send concurrently, per user in order, so Redis round trips
+    # overlap instead of adding up.
+    by_user: dict[int, list[dict]] = {}
     for user_id, message in messages:
-        await layer.group_send(group_for(user_id), message)
+        by_user.setdefault(user_id, []).append(message)
+
+    async def send_in_order(user_id: int, queue: list[dict]) -> None:
+        for message in queue:
+            await layer.group_send(group_for(user_id), message)
+
+    await asyncio.gather(*(send_in_order(u, q) for u, q in by_user.items()))
 
 
 def _log_failure(future) -> None:
