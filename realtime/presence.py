@@ -43,3 +43,19 @@ def mark_disconnected(user_id: int, conn_id: str) -> None:
 
 def is_online(user_id: int) -> bool:
     return bool(_live(cache.get(_key(user_id)), time.time()))
+
+
+def refresh_many(connections: dict[int, list[str]]) -> None:
+    """One process's periodic refresh: every local socket's entry, in two round trips."""
+    if not connections:
+        return
+    now = time.time()
+    keys = {user_id: _key(user_id) for user_id in connections}
+    current = cache.get_many(list(keys.values()))
+    updated = {}
+    for user_id, conn_ids in connections.items():
+        entries = _live(current.get(keys[user_id]), now)
+        for conn_id in conn_ids:
+            entries[conn_id] = now + _ttl()
+        updated[keys[user_id]] = entries
+    cache.set_many(updated, _ttl())

@@ -212,6 +212,7 @@ def _send(messages: list[tuple[int, dict]]) -> None:
         logger.exception("live send of %d event(s) failed; clients will resume", len(messages))
 
 
+SEND_CONCURRENCY = 32
 _sender: asyncio.AbstractEventLoop | None = None
 _sender_lock = threading.Lock()
 
@@ -270,9 +271,13 @@ async def _group_send_all(layer, messages: list[tuple[int, dict]]) -> None:
     for user_id, message in messages:
         by_user.setdefault(user_id, []).append(message)
 
+    # Bounded, so a sweep of thousands never opens thousands of Redis connections.
+    limit = asyncio.Semaphore(SEND_CONCURRENCY)
+
     async def send_in_order(user_id: int, queue: list[dict]) -> None:
-        for message in queue:
-            await layer.group_send(group_for(user_id), message)
+        async with limit:
+            for message in queue:
+                await layer.group_send(group_for(user_id), message)
 
     await asyncio.gather(*(send_in_order(u, q) for u, q in by_user.items()))
 
