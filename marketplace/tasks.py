@@ -82,3 +82,11 @@ def resubscribe_tracking() -> int:
     from marketplace.actions.fulfilment import resubscribe_due_tracking
 
     return resubscribe_due_tracking()
+
+
+@db_task()
+def submit_refunds_task(refund_ids: list[int]) -> int:
+    """A sweep's refunds, submitted by one task (the sweeper resumes any that stall)."""
+    from marketplace.actions.refunds import submit_refund
+
+    return sum(submit_refund(refund_id=refund_id) == "submitted" for refund_id in refund_ids)

@@ -196,3 +196,30 @@ def retry_refund(*, refund_id: int, staff) -> bool:
         transaction.on_commit(lambda: submit_refund_task(refund_id))
     logger.info("refund %s resubmitted by %s", refund.out_refund_no, staff.username)
     return True
+
+
+def request_refunds(*, orders: list[Order], reason: str) -> list[Refund]:
+    """Full refunds for a batch of cancelled orders (the sweeper), submitted by one task.
+    Orders that already have a refund keep it: never two refunds for one order."""
+    have = set(Refund.objects.filter(order__in=orders).values_list("order_id", flat=True))
+    now = timezone.now()
+    refunds = Refund.objects.bulk_create(
+        [
+            Refund(
+                order=order,
+                out_refund_no=refund_number(order),
+                amount_fen=order.price_fen,
+                reason=reason[:80],
+                next_attempt_at=now + SUBMIT_LEASE,
+            )
+            for order in orders
+            if order.pk not in have
+        ],
+        batch_size=500,
+    )
+    from marketplace.tasks import submit_refunds_task
+
+    refund_ids = [refund.pk for refund in refunds]
+    if refund_ids:
+        transaction.on_commit(lambda: submit_refunds_task(refund_ids))
+    return refunds

@@ -10,6 +10,7 @@ from marketplace.models.catalog import (
     ListingStatus,
     ListingView,
 )
+from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import (
     IdempotencyRecord,
     Order,
@@ -19,7 +20,6 @@ from marketplace.models.orders import (
     PlatformSettingsChange,
     Refund,
 )
-from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 
 __all__ = [

@@ -1,5 +1,6 @@
 """From paid to completed or cancelled, through the API and both sandboxes (SPEC §3, §5)."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -148,9 +149,21 @@ def test_mark_delivered_completes_after_24_hours_unless_disputed(make_client):
 
 def test_forged_kuaidi100_push_is_refused_and_stores_nothing(make_client, anon):
     buyer, seller, order_no = shipped(make_client)
-    param = (
-        '{"status":"polling","message":"","lastResult":{"state":"3","ischeck":"1","com":"yuantong","nu":"%s","data":[{"time":"2026-11-25 10:00:00","ftime":"2026-11-25 10:00:00","context":"已签收"}]}}'
-        % TRACKING_NO
+    param = json.dumps(
+        {
+            "status": "polling",
+            "message": "",
+            "lastResult": {
+                "state": "3",
+                "ischeck": "1",
+                "com": "yuantong",
+                "nu": TRACKING_NO,
+                "data": [
+                    {"time": "2026-11-25 10:00:00", "ftime": "2026-11-25 10:00:00", "context": "已签收"}
+                ],
+            },
+        },
+        ensure_ascii=False,
     )
     url = f"/api/logistics/kuaidi100/notify?order={order_no}"
 
