@@ -145,3 +145,21 @@ def test_receipt_confirmation_racing_auto_completion_credits_once(make_client):
     assert LedgerEntry.objects.filter(order=order, kind="sale_credit").count() == 1
     assert Wallet.objects.get(user=seller.user).available_fen == 9_500
     assert order.history.filter(to_status=OrderStatus.COMPLETED).count() == 1
+
+
+def test_two_sweepers_at_once_cancel_each_order_once(make_client):
+    from marketplace.actions.orders import sweep_overdue_orders
+    from realtime.models import Event
+    from tests.marketplace.fulfilment_helpers import paid_order
+
+    order_nos = [paid_order(make_client)[2] for _ in range(6)]
+    due = max(Order.objects.filter(order_no__in=order_nos).values_list("deadline_at", flat=True))
+    later = due + timedelta(seconds=1)
+    events_before = Event.objects.count()
+
+    results = race(lambda: sweep_overdue_orders(now=later), lambda: sweep_overdue_orders(now=later))
+
+    assert sum(r.get("cancelled", 0) for r in results) == 6, results
+    assert Order.objects.filter(order_no__in=order_nos, status=OrderStatus.CANCELLED).count() == 6
+    assert Refund.objects.filter(order__order_no__in=order_nos).count() == 6
+    assert Event.objects.count() - events_before == 12  # buyer and seller, once per order
