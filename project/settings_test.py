@@ -4,6 +4,10 @@ with tasks run eagerly and cheap password hashing."""
 import os
 
 os.environ.setdefault("SANDBOX_ENABLED", "1")
+# One channel-layer prefix per test run: runs sharing a Redis database would otherwise deliver
+# each other's frames to users with the same id (ids restart in every test database). Set in the
+# environment so that server processes a test starts use the same prefix.
+os.environ.setdefault("CHANNELS_PREFIX", f"asgi-test-{os.environ.get('TEST_RUN_ID', os.getpid())}")
 
 from project.settings import *  # noqa: E402,F403
 from project.settings import DATABASES, HUEY, REDIS_URL, VAR_DIR  # noqa: E402
