@@ -162,6 +162,9 @@ if REDIS_URL:
         "url": REDIS_URL,
         "results": False,
         "immediate": False,
+        # Workers wait on BRPOP instead of polling with back-off, so a queued task (a refund,
+        # a sandbox notification) starts within milliseconds rather than up to 10 s later.
+        "blocking": True,
         "consumer": {"workers": env_int("HUEY_WORKERS", 4), "worker_type": "thread"},
     }
 else:
