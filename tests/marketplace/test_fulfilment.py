@@ -248,13 +248,33 @@ def test_review_once_and_profile_average(make_client, anon):
     assert Review.objects.count() == 1
 
 
-def _statuses_reached(make_client):
-    return {
-        OrderStatus.AWAITING_VIDEO: paid_order,
-        OrderStatus.AWAITING_CONFIRMATION: video_uploaded,
-        OrderStatus.AWAITING_SHIPMENT: awaiting_shipment,
-        OrderStatus.SHIPPED: shipped,
-    }
+def _completed(make_client):
+    buyer, seller, order_no = shipped(make_client)
+    buyer.post(f"/api/orders/{order_no}/confirm-receipt")
+    return buyer, seller, order_no
+
+
+def _disputed(make_client):
+    buyer, seller, order_no = shipped(make_client)
+    buyer.post(f"/api/orders/{order_no}/dispute", {"reason": "坏了"})
+    return buyer, seller, order_no
+
+
+def _cancelled(make_client):
+    buyer, seller, order_no = paid_order(make_client)
+    buyer.post(f"/api/orders/{order_no}/cancel")
+    return buyer, seller, order_no
+
+
+REACH = {
+    OrderStatus.AWAITING_VIDEO: paid_order,
+    OrderStatus.AWAITING_CONFIRMATION: video_uploaded,
+    OrderStatus.AWAITING_SHIPMENT: awaiting_shipment,
+    OrderStatus.SHIPPED: shipped,
+    OrderStatus.COMPLETED: _completed,
+    OrderStatus.DISPUTED: _disputed,
+    OrderStatus.CANCELLED: _cancelled,
+}
 
 
 # Which side may do what in which status; every other combination must be 409.
@@ -274,17 +294,10 @@ BODIES = {
 }
 
 
-@pytest.mark.parametrize(
-    "status",
-    [
-        OrderStatus.AWAITING_VIDEO,
-        OrderStatus.AWAITING_CONFIRMATION,
-        OrderStatus.AWAITING_SHIPMENT,
-        OrderStatus.SHIPPED,
-    ],
-)
+@pytest.mark.parametrize("status", list(REACH))
 def test_disallowed_actions_in_each_status_are_409_and_change_nothing(make_client, status):
-    buyer, seller, order_no = _statuses_reached(make_client)[status](make_client)
+    buyer, seller, order_no = REACH[status](make_client)
+    assert _order(order_no).status == status
     before = _order(order_no)
     history = before.history.count()
     for action, (side, allowed) in ACTIONS.items():
