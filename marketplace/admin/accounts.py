@@ -51,16 +51,24 @@ class UserAdmin(DjangoUserAdmin):
     inlines = [AddressInline]
     actions = ["ban_users", "unban_users"]
 
-    @admin.action(description="Ban the selected users (revokes their tokens)")
+    def has_ban_permission(self, request) -> bool:
+        # Its own right (staff groups, migration 0008): change_user would also let the holder
+        # edit is_staff, groups and passwords.
+        return request.user.has_perm("marketplace.ban_user")
+
+    @admin.action(description="Ban the selected users (revokes their tokens)", permissions=["ban"])
     def ban_users(self, request, queryset):
         for user in queryset.filter(is_banned=False, is_superuser=False):
             account_actions.ban_user(user=user, reason=f"banned by {request.user.username}")
+            # Who and when: the admin's log (LogEntry), shown in the user's history page.
+            self.log_change(request, user, "Banned (tokens revoked, listings hidden).")
         messages.success(request, "Selected users are banned.")
 
-    @admin.action(description="Unban the selected users")
+    @admin.action(description="Unban the selected users", permissions=["ban"])
     def unban_users(self, request, queryset):
         for user in queryset.filter(is_banned=True):
             account_actions.unban_user(user=user)
+            self.log_change(request, user, "Unbanned.")
         messages.success(request, "Selected users are unbanned.")
 
 

@@ -154,6 +154,24 @@ class ListingAdmin(admin.ModelAdmin):
         )
         return (pending_first.asc(), "submitted_at", "id")
 
+    def get_readonly_fields(self, request, obj=None):
+        # Content, price and bargaining limits change only through the seller's API (which sends
+        # the listing back to review and declines offers above a new price); status only through
+        # the review actions, which record who decided. Staff read here and act via the actions.
+        return [
+            *self.readonly_fields,
+            *(
+                f.name
+                for f in Listing._meta.fields
+                if not f.primary_key and f.name not in self.readonly_fields
+            ),
+        ]
+
+    def save_model(self, request, obj, form, change):
+        # Nothing on the form is editable; saving would only write back every column of the
+        # copy read at the start of this request (status included) over a concurrent change.
+        return None
+
     def has_add_permission(self, request):
         return False  # listings come from sellers through the API
 

@@ -127,6 +127,11 @@ class OrderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def save_model(self, request, obj, form, change):
+        # Every field is read-only: saving would only write back the copy read at the start of
+        # this request (status and money included) over a concurrent change. Use the actions.
+        return None
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -209,6 +214,11 @@ class RefundAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def save_model(self, request, obj, form, change):
+        # Every field is read-only: saving would only write back the copy read at the start of
+        # this request (status and money included) over a concurrent change. Use the actions.
+        return None
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -270,6 +280,11 @@ class DisputeAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def save_model(self, request, obj, form, change):
+        # Every field is read-only: saving would only write back the copy read at the start of
+        # this request (status and money included) over a concurrent change. Use the actions.
+        return None
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -297,6 +297,11 @@ class WithdrawalAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # sellers request withdrawals through the API
 
+    def save_model(self, request, obj, form, change):
+        # Every field is read-only: saving would only write back the copy read at the start of
+        # this request (status and money included) over a concurrent change. Use the actions.
+        return None
+
     def has_delete_permission(self, request, obj=None):
         return False
 

@@ -1,0 +1,35 @@
+"""Staff members of each role, signed in to the admin, and the data they work on."""
+
+import importlib
+
+from django.apps import apps as django_apps
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from tests.factories import UserFactory
+
+ROLES_MIGRATION = "marketplace.migrations.0008_staff_groups"
+
+
+def ensure_staff_groups() -> dict[str, Group]:
+    """The groups as migration 0008 creates them. Transactional tests flush the database after
+    each test (losing migration data), so tests run the migration's own function again."""
+    migration = importlib.import_module(ROLES_MIGRATION)
+    migration.create_staff_groups(django_apps, None)
+    return {group.name: group for group in Group.objects.filter(name__in=migration.ROLES)}
+
+
+def staff_in(group_name: str, **fields):
+    groups = ensure_staff_groups()
+    member = UserFactory(is_staff=True, openid=None, **fields)
+    member.set_password("staff-pass-123")
+    member.save()
+    member.groups.add(groups[group_name])
+    return member
+
+
+def admin_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    client.user = user
+    return client
