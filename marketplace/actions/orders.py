@@ -298,6 +298,19 @@ def cancel_order(*, user: User, order_no: str, reason: str = "") -> Order:
     raise Conflict("This order can no longer be cancelled by you.", code="cannot_cancel")
 
 
+# Overdue paid orders are cancelled with a full refund: (reason, where the listing goes).
+OVERDUE_CANCELLATIONS = {
+    OrderStatus.AWAITING_VIDEO: (
+        "seller did not upload the video in time",
+        ListingStatus.OFF_SHELF,
+    ),
+    OrderStatus.AWAITING_CONFIRMATION: (
+        "buyer did not confirm the video in time",
+        ListingStatus.ON_SALE,
+    ),
+}
+
+
 def handle_order_deadline(*, order_id: int, now: datetime | None = None) -> str:
     """Moves an overdue order on; does nothing when it is not due (any more). Idempotent."""
     now = now or timezone.now()
@@ -315,22 +328,10 @@ def handle_order_deadline(*, order_id: int, now: datetime | None = None) -> str:
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.deadline_at is None or order.deadline_at > now:
             return "not_due"
-        if order.status == OrderStatus.AWAITING_VIDEO:
+        if order.status in OVERDUE_CANCELLATIONS:
+            reason, listing_to = OVERDUE_CANCELLATIONS[order.status]
             cancel_paid_order(
-                order,
-                actor=Actor.SYSTEM,
-                actor_user=None,
-                reason="seller did not upload the video in time",
-                listing_to=ListingStatus.OFF_SHELF,
-            )
-            return "cancelled"
-        if order.status == OrderStatus.AWAITING_CONFIRMATION:
-            cancel_paid_order(
-                order,
-                actor=Actor.SYSTEM,
-                actor_user=None,
-                reason="buyer did not confirm the video in time",
-                listing_to=ListingStatus.ON_SALE,
+                order, actor=Actor.SYSTEM, actor_user=None, reason=reason, listing_to=listing_to
             )
             return "cancelled"
         if order.status == OrderStatus.SHIPPED:
@@ -339,19 +340,6 @@ def handle_order_deadline(*, order_id: int, now: datetime | None = None) -> str:
             complete_order(order, actor=Actor.SYSTEM, actor_user=None, reason="auto-completed")
             return "completed"
     return "not_due"
-
-
-# Overdue paid orders the sweeper cancels in batches: (reason, where the listing goes).
-BULK_CANCELLATIONS = {
-    OrderStatus.AWAITING_VIDEO: (
-        "seller did not upload the video in time",
-        ListingStatus.OFF_SHELF,
-    ),
-    OrderStatus.AWAITING_CONFIRMATION: (
-        "buyer did not confirm the video in time",
-        ListingStatus.ON_SALE,
-    ),
-}
 
 
 def cancel_overdue_batch(*, order_ids: list[int], now: datetime) -> int:
@@ -363,22 +351,22 @@ def cancel_overdue_batch(*, order_ids: list[int], now: datetime) -> int:
     with transaction.atomic(durable=True):
         orders = list(
             Order.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=order_ids, status__in=list(BULK_CANCELLATIONS), deadline_at__lte=now)
+            .filter(pk__in=order_ids, status__in=list(OVERDUE_CANCELLATIONS), deadline_at__lte=now)
             .order_by("pk")
         )
         if not orders:
             return 0
-        listings_to = {status: [] for status in BULK_CANCELLATIONS}
+        listings_to = {status: [] for status in OVERDUE_CANCELLATIONS}
         reasons = {}
         for order in orders:
-            reason, listing_to = BULK_CANCELLATIONS[order.status]
+            reason, listing_to = OVERDUE_CANCELLATIONS[order.status]
             reasons[order.pk] = reason
             listings_to[order.status].append(order.listing_id)
         set_status_many(orders, OrderStatus.CANCELLED, actor=Actor.SYSTEM, reasons=reasons, now=now)
         for status, listing_ids in listings_to.items():
             Listing.objects.filter(
                 pk__in=listing_ids, status__in=[ListingStatus.RESERVED, ListingStatus.SOLD]
-            ).update(status=BULK_CANCELLATIONS[status][1], updated_at=now)
+            ).update(status=OVERDUE_CANCELLATIONS[status][1], updated_at=now)
         request_refunds(orders=orders, reason="order cancelled: deadline passed")
         notify_orders_status_changed([order.pk for order in orders])
     return len(orders)
@@ -408,7 +396,7 @@ def sweep_overdue_orders(*, now: datetime | None = None, batch: int = 500) -> di
 
     last_id = 0
     while ids := overdue_order_ids(
-        now=now, statuses=list(BULK_CANCELLATIONS), after_id=last_id, limit=batch
+        now=now, statuses=list(OVERDUE_CANCELLATIONS), after_id=last_id, limit=batch
     ):
         last_id = ids[-1]
         try:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.actions.notifications import receive_notification, record_outcome
 from marketplace.actions.orders import Actor, release_listing, set_status
 from marketplace.errors import Conflict, UpstreamUnavailable
 from marketplace.gateways import wechatpay
@@ -73,35 +74,6 @@ def start_payment(*, buyer: User, order_no: str, now: datetime | None = None) ->
     return {"order_no": order.order_no, "pay_params": wechatpay.pay_params(prepay_id=prepay_id)}
 
 
-def _record_notification(kind: str, headers: Mapping[str, str], body: bytes) -> PaymentNotification:
-    wanted = {
-        k: v
-        for k, v in headers.items()
-        if str(k)
-        .upper()
-        .replace("-", "_")
-        .endswith(
-            (
-                "WECHATPAY_SIGNATURE",
-                "WECHATPAY_TIMESTAMP",
-                "WECHATPAY_NONCE",
-                "WECHATPAY_SERIAL",
-                "WECHATPAY_SIGNATURE_TYPE",
-                "CONTENT_TYPE",
-            )
-        )
-    }
-    return PaymentNotification.objects.create(
-        kind=kind,
-        headers={str(k): str(v) for k, v in wanted.items()},
-        body=body.decode("utf-8", "replace"),
-    )
-
-
-def _finish_record(record: PaymentNotification, **fields) -> None:
-    PaymentNotification.objects.filter(pk=record.pk).update(**fields)
-
-
 def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
     """Applies a SUCCESS transaction (from a notification or a query) exactly once."""
     with transaction.atomic(durable=True):
@@ -156,27 +128,14 @@ def release_listing_as_sold(order: Order) -> None:
 def handle_payment_notification(*, headers: Mapping[str, str], body: bytes) -> str:
     """Verifies, records and applies a payment notification. Raises NotificationRejected for a
     forged or stale one (the caller answers non-2xx and nothing changes)."""
-    record = _record_notification(PaymentNotification.Kind.PAYMENT, headers, body)
-    try:
-        notification = wechatpay.parse_notification(headers=headers, body=body)
-    except wechatpay.NotificationRejected as exc:
-        _finish_record(record, outcome=f"rejected: {exc}"[:200])
-        raise
-    resource = notification.resource
-    out_trade_no = str(resource.get("out_trade_no", ""))[:32]
-    _finish_record(
-        record,
-        is_verified=True,
-        notification_id=notification.id[:64],
-        event_type=notification.event_type[:40],
-        out_trade_no=out_trade_no,
+    record, notification = receive_notification(
+        kind=PaymentNotification.Kind.PAYMENT, headers=headers, body=body
     )
+    resource = notification.resource
     if notification.event_type != "TRANSACTION.SUCCESS" or resource.get("trade_state") != "SUCCESS":
-        _finish_record(record, outcome="ignored: not a successful payment")
-        return "ignored"
-    outcome = apply_payment(out_trade_no=out_trade_no, transaction_data=resource)
-    _finish_record(record, outcome=outcome)
-    return outcome
+        return record_outcome(record, "ignored: not a successful payment")
+    outcome = apply_payment(out_trade_no=record.out_trade_no, transaction_data=resource)
+    return record_outcome(record, outcome)
 
 
 def close_unpaid_order(

@@ -121,22 +121,13 @@ def _settle(refund: Refund, wechat_status: str) -> None:
 
 
 def handle_refund_notification(*, headers: Mapping[str, str], body: bytes) -> str:
-    from marketplace.actions.payments import _finish_record, _record_notification
+    """Verifies, records and settles a refund notification, once."""
+    from marketplace.actions.notifications import receive_notification, record_outcome
 
-    record = _record_notification(PaymentNotification.Kind.REFUND, headers, body)
-    try:
-        notification = wechatpay.parse_notification(headers=headers, body=body)
-    except wechatpay.NotificationRejected as exc:
-        _finish_record(record, outcome=f"rejected: {exc}"[:200])
-        raise
-    resource = notification.resource
-    _finish_record(
-        record,
-        is_verified=True,
-        notification_id=notification.id[:64],
-        event_type=notification.event_type[:40],
-        out_trade_no=str(resource.get("out_trade_no", ""))[:32],
+    record, notification = receive_notification(
+        kind=PaymentNotification.Kind.REFUND, headers=headers, body=body
     )
+    resource = notification.resource
     with transaction.atomic(durable=True):
         refund = (
             Refund.objects.select_for_update()
@@ -150,8 +141,7 @@ def handle_refund_notification(*, headers: Mapping[str, str], body: bytes) -> st
         else:
             _settle(refund, str(resource.get("refund_status", "")))
             outcome = f"refund_{refund.status}"
-    _finish_record(record, outcome=outcome)
-    return outcome
+    return record_outcome(record, outcome)
 
 
 def sweep_refunds(*, now: datetime | None = None) -> dict[str, int]:
