@@ -218,6 +218,16 @@ def make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
     price it is accepted at once (the order is created); otherwise it waits for the seller."""
     check_not_banned(buyer)
     check_offer_rate(buyer=buyer)
+    try:
+        return _make_offer(buyer=buyer, listing_id=listing_id, price_fen=price_fen)
+    except IntegrityError as exc:
+        # The partial unique index, should the listing lock ever be bypassed: a twin won.
+        raise Conflict(
+            "You already have an open offer on this listing.", code="offer_already_open"
+        ) from exc
+
+
+def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
     now = timezone.now()
     with transaction.atomic(durable=True):
         # The listing lock orders this offer against acceptance and purchase: an offer can
@@ -249,28 +259,22 @@ def make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             raise RateLimited(
                 f"At most {cap} offers per listing in 24 hours.", code="offer_rate_limited"
             )
-        lock_event_counters([buyer.pk, listing.seller_id])
         if previous is not None:
+            # Two events in one transaction: take both counters at once (see lock_event_counters).
+            lock_event_counters([buyer.pk, listing.seller_id])
             # Answering a counter with a new price (SPEC: "or make a new offer") replaces it.
             _finish(previous, OfferStatus.WITHDRAWN, reason="")
             _record(
                 previous, Action.WITHDRAWN, actor=Actor.BUYER, actor_user=buyer, reason="superseded"
             )
             notify(previous, "offer.withdrawn")
-        try:
-            with transaction.atomic():
-                offer = Offer.objects.create(
-                    listing=listing,
-                    buyer=buyer,
-                    seller_id=listing.seller_id,
-                    price_fen=price_fen,
-                    expires_at=now + timedelta(hours=settings_row.offer_expiry_hours),
-                )
-        except IntegrityError as exc:  # the partial unique index: a concurrent twin won
-            raise Conflict(
-                "You already have an open offer on this listing.", code="offer_already_open"
-            ) from exc
-        offer.buyer = buyer
+        offer = Offer.objects.create(
+            listing=listing,
+            buyer=buyer,
+            seller_id=listing.seller_id,
+            price_fen=price_fen,
+            expires_at=now + timedelta(hours=settings_row.offer_expiry_hours),
+        )
         _record(offer, Action.MADE, actor=Actor.BUYER, actor_user=buyer, price=price_fen)
         floor, auto = listing.bargain_floor_fen, listing.auto_accept_fen
         if floor is not None and price_fen < floor:
@@ -494,7 +498,6 @@ def handle_offer_expiry(*, offer_id: int, now: datetime | None = None) -> str:
             return "not_live"
         if offer.expires_at > now:
             return "not_due"
-        lock_event_counters([offer.buyer_id, offer.seller_id])
         _finish(offer, OfferStatus.EXPIRED)
         _record(offer, Action.EXPIRED, actor=Actor.SYSTEM, actor_user=None)
         notify(offer, "offer.expired")

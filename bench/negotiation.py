@@ -1,0 +1,388 @@
+"""Bargaining benchmark: 1,000 sellers and 1,000 buyers on sockets, offers at 200/s.
+
+    .venv/bin/python bench/negotiation.py                 # PostgreSQL and Redis on 127.0.0.1
+    BENCH_RATE=100 BENCH_SECONDS=10 .venv/bin/python bench/negotiation.py
+
+The production layout on one machine (docs/operations.md): MARKETPLACE_ENV=production, sandbox
+off, two daphne processes (one per core) and one Huey consumer, on a throwaway database
+(BENCH_DATABASE, dropped at the end) and Redis db 14 under a bench prefix. Sellers connect to
+one daphne and buyers to the other, so every event crosses processes through Redis.
+
+Each buyer socket sends `offer.make` at RATE offers/s in total (round robin over buyers, each
+offer on a fresh listing); each seller answers `offer.created` at once with `offer.accept`.
+Printed:
+
+- offer-to-seller: buyer sends `offer.make` → seller receives `offer.created`;
+- accept-to-buyer: seller sends `offer.accept` → buyer receives `offer.accepted`
+  (the acceptance creates the order, reserves the listing, declines the rest: the whole step);
+
+p50/p99/max, counts and error frames. Target: p99 <= 100 ms for both. The clients (this
+process) share the two cores with the servers, PostgreSQL and Redis, so the figures include
+their contention.
+"""
+
+import asyncio
+import json
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SELLERS = int(os.environ.get("BENCH_SELLERS", "1000"))
+BUYERS = int(os.environ.get("BENCH_BUYERS", "1000"))
+RATE = int(os.environ.get("BENCH_RATE", "200"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "marketplace_negbench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PORTS = (int(os.environ.get("BENCH_PORT", "8775")), int(os.environ.get("BENCH_PORT", "8775")) + 1)
+PRICE = 10_000
+# BENCH_PARALLEL_ACTIONS=1: the experiment in bench/negotiation_asgi.py (not the shipped app).
+PARALLEL = os.environ.get("BENCH_PARALLEL_ACTIONS") == "1"
+ASGI_APP = "bench.negotiation_asgi:application" if PARALLEL else "project.asgi:application"
+OFFER = 8_000
+
+ENV = {
+    "MARKETPLACE_ENV": "production",
+    "SECRET_KEY": "bench-secret-key-" + "x" * 40,
+    "DEBUG": "0",
+    "SANDBOX_ENABLED": "0",
+    "WECHAT_APPID": "wxbench",
+    "WECHAT_SECRET": "bench",
+    "DATABASE_URL": f"{PG}/{BENCH_DATABASE}",
+    "REDIS_URL": REDIS_URL,
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "CHANNELS_PREFIX": "negbench",
+    "CACHE_PREFIX": "negbench",
+    "HUEY_NAME": "negbench",
+    "REALTIME_IDLE_TIMEOUT_SECONDS": "3600",
+    "LOG_LEVEL": "WARNING",
+    "DJANGO_SETTINGS_MODULE": "project.settings",
+}
+if "PAYOUT_ENCRYPTION_KEYS" not in os.environ:
+    from cryptography.fernet import Fernet
+
+    ENV["PAYOUT_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
+
+
+def raise_fd_limit() -> None:
+    needed = (SELLERS + BUYERS) * 2 + 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, needed))
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < needed:
+        sys.exit(f"open-file limit {hard} is too low for {SELLERS + BUYERS} sockets on both ends")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def ms(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    return (
+        f"p50 {percentile(values, 0.50) * 1000:6.1f} ms   p99 {percentile(values, 0.99) * 1000:6.1f}"
+        f" ms   max {max(values) * 1000:6.1f} ms   (n={len(values)})"
+    )
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+def clear_redis_keys() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for pattern in ("negbench*", ":1:negbench*", "huey.*negbench*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def drop_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    drop_database()
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+
+
+def seed(listings_per_seller: int):
+    """Users, tokens, buyers' addresses and listings on sale, in bulk."""
+    import secrets
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.actions.accounts import hash_token
+    from marketplace.models import Address, ApiToken, Category, Listing, ListingStatus, User
+
+    users = User.objects.bulk_create(
+        [User(username=f"s{i}", openid=f"bench-s-{i}") for i in range(SELLERS)]
+        + [User(username=f"b{i}", openid=f"bench-b-{i}") for i in range(BUYERS)]
+    )
+    sellers, buyers = users[:SELLERS], users[SELLERS:]
+    raw = {user.pk: secrets.token_urlsafe(32) for user in users}
+    expires = timezone.now() + timedelta(days=1)
+    ApiToken.objects.bulk_create(
+        [ApiToken(user=u, key_hash=hash_token(raw[u.pk]), expires_at=expires) for u in users]
+    )
+    Address.objects.bulk_create(
+        [
+            Address(
+                user=b,
+                name="买家",
+                phone="13800138000",
+                province="广东省",
+                city="深圳市",
+                district="南山区",
+                detail="科技园",
+                is_default=True,
+            )
+            for b in buyers
+        ]
+    )
+    root = Category.objects.create(name="手机")
+    leaf = Category.objects.create(name="苹果", parent=root)
+    now = timezone.now()
+    listings = Listing.objects.bulk_create(
+        [
+            Listing(
+                seller=s,
+                category=leaf,
+                title=f"闲置 {s.pk}-{n}",
+                description="bench",
+                price_fen=PRICE,
+                status=ListingStatus.ON_SALE,
+                approved_at=now,
+            )
+            for s in sellers
+            for n in range(listings_per_seller)
+        ],
+        batch_size=2000,
+    )
+    return (
+        [(u.pk, raw[u.pk]) for u in sellers],
+        [(u.pk, raw[u.pk]) for u in buyers],
+        [(listing.pk, listing.seller_id) for listing in listings],
+    )
+
+
+def start(name: str, args: list[str], env: dict) -> subprocess.Popen:
+    log = open(ROOT / "var" / f"bench-negotiation-{name}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.sockets: dict[int, object] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.offer_sent: dict[tuple[int, int], float] = {}
+        self.accept_sent: dict[int, float] = {}
+        self.to_seller: list[float] = []
+        self.to_buyer: list[float] = []
+        self.errors: Counter = Counter()
+        self.closed = 0
+
+    async def open(self, user_id: int, token: str, port: int, role: str) -> None:
+        from websockets.asyncio.client import connect
+
+        websocket = await connect(
+            f"ws://127.0.0.1:{port}/ws/?token={token}",
+            compression=None,
+            ping_interval=None,
+            open_timeout=120,
+            max_size=2**20,
+        )
+        self.sockets[user_id] = websocket
+        reader = self.read_seller if role == "seller" else self.read_buyer
+        self.tasks.append(asyncio.create_task(reader(websocket)))
+
+    def _error(self, frame: dict) -> bool:
+        if frame.get("type") == "error":
+            self.errors[frame["data"]["code"]] += 1
+            return True
+        return False
+
+    async def read_seller(self, websocket) -> None:
+        try:
+            async for text in websocket:
+                received = time.perf_counter()
+                frame = json.loads(text)
+                if self._error(frame) or frame.get("type") != "offer.created":
+                    continue
+                data = frame["data"]
+                sent = self.offer_sent.pop((data["listing_id"], data["buyer_id"]), None)
+                if sent is not None:
+                    self.to_seller.append(received - sent)
+                self.accept_sent[data["id"]] = time.perf_counter()
+                await websocket.send(
+                    json.dumps({"action": "offer.accept", "id": data["id"], "offer_id": data["id"]})
+                )
+        except Exception:  # noqa: BLE001 - a dropped socket shows up as missing samples
+            self.closed += 1
+
+    async def read_buyer(self, websocket) -> None:
+        try:
+            async for text in websocket:
+                received = time.perf_counter()
+                frame = json.loads(text)
+                if self._error(frame) or frame.get("type") != "offer.accepted":
+                    continue
+                sent = self.accept_sent.pop(frame["data"]["id"], None)
+                if sent is not None:
+                    self.to_buyer.append(received - sent)
+        except Exception:  # noqa: BLE001
+            self.closed += 1
+
+
+async def run(sellers, buyers, listings) -> None:
+    bench = Bench()
+    gate = asyncio.Semaphore(100)
+
+    async def one(user_id: int, token: str, port: int, role: str) -> None:
+        async with gate:
+            await bench.open(user_id, token, port, role)
+
+    started = time.monotonic()
+    await asyncio.gather(
+        *(one(uid, tok, PORTS[0], "seller") for uid, tok in sellers),
+        *(one(uid, tok, PORTS[1], "buyer") for uid, tok in buyers),
+    )
+    print(f"{len(bench.sockets)} sockets open in {time.monotonic() - started:.1f} s")
+    await asyncio.sleep(1)
+
+    random.shuffle(listings)
+    total = min(RATE * SECONDS, len(listings))
+    buyer_ids = [uid for uid, _ in buyers]
+    interval = 1 / RATE
+    next_at = time.perf_counter()
+    load_started = time.perf_counter()
+    for n in range(total):
+        listing_id, _ = listings[n]
+        buyer_id = buyer_ids[n % len(buyer_ids)]
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        next_at += interval
+        bench.offer_sent[(listing_id, buyer_id)] = time.perf_counter()
+        frame = {"action": "offer.make", "id": n, "listing_id": listing_id, "price": OFFER}
+        await bench.sockets[buyer_id].send(json.dumps(frame))
+    load_seconds = time.perf_counter() - load_started
+    # Let the last offers and acceptances land.
+    for _ in range(50):
+        if not bench.offer_sent and not bench.accept_sent:
+            break
+        await asyncio.sleep(0.2)
+
+    print(f"offers sent: {total} in {load_seconds:.1f} s ({total / load_seconds:.0f}/s)")
+    print(f"offer-to-seller  (offer.make → offer.created):    {ms(bench.to_seller)}")
+    print(f"accept-to-buyer  (offer.accept → offer.accepted): {ms(bench.to_buyer)}")
+    print(
+        f"missing: {len(bench.offer_sent)} offers, {len(bench.accept_sent)} acceptances; "
+        f"error frames: {dict(bench.errors) or 'none'}; sockets dropped: {bench.closed}"
+    )
+    for websocket in bench.sockets.values():
+        websocket.transport.abort()
+    for task in bench.tasks:
+        task.cancel()
+
+
+def main() -> None:
+    raise_fd_limit()
+    env = {**os.environ, **ENV}
+    os.environ.update(ENV)
+    clear_redis_keys()
+    recreate_database()
+    processes: list[subprocess.Popen] = []
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        import django
+
+        django.setup()
+        per_seller = -(-RATE * SECONDS // SELLERS) + 1
+        sellers, buyers, listings = seed(per_seller)
+        from django.db import connections
+
+        connections.close_all()
+        daphne = str(Path(sys.executable).parent / "daphne")
+        for port in PORTS:
+            processes.append(
+                start(
+                    f"daphne-{port}",
+                    [daphne, "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
+                    env,
+                )
+            )
+        processes.append(
+            start(
+                "huey",
+                [sys.executable, "manage.py", "run_huey", "--workers", "4", "-k", "thread"],
+                env,
+            )
+        )
+        for port in PORTS:
+            wait_for_port(port)
+        print(
+            f"production mode: 2 daphne ({PORTS[0]} sellers, {PORTS[1]} buyers) + 1 Huey, "
+            f"PostgreSQL + Redis; {SELLERS} sellers, {BUYERS} buyers, {len(listings)} listings, "
+            f"{RATE} offers/s for {SECONDS} s; app {ASGI_APP}"
+        )
+        asyncio.run(run(sellers, buyers, listings))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001 - Django may not be set up yet
+            pass
+        drop_database()
+        clear_redis_keys()
+
+
+if __name__ == "__main__":
+    main()
