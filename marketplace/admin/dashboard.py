@@ -1,0 +1,156 @@
+"""The admin index as the staff console: what needs someone now, and today's money.
+
+Each figure links to the changelist filtered to exactly the rows it counts, and is shown only to
+staff who may open that list (a reviewer sees the review queue, not the payout queue). The cost
+is a handful of aggregate queries whatever the data size: one per area, never one per row.
+The template (project/templates/admin/index.html) asks for it through the `staff_dashboard` tag.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, Sum
+from django.http import HttpRequest
+from django.urls import reverse
+
+from marketplace.models import Dispute, Listing, ListingStatus, Order, Refund, Withdrawal
+from marketplace.states import OrderStatus
+
+# The platform's business day: turnover "today" is a China calendar day, whatever the server's
+# or the viewer's clock says.
+BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class Tile:
+    label: str
+    value: str
+    url: str
+    # "attention" tiles are work waiting for staff; they are highlighted when not zero.
+    is_attention: bool = False
+    detail: str = ""
+
+
+@dataclass
+class Dashboard:
+    attention: list[Tile] = field(default_factory=list)
+    orders: list[Tile] = field(default_factory=list)
+    money: list[Tile] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.attention or self.orders or self.money)
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"¥{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+
+
+def business_day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the China calendar day containing `now`, as aware datetimes."""
+    day = now.astimezone(BUSINESS_TZ).date()
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=BUSINESS_TZ)
+    return start, start + dt.timedelta(days=1)
+
+
+def _changelist(model, **filters) -> str:
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return f"{url}?{urlencode(filters)}" if filters else url
+
+
+def _may_view(request: HttpRequest, model) -> bool:
+    opts = model._meta
+    return request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or (
+        request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+    )
+
+
+def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> Dashboard:
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    board = Dashboard()
+
+    if _may_view(request, Listing):
+        pending = Listing.objects.filter(status=ListingStatus.PENDING_REVIEW).count()
+        board.attention.append(
+            Tile(
+                "Listings awaiting review",
+                str(pending),
+                _changelist(Listing, status__exact=ListingStatus.PENDING_REVIEW),
+                is_attention=pending > 0,
+            )
+        )
+
+    if _may_view(request, Dispute):
+        open_disputes = Dispute.objects.filter(settled_at__isnull=True).count()
+        board.attention.append(
+            Tile(
+                "Open disputes",
+                str(open_disputes),
+                _changelist(Dispute, open="yes"),
+                is_attention=open_disputes > 0,
+            )
+        )
+
+    if _may_view(request, Withdrawal):
+        queue = Withdrawal.objects.filter(status=Withdrawal.Status.PENDING).aggregate(
+            count=Count("id"), total=Sum("amount_fen")
+        )
+        board.attention.append(
+            Tile(
+                "Withdrawals to pay out",
+                str(queue["count"]),
+                _changelist(Withdrawal, status__exact=Withdrawal.Status.PENDING),
+                is_attention=queue["count"] > 0,
+                detail=yuan(queue["total"] or 0),
+            )
+        )
+
+    if _may_view(request, Refund):
+        stuck = Refund.objects.filter(status=Refund.Status.NEEDS_ATTENTION).count()
+        board.attention.append(
+            Tile(
+                "Refunds needing attention",
+                str(stuck),
+                _changelist(Refund, status__exact=Refund.Status.NEEDS_ATTENTION),
+                is_attention=stuck > 0,
+            )
+        )
+
+    if _may_view(request, Order):
+        counts = dict(Order.objects.order_by().values_list("status").annotate(count=Count("id")))
+        for status in OrderStatus:
+            board.orders.append(
+                Tile(
+                    f"{status.value} · {status.label}",
+                    str(counts.get(status.value, 0)),
+                    _changelist(Order, status__exact=status.value),
+                    is_attention=status == OrderStatus.DISPUTED and counts.get(status.value, 0) > 0,
+                )
+            )
+        start, end = business_day_bounds(now)
+        today = Order.objects.filter(paid_at__gte=start, paid_at__lt=end).aggregate(
+            count=Count("id"), gross=Sum("price_fen"), commission=Sum("commission_fen")
+        )
+        paid_today = _changelist(Order, paid_at__gte=start.isoformat(), paid_at__lt=end.isoformat())
+        board.money.append(
+            Tile(
+                f"Turnover today ({start.date().isoformat()}, China time)",
+                yuan(today["gross"] or 0),
+                paid_today,
+                detail=f"{today['count']} order(s) paid",
+            )
+        )
+        board.money.append(
+            Tile(
+                "Commission on today's payments",
+                yuan(today["commission"] or 0),
+                paid_today,
+                detail="at the rates frozen at payment; earned when each order completes",
+            )
+        )
+    return board
