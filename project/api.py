@@ -32,7 +32,36 @@ class StrictJsonParser(Parser):
             raise DomainError("The body is not valid JSON.", code="malformed_json") from exc
 
 
-api = NinjaAPI(
+# The body every error handler below renders; documented on every operation as its 4XX answer so
+# clients (and the fuzzer in tests/fuzz) can rely on it.
+API_ERROR_SCHEMA = {
+    "title": "ApiError",
+    "type": "object",
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["code", "message"],
+}
+
+
+class MarketplaceAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ApiError"] = API_ERROR_SCHEMA
+        error = {
+            "description": "Client error: `{code, message, errors?}`",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+        }
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault("4XX", error)
+        return schema
+
+
+api = MarketplaceAPI(
     title="Second-hand marketplace API",
     version="1.0.0",
     description="REST API for the WeChat mini-program. Errors: `{code, message, errors?}`.",
