@@ -11,7 +11,8 @@ class RealtimeSettingsAdmin(admin.ModelAdmin):
     readonly_fields = ["updated_at"]
 
     def has_add_permission(self, request) -> bool:
-        return not RealtimeSettings.objects.exists()
+        # One row; and creating it is changing the settings, which needs the permission.
+        return super().has_add_permission(request) and not RealtimeSettings.objects.exists()
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -337,7 +337,8 @@ class PlatformSettingsAdmin(admin.ModelAdmin):
     )
 
     def has_add_permission(self, request):
-        return not PlatformSettings.objects.exists()
+        # One row; and creating it is changing the settings, which needs the permission.
+        return super().has_add_permission(request) and not PlatformSettings.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

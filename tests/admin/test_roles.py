@@ -197,3 +197,21 @@ def test_superuser_keeps_every_action():
     assert {"mark_paid", "reject"} <= set(actions)
     assert Permission.objects.filter(codename="ban_user").exists()
     assert withdrawal.status == Withdrawal.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_only_superusers_create_the_settings_rows():
+    from marketplace.models.orders import PlatformSettings
+    from realtime.models import RealtimeSettings
+
+    PlatformSettings.objects.all().delete()
+    RealtimeSettings.objects.all().delete()
+    for role in ("reviewers", "support", "finance"):
+        client = admin_client(staff_in(role))
+        assert client.get("/admin/marketplace/platformsettings/add/").status_code == 403, role
+        assert client.get("/admin/realtime/realtimesettings/add/").status_code == 403, role
+    from tests.factories import StaffFactory
+
+    assert (
+        admin_client(StaffFactory()).get("/admin/realtime/realtimesettings/add/").status_code == 200
+    )

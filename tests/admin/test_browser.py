@@ -1,0 +1,159 @@
+"""The admin in a real browser: Debian's Chromium (/usr/bin/chromium) driven by Playwright
+against the live server. A staff member holding the three roles signs in through the login form,
+approves a listing from the review queue, settles a dispute and marks a withdrawal paid.
+Screenshots go to test-artifacts/admin-browser/ (CI keeps them).
+
+Skipped, with the reason printed, only when /usr/bin/chromium is absent; `.ci/run` installs it.
+Never `playwright install`: browser downloads fail here, the system browser is the one used.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+
+from marketplace.models import Listing, ListingReview, ListingStatus
+from marketplace.models.fulfilment import Dispute
+from marketplace.models.orders import Order
+from marketplace.models.wallet import Withdrawal
+from marketplace.states import OrderStatus
+from tests.admin.helpers import staff_in
+from tests.admin.test_roles import _pending_withdrawal
+from tests.marketplace.fulfilment_helpers import shipped
+from tests.marketplace.order_helpers import listing_on_sale
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "admin-browser"
+TIMEOUT_MS = 15_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.access(CHROMIUM, os.X_OK),
+        reason=f"{CHROMIUM} is missing (apt-get install -y chromium; .ci/run does it)",
+    ),
+]
+
+
+@pytest.fixture
+def browser_page(scene, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; Django would take the test's
+    # own ORM calls for calls from async code. They are not: the browser runs in its process.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
+            browser.close()
+
+
+def _shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def _run_action(page, action: str, pk: int) -> None:
+    page.check(f'input[name="_selected_action"][value="{pk}"]')
+    page.select_option('select[name="action"]', action)
+    page.click('button[name="index"]')
+
+
+@pytest.fixture
+def scene(transactional_db, make_client):
+    """The work waiting for staff, made before the browser starts (the API calls push events
+    through async_to_sync, which refuses to run beside Playwright's event loop)."""
+    staff = staff_in("reviewers", username="ops-lin")
+    staff.groups.add(*Group.objects.filter(name__in=["support", "finance"]))
+    listing = listing_on_sale(status=ListingStatus.PENDING_REVIEW, title="待审核的相机")
+    buyer, _, order_no = shipped(make_client, price_fen=10_000)
+    assert buyer.post(f"/api/orders/{order_no}/dispute", {"reason": "镜头有霉"}).status_code == 200
+    return {
+        "staff": staff,
+        "listing": listing,
+        "order": Order.objects.get(order_no=order_no),
+        "withdrawal": _pending_withdrawal(2500),
+    }
+
+
+def test_staff_review_settle_and_pay_out_in_chromium(live_server, scene, browser_page):
+    staff, listing, order, withdrawal = (
+        scene["staff"],
+        scene["listing"],
+        scene["order"],
+        scene["withdrawal"],
+    )
+    order_no = order.order_no
+    page = browser_page
+
+    # Sign in through the login form.
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "ops-lin")
+    page.fill("#id_password", "staff-pass-123")
+    page.click('input[type="submit"]')
+    page.wait_for_selector("#staff-dashboard")
+    assert "Listings awaiting review" in page.inner_text("#staff-dashboard")
+    _shot(page, "01-dashboard")
+
+    # The review queue, from the dashboard tile.
+    page.click('a[data-tile="Listings awaiting review"]')
+    page.wait_for_selector(f'input[name="_selected_action"][value="{listing.pk}"]')
+    _shot(page, "02-review-queue")
+    _run_action(page, "approve_selected", listing.pk)
+    page.wait_for_selector(".messagelist")
+    assert "Approved 1 listing(s)." in page.inner_text(".messagelist")
+    _shot(page, "03-approved")
+
+    # Settle the dispute: open disputes, then the settlement form.
+    page.goto(f"{live_server.url}/admin/")
+    page.click('a[data-tile="Open disputes"]')
+    page.click(f'a.button[href$="/order/{order.pk}/settle/"]')
+    page.fill("#id_refund_fen", "4000")
+    page.fill("#id_note", "镜头确有问题，部分退款，卖家同意")
+    _shot(page, "04-settle-form")
+    page.click('input[name="settle"]')
+    page.wait_for_selector(".messagelist")
+    assert f"Dispute on {order_no} settled." in page.inner_text(".messagelist")
+    _shot(page, "05-settled")
+
+    # Pay the withdrawal out: the queue, the reference form, the confirmation.
+    page.goto(f"{live_server.url}/admin/")
+    page.click('a[data-tile="Withdrawals to pay out"]')
+    _run_action(page, "mark_paid", withdrawal.pk)
+    page.fill(f'input[name="reference_{withdrawal.pk}"]', "ALIPAY-20260301-0001")
+    _shot(page, "06-mark-paid-form")
+    page.click('input[type="submit"][value^="Mark paid"]')
+    page.wait_for_selector(".messagelist")
+    assert "Paid 1 withdrawal(s)." in page.inner_text(".messagelist")
+    _shot(page, "07-paid")
+
+    listing.refresh_from_db()
+    assert listing.status == ListingStatus.ON_SALE
+    assert ListingReview.objects.get(listing=listing).staff == staff
+    dispute = Dispute.objects.get(order=order)
+    assert dispute.settled_by == staff and dispute.refund_fen == 4000
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.COMPLETED
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == Withdrawal.Status.PAID and withdrawal.decided_by == staff
+    assert withdrawal.transfer_reference == "ALIPAY-20260301-0001"
+    assert Listing.objects.filter(status=ListingStatus.PENDING_REVIEW).count() == 0
