@@ -3,7 +3,8 @@ against the live server. A staff member holding the three roles signs in through
 approves a listing from the review queue, settles a dispute and marks a withdrawal paid.
 Screenshots go to test-artifacts/admin-browser/ (CI keeps them).
 
-Skipped, with the reason printed, only when /usr/bin/chromium is absent; `.ci/run` installs it.
+Skipped, with the reason printed, only when /usr/bin/chromium is absent; `.ci/run` installs it
+and sets MARKETPLACE_REQUIRE_BROWSER=1, under which a missing browser fails instead.
 Never `playwright install`: browser downloads fail here, the system browser is the one used.
 """
 
@@ -38,10 +39,14 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "admin-browser"
 TIMEOUT_MS = 15_000
 
+HAS_CHROMIUM = os.access(CHROMIUM, os.X_OK)
+# CI (.ci/run) sets this after installing Chromium: there the test must run, never skip.
+BROWSER_REQUIRED = os.environ.get("MARKETPLACE_REQUIRE_BROWSER") == "1"
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        not os.access(CHROMIUM, os.X_OK),
+        not HAS_CHROMIUM and not BROWSER_REQUIRED,
         reason=f"{CHROMIUM} is missing (apt-get install -y chromium; .ci/run does it)",
     ),
 ]
@@ -50,6 +55,9 @@ pytestmark = [
 @pytest.fixture
 def browser_page(scene, monkeypatch):
     from playwright.sync_api import sync_playwright
+
+    if not HAS_CHROMIUM:
+        pytest.fail(f"MARKETPLACE_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
 
     # Playwright's sync API keeps an event loop in this thread; Django would take the test's
     # own ORM calls for calls from async code. They are not: the browser runs in its process.
