@@ -193,7 +193,7 @@ class Clients:
 
 
 async def open_all(clients: Clients, members: list[tuple[int, str]]) -> None:
-    gate = asyncio.Semaphore(200)
+    gate = asyncio.Semaphore(50)
 
     async def one(user_id: int, token: str) -> None:
         async with gate:

@@ -29,6 +29,7 @@ CLOSE_BANNED = 4403
 CLOSE_IDLE = 4408
 REPLAY_BATCH = 500
 MAX_REF_LENGTH = 64
+SWEEP_SLICE = 200
 
 
 def origin_allowed(origin: str) -> bool:
@@ -117,7 +118,12 @@ class LocalSockets:
                         await consumer.close(code=CLOSE_IDLE)
                     else:
                         connections.setdefault(consumer.user_id, []).append(consumer.channel_name)
-                await sync_to_async(presence.refresh_many, thread_sensitive=False)(connections)
+                # In slices: one 5,000-entry refresh holds the GIL long enough to stall frames.
+                users = list(connections)
+                for start in range(0, len(users), SWEEP_SLICE):
+                    part = {user: connections[user] for user in users[start : start + SWEEP_SLICE]}
+                    await sync_to_async(presence.refresh_many, thread_sensitive=False)(part)
+                    await asyncio.sleep(0.02)
             except Exception:
                 logger.exception("socket sweep failed")
 
