@@ -224,7 +224,12 @@ class RefundAdmin(admin.ModelAdmin):
 
     @admin.action(description="Submit the selected refunds again", permissions=["change"])
     def retry(self, request, queryset):
-        count = sum(retry_refund(refund_id=refund.pk, staff=request.user) for refund in queryset)
+        count = 0
+        for refund in queryset:
+            if retry_refund(refund_id=refund.pk, staff=request.user):
+                count += 1
+                # Who and when (last_error is overwritten by the next attempt): the admin log.
+                self.log_change(request, refund, "Resubmitted to WeChat Pay.")
         self.message_user(request, f"{count} refund(s) resubmitted.")
 
 

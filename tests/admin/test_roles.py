@@ -215,3 +215,30 @@ def test_only_superusers_create_the_settings_rows():
     assert (
         admin_client(StaffFactory()).get("/admin/realtime/realtimesettings/add/").status_code == 200
     )
+
+
+@pytest.mark.django_db
+def test_finance_resubmits_a_stuck_refund_and_the_log_names_them():
+    from django.contrib.admin.models import LogEntry
+
+    from marketplace.models.orders import Refund
+    from tests.admin.test_dashboard import make_order
+
+    order = make_order(OrderStatus.CANCELLED)
+    refund = Refund.objects.create(
+        order=order, out_refund_no="R-stuck", amount_fen=100, reason="x", status="needs_attention"
+    )
+    reviewer = admin_client(staff_in("reviewers"))
+    finance = admin_client(staff_in("finance"))
+    url = "/admin/marketplace/refund/"
+
+    assert (
+        reviewer.post(url, {"action": "retry", "_selected_action": [refund.pk]}).status_code == 403
+    )
+    assert (
+        finance.post(url, {"action": "retry", "_selected_action": [refund.pk]}).status_code == 302
+    )
+
+    assert Refund.objects.get(pk=refund.pk).status == Refund.Status.PENDING
+    entry = LogEntry.objects.get(object_id=str(refund.pk), content_type__model="refund")
+    assert entry.user == finance.user and entry.get_change_message() == "Resubmitted to WeChat Pay."
