@@ -33,7 +33,7 @@ if REDIS_URL:
     # Keep test keys away from a developer's running server.
     CACHES = {  # noqa: F811
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "project.cache.FailOpenRedisCache",  # a Redis outage is not a 500
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"test-{os.getpid()}",
         }

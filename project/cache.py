@@ -1,0 +1,96 @@
+"""The Redis cache, failing open: a Redis outage must not turn requests into 500s.
+
+The cache holds nothing that is the truth (the database is): cached lookups, rate-limit
+windows and buffered view counts. While Redis is unreachable, reads miss, writes are dropped and
+`incr` reports a missing key, so pages are served from the database and rate limits let requests
+through; one warning per process every 30 s says so (docs/reliability.md).
+"""
+
+import logging
+import time
+
+import redis
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+
+logger = logging.getLogger("project.cache")
+WARN_EVERY_SECONDS = 30
+_last_warning = [0.0]
+
+
+def _unavailable(operation: str, exc: Exception) -> None:
+    now = time.monotonic()
+    if now - _last_warning[0] >= WARN_EVERY_SECONDS:
+        _last_warning[0] = now
+        logger.warning("cache unavailable (%s failed: %s); serving without it", operation, exc)
+
+
+class FailOpenRedisCache(RedisCache):
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().add(key, value, timeout, version)
+        except redis.RedisError as exc:
+            _unavailable("add", exc)
+            return False
+
+    def get(self, key, default=None, version=None):
+        try:
+            return super().get(key, default, version)
+        except redis.RedisError as exc:
+            _unavailable("get", exc)
+            return default
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            super().set(key, value, timeout, version)
+        except redis.RedisError as exc:
+            _unavailable("set", exc)
+
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().touch(key, timeout, version)
+        except redis.RedisError as exc:
+            _unavailable("touch", exc)
+            return False
+
+    def delete(self, key, version=None):
+        try:
+            return super().delete(key, version)
+        except redis.RedisError as exc:
+            _unavailable("delete", exc)
+            return False
+
+    def get_many(self, keys, version=None):
+        try:
+            return super().get_many(keys, version)
+        except redis.RedisError as exc:
+            _unavailable("get_many", exc)
+            return {}
+
+    def has_key(self, key, version=None):
+        try:
+            return super().has_key(key, version)
+        except redis.RedisError as exc:
+            _unavailable("has_key", exc)
+            return False
+
+    def incr(self, key, delta=1, version=None):
+        try:
+            return super().incr(key, delta, version)
+        except redis.RedisError as exc:
+            _unavailable("incr", exc)
+            # What Django raises for a missing key: callers already handle it.
+            raise ValueError(f"Key {key!r} not found (cache unavailable)") from exc
+
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().set_many(data, timeout, version)
+        except redis.RedisError as exc:
+            _unavailable("set_many", exc)
+            return list(data)
+
+    def delete_many(self, keys, version=None):
+        try:
+            super().delete_many(keys, version)
+        except redis.RedisError as exc:
+            _unavailable("delete_many", exc)
