@@ -8,7 +8,7 @@ from project.asgi import application  # noqa: F401 - sets Django up first
 from realtime import consumers
 
 
-def _parallel(func):
+def _parallel(func, **_ignored):
     return DatabaseSyncToAsync(func, thread_sensitive=False)
 
 
