@@ -98,7 +98,12 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # Health checks: the pool tests a connection before lending it, so backends killed under us
+    # (failover, idle reaper, PgBouncer restart) cost a reconnect rather than 500s
+    # (tests/faults/test_database_drops.py).
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Under ASGI every request would open a new connection without a pool (STACK_NOTES).
         DATABASES["default"]["OPTIONS"] = {
