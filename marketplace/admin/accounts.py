@@ -77,6 +77,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ("id", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
     list_filter = ("revoked_at", "created_at")
     search_fields = ("user__username", "user__nickname")
+    list_select_related = ("user",)
     readonly_fields = ("user", "key_hash", "created_at", "expires_at", "revoked_at", "last_used_at")
     ordering = ("-id",)
 

@@ -54,6 +54,8 @@ class BannerAdmin(admin.ModelAdmin):
     )
     list_editable = ("sort_order", "is_active")
     list_filter = ("is_active", "target_type")
+    search_fields = ("title",)
+    ordering = ("sort_order", "id")
     raw_id_fields = ("target_listing",)
     readonly_fields = ("preview",)
 
@@ -235,6 +237,7 @@ class ListingReviewAdmin(admin.ModelAdmin):
     list_filter = ("decision", "at")
     search_fields = ("listing__title", "staff__username", "=listing__id")
     list_select_related = ("listing", "staff")
+    ordering = ("-id",)
 
     def has_add_permission(self, request):
         return False

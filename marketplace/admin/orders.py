@@ -207,6 +207,7 @@ class RefundAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "created_at")
     search_fields = ("out_refund_no", "order__order_no")
+    list_select_related = ("order",)
     readonly_fields = [field.name for field in Refund._meta.fields]
     ordering = ("-id",)
     actions = ["retry"]
@@ -280,6 +281,7 @@ class DisputeAdmin(admin.ModelAdmin):
     )
     list_filter = (OpenDisputeFilter, "resolution")
     search_fields = ("order__order_no", "reason")
+    list_select_related = ("order", "settled_by")
     readonly_fields = [field.name for field in Dispute._meta.fields]
     ordering = ("settled_at", "opened_at")
 
@@ -309,6 +311,8 @@ class ReviewAdmin(admin.ModelAdmin):
     list_display = ("order", "rating", "comment", "buyer", "seller", "created_at")
     list_filter = ("rating", "created_at")
     search_fields = ("order__order_no", "comment", "seller__nickname")
+    list_select_related = ("order", "buyer", "seller")
+    ordering = ("-id",)
     readonly_fields = [field.name for field in Review._meta.fields]
 
     def has_add_permission(self, request):
@@ -359,6 +363,8 @@ class PlatformSettingsAdmin(admin.ModelAdmin):
 class PlatformSettingsChangeAdmin(admin.ModelAdmin):
     list_display = ("changed_at", "staff", "field", "old_value", "new_value")
     list_filter = ("field", "changed_at")
+    search_fields = ("field", "staff__username")
+    list_select_related = ("staff",)
     readonly_fields = [field.name for field in PlatformSettingsChange._meta.fields]
 
     def has_add_permission(self, request):

@@ -130,3 +130,48 @@ def test_no_admin_form_edits_a_status_a_balance_or_an_amount():
         for name in editable:
             money = name.endswith("_fen") and (key, name) not in EDITABLE_MONEY
             assert not money and name not in {"status", "is_banned", "banned_at"}, (key, name)
+
+
+def _add_rows():
+    from marketplace.actions.accounts import issue_token
+    from marketplace.models.fulfilment import Dispute
+    from marketplace.models.orders import Refund
+    from marketplace.states import OrderStatus
+    from tests.admin.test_dashboard import make_order
+    from tests.admin.test_roles import _pending_withdrawal
+
+    order = make_order(OrderStatus.DISPUTED, paid_at=None)
+    Dispute.objects.create(order=order, reason="坏了")
+    Refund.objects.create(
+        order=order, out_refund_no=f"R{order.pk}", amount_fen=1, reason="x", status="pending"
+    )
+    issue_token(user=order.buyer)
+    _pending_withdrawal(100)
+
+
+def test_changelists_cost_the_same_queries_for_one_row_or_many():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = admin_client(StaffFactory())
+    urls = [
+        f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        for model in _our_models()
+        if admin.site.is_registered(model)
+    ]
+
+    def costs() -> dict[str, int]:
+        counts = {}
+        for url in urls:
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(url).status_code == 200, url
+            counts[url] = len(queries)
+        return counts
+
+    _add_rows()
+    few = costs()
+    for _ in range(4):
+        _add_rows()
+    many = costs()
+    grew = {url: (few[url], many[url]) for url in urls if many[url] != few[url]}
+    assert not grew, grew
