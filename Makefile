@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketplace
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-embedded test-real lint venv demo bench migrate clean
+.PHONY: run test test-embedded test-real lint venv demo bench bench-full migrate clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ demo: venv
 
 bench: venv
 	bench/run.sh
+
+# The issues' full sizes (1M listings, 5,000 sockets, 100k deadlines; about an hour).
+bench-full: venv
+	bench/run.sh --full
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
