@@ -35,7 +35,12 @@ BENCHES = {
     "catalog": (["--listings", "100000", "--seconds", "3"], {}, [], {}),
     "deadlines": (["--orders", "10000"], {}, [], {}),
     "orders": (["--buyers", "100", "--flows", "80"], {}, [], {}),
-    "wallet": ([], {"BENCH_PER_THREAD": "25"}, [], {}),
+    "wallet": (
+        [],
+        {"BENCH_PER_THREAD": "25", "LOG_LEVEL": "WARNING"},
+        [],
+        {"LOG_LEVEL": "WARNING"},
+    ),
     "realtime": (
         [],
         {"BENCH_SOCKETS": "1000", "BENCH_SECONDS": "5", "BENCH_MISSED": "1000"},
