@@ -25,11 +25,16 @@ class StrictJsonParser(Parser):
         if content_type != "application/json" and not content_type.endswith("+json"):
             raise UnsupportedMediaType()
         try:
-            return json.loads(request.body)
+            body = request.body
+            data = json.loads(body)
         except RequestDataTooBig as exc:
             raise PayloadTooLarge() from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise DomainError("The body is not valid JSON.", code="malformed_json") from exc
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail at the INSERT.
+        if b"\\u0000" in body or b"\x00" in body:
+            raise DomainError("NUL characters are not allowed.", code="invalid_characters")
+        return data
 
 
 # The body every error handler below renders; documented on every operation as its 4XX answer so

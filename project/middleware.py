@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import uuid
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -90,6 +91,43 @@ class BodySizeLimitMiddleware:
                 413, "payload_too_large", f"The request body exceeds {limit} bytes."
             )
         return self.get_response(request)
+
+
+class NulCharacterMiddleware:
+    """Refuses NUL characters in the path, query string and form fields with a 400.
+
+    PostgreSQL text cannot hold NUL (0x00): a NUL that reached a query or an INSERT would be a
+    500. No legitimate client sends one. JSON bodies are checked by the API's parser.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_nul(request.path) or _has_nul(unquote_plus(request.META.get("QUERY_STRING", ""))):
+            return _nul_error()
+        is_form = request.content_type in {
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        }
+        if is_form and request.method == "POST":
+            try:
+                form = request.POST
+            except Exception:  # noqa: BLE001 - Django rejects the body itself later
+                return self.get_response(request)
+            if any(
+                _has_nul(key) or _has_nul(value) for key, values in form.lists() for value in values
+            ):
+                return _nul_error()
+        return self.get_response(request)
+
+
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _nul_error() -> JsonResponse:
+    return error_response(400, "invalid_characters", "NUL characters are not allowed.")
 
 
 class ApiErrorEnvelopeMiddleware:

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
+    "project.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -155,3 +155,15 @@ def test_production_mode_starts_without_sandbox_routes():
     )
     assert result.returncode == 0, result.stderr
     assert "sandbox-absent" in result.stdout and "api-present" in result.stdout
+
+
+def test_nul_characters_are_refused_everywhere_before_the_database(client_of, anon):
+    """PostgreSQL cannot store NUL; it must be a 400, never a 500 from the driver."""
+    assert_error(client_of.patch("/api/me", {"nickname": "a\x00b"}), 400, "invalid_characters")
+    assert_error(client_of.get("/api/orders/M1%002"), 400, "invalid_characters")
+    assert_error(anon.get("/api/listings", {"q": "x\x00"}), 400, "invalid_characters")
+    form = anon.client.post(
+        "/api/logistics/kuaidi100/notify?order=M1", {"param": "\x00", "sign": "x"}
+    )
+    assert_error(form, 400, "invalid_characters")
+    assert client_of.get("/api/me").json()["nickname"] != "a\x00b"
