@@ -146,9 +146,11 @@ if REDIS_URL:
                     {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
                 ],
                 "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
-                # A user's socket that falls this far behind loses live frames, never events:
-                # the store keeps them and the client resumes (docs/realtime.md).
-                "capacity": env_int("CHANNELS_CAPACITY", 500),
+                # Frames queued for one server process (all its sockets share one Redis list in
+                # channels-redis 4), so size it with the sockets a process holds: ~1 frame each
+                # in flight. Past it frames are dropped, never events: the store keeps them and
+                # the socket fills the gap on its next frame or resume (docs/realtime.md).
+                "capacity": env_int("CHANNELS_CAPACITY", 5000),
                 # Undelivered frames older than this are useless to a live socket.
                 "expiry": env_int("CHANNELS_EXPIRY", 30),
                 "group_expiry": env_int("CHANNELS_GROUP_EXPIRY", 86400),

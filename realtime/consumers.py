@@ -144,7 +144,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         raw, offered = credentials_from(self.scope)
         # Never echo the token back as the protocol: proxies log the handshake headers.
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        user_id, is_banned, last_seq = await _read(selectors.socket_user)(raw)
+        user_id, is_banned, last_seq = await _pooled(selectors.socket_user)(raw)
         if user_id is None or is_banned:
             await self.accept(subprotocol)
             await self.close(code=CLOSE_BANNED if is_banned else CLOSE_UNAUTHENTICATED)
@@ -219,7 +219,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         since = frame.get("since")
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             raise FrameError("validation_error", "since: a sequence number (integer >= 0).")
-        latest = await _read(selectors.latest_seq)(self.user_id)
+        latest = await _pooled(selectors.latest_seq)(self.user_id)
         # A client claiming more than exists (a restored database, a bug) starts from now.
         since = min(since, latest)
         # Live frames wait in the channel layer while this runs (a consumer handles one
@@ -229,7 +229,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         first = True
         replayed = 0
         while True:
-            batch = await _read(selectors.frames_after)(self.user_id, self.last_sent, REPLAY_BATCH)
+            batch = await _pooled(selectors.frames_after)(self.user_id, self.last_sent, REPLAY_BATCH)
             if first and since < latest and (not batch or batch[0][0] != since + 1):
                 await self._send_error(
                     ref,
@@ -255,7 +255,7 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     async def _run_action(self, action: str, frame: dict, ref) -> None:
         try:
-            handler = await database_sync_to_async(dispatch.get_handler)(action)
+            handler = await _pooled(dispatch.get_handler)(action)
         except Exception:
             logger.exception("socket action discovery failed")
             raise FrameError(
@@ -264,7 +264,10 @@ class EventConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise FrameError("unknown_action", f"Unknown action {action[:40]!r}.")
         try:
-            result = await database_sync_to_async(_call)(handler, self.user_id, frame)
+            # Not on the one thread-sensitive thread, where every socket of the process queued
+            # behind every other socket's action. A socket's own frames are still handled one
+            # after another, so its actions keep their order.
+            result = await _pooled(_call)(handler, self.user_id, frame)
         except BannedError:
             await self._send_error(ref, "user_banned", "This account is suspended.")
             await self.close(code=CLOSE_BANNED)
@@ -293,7 +296,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         if seq > self.last_sent + 1:
             # Emitters in different processes may publish out of commit order (or a frame was
             # dropped by a full channel): the missing events are committed, so read them.
-            missing = await _read(selectors.frames_between)(self.user_id, self.last_sent, seq)
+            missing = await _pooled(selectors.frames_between)(self.user_id, self.last_sent, seq)
             for missing_seq, text in missing:
                 await self.send(text_data=text)
                 self.last_sent = missing_seq
@@ -319,9 +322,10 @@ def _call(handler, user_id: int, frame: dict) -> dict:
     return json.loads(encode(result))
 
 
-def _read(function):
-    # Reads need no ordering with the socket's actions: run them on the shared thread pool
-    # instead of the one thread-sensitive thread, so a reconnect storm authenticates in parallel.
+def _pooled(function):
+    # Database work of one socket needs no ordering with other sockets' work: run it on the
+    # shared thread pool (ASGI_THREADS) instead of the one thread-sensitive thread, so a
+    # reconnect storm authenticates in parallel and actions of many sockets run at once.
     return database_sync_to_async(function, thread_sensitive=False)
 
 
