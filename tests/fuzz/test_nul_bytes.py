@@ -1,0 +1,44 @@
+"""NUL bytes (which PostgreSQL text cannot hold) in paths, queries and bodies are client errors,
+never 500s. Found by the fuzzer on /api/logistics/kuaidi100/notify?order=..."""
+
+import pytest
+
+from tests.factories import AddressFactory
+
+pytestmark = pytest.mark.django_db
+
+NUL = "%00"
+
+
+def test_nul_in_order_numbers_and_queries_is_a_client_error(anon, make_client):
+    me = make_client()
+    AddressFactory(user=me.user, is_default=True)
+    for path in [
+        f"/api/logistics/kuaidi100/notify?order=M1{NUL}",
+        f"/api/orders/M1{NUL}/cancel",
+    ]:
+        response = anon.post(path, "") if "notify" in path else me.post(path)
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+    for path in [
+        f"/api/orders/M1{NUL}",
+        f"/api/orders/M1{NUL}/tracking",
+        f"/api/listings?q=a{NUL}b",
+        f"/api/orders?status=a{NUL}",
+        f"/api/offers?status=a{NUL}",
+        f"/api/me/listings?status=a{NUL}",
+        f"/api/listings?cursor=a{NUL}",
+    ]:
+        response = me.get(path)
+        assert response.status_code < 500, (path, response.status_code)
+
+
+def test_nul_in_json_strings_is_a_client_error(make_client):
+    me = make_client()
+    bodies = [
+        ("PATCH", "/api/me", {"nickname": "a\x00b"}),
+        ("POST", "/api/addresses", {"name": "a\x00", "phone": "13800138000", "province": "p",
+                                    "city": "c", "district": "d", "detail": "x"}),
+    ]  # fmt: skip
+    for method, path, body in bodies:
+        response = me.request(method, path, body)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.content)
