@@ -3,19 +3,9 @@ on the listing's page. Offers change only through the actions (events, orders, l
 
 from django.contrib import admin
 
+from marketplace.admin.base import ReadOnlyMixin
 from marketplace.models import Listing
 from negotiation.models import Offer, OfferHistory
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OfferHistoryInline(ReadOnlyMixin, admin.TabularInline):

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from marketplace.admin.base import ReadOnlyMixin
 from realtime.models import Event, RealtimeSettings
 
 
@@ -19,7 +20,7 @@ class RealtimeSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "user", "seq", "type", "created_at", "notified_at"]
     list_filter = ["type"]
     search_fields = ["user__nickname", "user__username", "=user__id"]
@@ -29,11 +30,3 @@ class EventAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
 
     # The log is what clients resume from: staff read it, nobody edits it.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from marketplace.actions import catalog as catalog_actions
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
 from marketplace.selectors import media_url
 
@@ -111,8 +112,10 @@ class RejectForm(forms.Form):
     )
 
 
+# Listings come from sellers through the API; orders and reviews point at them, so one is
+# taken off sale by rejecting it, never deleted.
 @admin.register(Listing)
-class ListingAdmin(admin.ModelAdmin):
+class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
     """The review queue: pending first, oldest submission first."""
 
     list_display = (
@@ -174,12 +177,6 @@ class ListingAdmin(admin.ModelAdmin):
         # copy read at the start of this request (status included) over a concurrent change.
         return None
 
-    def has_add_permission(self, request):
-        return False  # listings come from sellers through the API
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # orders and reviews point at them; take one off sale by rejecting it
-
     @admin.display(description="cover")
     def cover_preview(self, obj):
         if not obj.cover:
@@ -232,18 +229,9 @@ class ListingAdmin(admin.ModelAdmin):
 
 
 @admin.register(ListingReview)
-class ListingReviewAdmin(admin.ModelAdmin):
+class ListingReviewAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "listing", "decision", "staff", "reason", "at")
     list_filter = ("decision", "at")
     search_fields = ("listing__title", "staff__username", "=listing__id")
     list_select_related = ("listing", "staff")
     ordering = ("-id",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

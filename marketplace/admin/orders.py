@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from marketplace.actions import fulfilment
 from marketplace.actions.platform import LIMITS, check_platform_values, update_platform_settings
 from marketplace.actions.refunds import retry_refund
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
 from marketplace.errors import DomainError
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import (
@@ -27,15 +28,9 @@ from marketplace.models.orders import (
 from marketplace.states import OrderStatus
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class HistoryInline(ReadOnlyInline):
@@ -95,7 +90,7 @@ class SettleDisputeForm(forms.Form):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "order_no",
         "status",
@@ -124,16 +119,10 @@ class OrderAdmin(admin.ModelAdmin):
     actions = ["settle_dispute"]
     readonly_fields = [field.name for field in Order._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
     def save_model(self, request, obj, form, change):
         # Every field is read-only: saving would only write back the copy read at the start of
         # this request (status and money included) over a concurrent change. Use the actions.
         return None
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(
         description="Settle the selected dispute (refund and/or release)", permissions=["settle"]
@@ -195,7 +184,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "out_refund_no",
         "order",
@@ -212,16 +201,10 @@ class RefundAdmin(admin.ModelAdmin):
     ordering = ("-id",)
     actions = ["retry"]
 
-    def has_add_permission(self, request):
-        return False
-
     def save_model(self, request, obj, form, change):
         # Every field is read-only: saving would only write back the copy read at the start of
         # this request (status and money included) over a concurrent change. Use the actions.
         return None
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Submit the selected refunds again", permissions=["change"])
     def retry(self, request, queryset):
@@ -235,21 +218,12 @@ class RefundAdmin(admin.ModelAdmin):
 
 
 @admin.register(PaymentNotification)
-class PaymentNotificationAdmin(admin.ModelAdmin):
+class PaymentNotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("received_at", "kind", "event_type", "out_trade_no", "is_verified", "outcome")
     list_filter = ("kind", "is_verified", "event_type", "received_at")
     search_fields = ("out_trade_no", "notification_id", "outcome")
     readonly_fields = [field.name for field in PaymentNotification._meta.fields]
     ordering = ("-id",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OpenDisputeFilter(admin.SimpleListFilter):
@@ -268,7 +242,7 @@ class OpenDisputeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Dispute)
-class DisputeAdmin(admin.ModelAdmin):
+class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "order",
         "reason",
@@ -285,16 +259,10 @@ class DisputeAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in Dispute._meta.fields]
     ordering = ("settled_at", "opened_at")
 
-    def has_add_permission(self, request):
-        return False
-
     def save_model(self, request, obj, form, change):
         # Every field is read-only: saving would only write back the copy read at the start of
         # this request (status and money included) over a concurrent change. Use the actions.
         return None
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="")
     def settle_link(self, dispute: Dispute):
@@ -360,18 +328,9 @@ class PlatformSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(PlatformSettingsChange)
-class PlatformSettingsChangeAdmin(admin.ModelAdmin):
+class PlatformSettingsChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("changed_at", "staff", "field", "old_value", "new_value")
     list_filter = ("field", "changed_at")
     search_fields = ("field", "staff__username")
     list_select_related = ("staff",)
     readonly_fields = [field.name for field in PlatformSettingsChange._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

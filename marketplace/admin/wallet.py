@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from marketplace.actions import wallet as wallet_actions
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
 from marketplace.errors import DomainError
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 
@@ -26,17 +27,8 @@ def yuan(fen: int | None) -> str:
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Money records are written by actions only; staff look, never edit."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _account_number(request, account: PayoutAccount) -> str:
@@ -239,7 +231,7 @@ class MarkPaidForm(forms.Form):
 
 
 @admin.register(Withdrawal)
-class WithdrawalAdmin(admin.ModelAdmin):
+class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
     """The payout queue: pending first, oldest first."""
 
     list_filter = ("status", "account__type", "created_at")
@@ -294,16 +286,10 @@ class WithdrawalAdmin(admin.ModelAdmin):
         # Status and money change only through the actions below, which post the ledger entry.
         return self.get_fields(request, obj)
 
-    def has_add_permission(self, request):
-        return False  # sellers request withdrawals through the API
-
     def save_model(self, request, obj, form, change):
         # Every field is read-only: saving would only write back the copy read at the start of
         # this request (status and money included) over a concurrent change. Use the actions.
         return None
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="amount (¥)", ordering="amount_fen")
     def amount(self, obj):
