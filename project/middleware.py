@@ -111,10 +111,22 @@ class NulCharacterMiddleware:
             "multipart/form-data",
         }
         if is_form and request.method == "POST":
+            if request.content_type == "multipart/form-data":
+                try:
+                    length = int(request.META.get("CONTENT_LENGTH") or 0)
+                except ValueError:
+                    length = 0
+                if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                    # An upload: its parts are files, streamed; reading it here would hold it
+                    # in memory. Its text fields are too few to matter.
+                    return self.get_response(request)
+                # Parsing a multipart stream leaves request.body unreadable, and views that
+                # verify signatures read the body: keep the (small) body so both work.
+                request.body  # noqa: B018
             try:
                 form = request.POST
-            except Exception:  # noqa: BLE001 - Django rejects the body itself later
-                return self.get_response(request)
+            except Exception:  # noqa: BLE001 - a malformed form (e.g. multipart, no boundary)
+                return error_response(400, "bad_request", "The form body cannot be parsed.")
             if any(
                 _has_nul(key) or _has_nul(value) for key, values in form.lists() for value in values
             ):

@@ -3,6 +3,7 @@ never 500s. Found by the fuzzer on /api/logistics/kuaidi100/notify?order=..."""
 
 import pytest
 
+from tests.conftest import assert_error
 from tests.factories import AddressFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,3 +43,15 @@ def test_nul_in_json_strings_is_a_client_error(make_client):
     for method, path, body in bodies:
         response = me.request(method, path, body)
         assert 400 <= response.status_code < 500, (path, response.status_code, response.content)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/payments/wechat/notify", "/api/payments/wechat/refund-notify"]
+)
+def test_a_form_body_on_a_signed_json_endpoint_is_a_client_error(anon, path):
+    """Found by the fuzzer: multipart without a boundary (and multipart at all, since parsing it
+    made the body unreadable for the signature check) answered 500."""
+    bare = anon.client.generic("POST", path, b"--x\r\n", content_type="multipart/form-data")
+    assert_error(bare, 400)
+    form = anon.client.post(path, {"a": "b"})  # a well-formed multipart form
+    assert 400 <= form.status_code < 500, form.content
