@@ -43,8 +43,9 @@ Description = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_LENGTH)
 ]
 PriceFen = Annotated[int, Field(ge=1, le=MAX_PRICE_FEN, description="Integer fen (1 yuan = 100).")]
+# Bounded like a database id: an id past bigint overflowed the lookup into a 500 (the fuzzer).
 ImageIds = Annotated[
-    list[int],
+    list[Annotated[int, Field(ge=1, le=2**63 - 1)]],
     Field(min_length=1, max_length=MAX_IMAGES, description="Upload ids; the first is the cover."),
 ]
 

@@ -1,5 +1,5 @@
-"""NUL bytes (which PostgreSQL text cannot hold) in paths, queries and bodies are client errors,
-never 500s. Found by the fuzzer on /api/logistics/kuaidi100/notify?order=..."""
+"""Regressions for what the fuzzer found. NUL bytes (which PostgreSQL text cannot hold) in paths,
+queries and bodies are client errors, never 500s (first seen on the Kuaidi100 push)."""
 
 import pytest
 
@@ -55,3 +55,14 @@ def test_a_form_body_on_a_signed_json_endpoint_is_a_client_error(anon, path):
     assert_error(bare, 400)
     form = anon.client.post(path, {"a": "b"})  # a well-formed multipart form
     assert 400 <= form.status_code < 500, form.content
+
+
+def test_image_ids_past_bigint_are_422_not_500(make_client):
+    """Found by the fuzzer (FUZZ_RANDOM=1): PATCH with an image id of -10**25 overflowed SQLite."""
+    from tests.marketplace.order_helpers import listing_on_sale
+
+    me = make_client()
+    listing = listing_on_sale(seller=me.user)
+    for ids in ([-(10**25)], [10**25], [0]):
+        response = me.patch(f"/api/listings/{listing.pk}", {"image_ids": ids})
+        assert_error(response, 422, "validation_error")
