@@ -165,7 +165,7 @@ if REDIS_URL:
         }
     }
     HUEY = {
-        "huey_class": "huey.RedisHuey",
+        "huey_class": "project.huey.OutageTolerantRedisHuey",  # enqueue never 500s a commit
         "name": os.environ.get("HUEY_NAME", "marketplace"),
         "url": REDIS_URL,
         "results": False,

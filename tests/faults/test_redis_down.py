@@ -2,6 +2,10 @@
 after commit (logged); clients get them on resume once Redis is back. Rate limits and caches
 fail open while Redis is away (docs/reliability.md)."""
 
+import contextlib
+from datetime import timedelta
+from unittest import mock
+
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -32,7 +36,21 @@ def _dead_redis():
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
-    return override_settings(CHANNEL_LAYERS=layers, CACHES=caches, REDIS_URL=DEAD)
+    return _outage(override_settings(CHANNEL_LAYERS=layers, CACHES=caches, REDIS_URL=DEAD))
+
+
+@contextlib.contextmanager
+def _outage(overrides):
+    from marketplace.gateways import wechat
+
+    # The WeChat client holds its Redis token storage for the life of the process: rebuild it
+    # for the outage and again after, as a process started during the outage would have it.
+    with overrides:
+        wechat.client.cache_clear()
+        try:
+            yield
+        finally:
+            wechat.client.cache_clear()
 
 
 def test_the_api_keeps_serving_and_events_arrive_on_resume(anon, make_client, caplog):
@@ -60,3 +78,30 @@ def test_the_api_keeps_serving_and_events_arrive_on_resume(anon, make_client, ca
     got = [(e["seq"], e["type"]) for e in events["items"]]
     assert got == sorted(stored)
     assert anon.get("/readyz").status_code == 200
+
+
+def test_a_task_that_cannot_be_enqueued_does_not_fail_the_committed_request(make_client):
+    """Huey's Redis down at enqueue time: the cancellation is committed and answered 200; the
+    refund it could not enqueue is submitted by the sweeper (before, the request was a 500)."""
+    import redis
+    from django.utils import timezone
+    from huey import RedisHuey
+    from huey.contrib.djhuey import HUEY
+
+    from marketplace.actions.refunds import sweep_refunds
+    from marketplace.gateways.sandbox.models import SandboxRefund
+    from marketplace.models import Refund
+    from project.huey import OutageTolerantRedisHuey
+    from tests.marketplace.fulfilment_helpers import paid_order
+
+    assert isinstance(HUEY, OutageTolerantRedisHuey)
+    buyer, _seller, order_no = paid_order(make_client)
+    down = redis.ConnectionError("Error 111 connecting to redis")
+    with mock.patch.object(RedisHuey, "enqueue", side_effect=down):
+        response = buyer.post(f"/api/orders/{order_no}/cancel")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+    refund = Refund.objects.get(order__order_no=order_no)
+    assert refund.status == Refund.Status.PENDING and not SandboxRefund.objects.exists()
+    assert sweep_refunds(now=timezone.now() + timedelta(minutes=3)) == {"submitted": 1}
+    assert SandboxRefund.objects.count() == 1

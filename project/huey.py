@@ -1,0 +1,28 @@
+"""RedisHuey that survives a Redis outage at enqueue time.
+
+Tasks are enqueued after commit (refunds, credits, deadlines, expiries). With Redis down the
+enqueue raised out of the commit hook, so a request whose work was already committed answered
+500. Every such task only hurries work that is recorded on its rows and that a periodic sweeper
+redoes (docs/reliability.md), so losing the enqueue is safe: it is logged, and the request
+succeeds.
+"""
+
+import logging
+
+import redis
+from huey import RedisHuey
+
+logger = logging.getLogger("project.huey")
+
+
+class OutageTolerantRedisHuey(RedisHuey):
+    def enqueue(self, task):
+        try:
+            return super().enqueue(task)
+        except redis.RedisError as exc:
+            logger.error(
+                "could not enqueue %s (%s); its work is on its rows and the sweepers redo it",
+                task.name,
+                exc,
+            )
+            return None
