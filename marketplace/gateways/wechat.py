@@ -36,7 +36,36 @@ def _token_storage():
         import redis
         from wechatpy.session.redisstorage import RedisStorage
 
-        return RedisStorage(redis.Redis.from_url(settings.REDIS_URL), prefix="wechatpy")
+        class FailSoftRedisStorage(RedisStorage):
+            """The token is shared through Redis; while Redis is down each process keeps its own,
+            so sign-in keeps working instead of failing with a 500
+            (tests/faults/test_redis_down.py)."""
+
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                self.local = MemoryStorage()
+
+            def get(self, key, default=None):
+                try:
+                    return super().get(key, default)
+                except redis.RedisError:
+                    return self.local.get(key, default)
+
+            def set(self, key, value, ttl=None):
+                self.local.set(key, value, ttl)
+                try:
+                    super().set(key, value, ttl)
+                except redis.RedisError as exc:
+                    logger.warning("wechat token kept in this process only: %s", exc)
+
+            def delete(self, key):
+                self.local.delete(key)
+                try:
+                    super().delete(key)
+                except redis.RedisError as exc:
+                    logger.warning("wechat token not deleted from Redis: %s", exc)
+
+        return FailSoftRedisStorage(redis.Redis.from_url(settings.REDIS_URL), prefix="wechatpy")
     return MemoryStorage()
 
 
