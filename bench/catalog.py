@@ -31,6 +31,10 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import production_env  # noqa: E402
+
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/marketplace_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -53,27 +57,7 @@ SEARCHES = ["笔记本电脑", "运动鞋", "任天堂", "九成新 相机", "�
 
 
 def env_for(db_url: str, redis_url: str) -> dict:
-    env = dict(os.environ)
-    env.update(
-        MARKETPLACE_ENV="production",
-        SECRET_KEY="bench-secret-key-0123456789-abcdefghijklmnop",
-        DEBUG="0",
-        SANDBOX_ENABLED="0",
-        WECHAT_APPID="wxbench",
-        WECHAT_SECRET="bench",
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        LOG_LEVEL="WARNING",
-        MARKETPLACE_VAR_DIR="/tmp/marketplace-bench-var",
-        CACHE_PREFIX="bench",
-    )
-    if not env.get("PAYOUT_ENCRYPTION_KEYS"):
-        # Production refuses to boot without the wallet's own key; any fresh one will do here.
-        from cryptography.fernet import Fernet
-
-        env["PAYOUT_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
-    return env
+    return production_env(database_url=db_url, redis_url=redis_url, prefix="bench")
 
 
 def progress(label: str, done: int, total: int, started: float) -> None:

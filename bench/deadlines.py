@@ -20,37 +20,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DB_URL = "postgres://postgres@127.0.0.1:5432/marketplace_bench_deadlines"
+from bench.common import PG, ensure_database, production_env  # noqa: E402
+
+DB_NAME = "marketplace_bench_deadlines"
+DB_URL = f"{PG}/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 TARGET_SECONDS_PER_100K = 60.0
 
 
 def configure() -> None:
     os.environ.update(
-        MARKETPLACE_ENV="production",
-        SECRET_KEY="bench-secret-key-0123456789-abcdefghijklmnop",
-        DEBUG="0",
-        SANDBOX_ENABLED="0",
-        WECHAT_APPID="wxbench",
-        WECHAT_SECRET="bench",
-        DATABASE_URL=DB_URL,
-        REDIS_URL=REDIS_URL,
-        ALLOWED_HOSTS="127.0.0.1",
-        LOG_LEVEL="WARNING",
-        HUEY_NAME="bench-deadlines",
-        CHANNELS_PREFIX="bench-deadlines",
-        MARKETPLACE_VAR_DIR="/tmp/marketplace-bench-var",
-        DJANGO_SETTINGS_MODULE="project.settings",
-        PAYOUT_ENCRYPTION_KEYS="YmVuY2gta2V5LWJlbmNoLWtleS1iZW5jaC1rZXktMDA=",
+        production_env(database_url=DB_URL, redis_url=REDIS_URL, prefix="bench-deadlines")
     )
-    import psycopg
-
-    with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = 'marketplace_bench_deadlines'"
-        ).fetchone()
-        if not exists:
-            conn.execute("CREATE DATABASE marketplace_bench_deadlines")
+    ensure_database(DB_NAME)
     import django
 
     django.setup()

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import socket
 import subprocess
 import sys
@@ -36,56 +35,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    PG,
+    clear_redis_keys,
+    drop_database,
+    percentile,
+    production_env,
+    raise_fd_limit,
+    recreate_database,
+)
+
 SELLERS = int(os.environ.get("BENCH_SELLERS", "1000"))
 BUYERS = int(os.environ.get("BENCH_BUYERS", "1000"))
 RATE = int(os.environ.get("BENCH_RATE", "200"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
-PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "marketplace_negbench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PORTS = (int(os.environ.get("BENCH_PORT", "8775")), int(os.environ.get("BENCH_PORT", "8775")) + 1)
 PRICE = 10_000
-# BENCH_PARALLEL_ACTIONS=1: the experiment in bench/negotiation_asgi.py (not the shipped app).
-PARALLEL = os.environ.get("BENCH_PARALLEL_ACTIONS") == "1"
-ASGI_APP = "bench.negotiation_asgi:application" if PARALLEL else "project.asgi:application"
+ASGI_APP = "project.asgi:application"
 OFFER = 8_000
 
-ENV = {
-    "MARKETPLACE_ENV": "production",
-    "SECRET_KEY": "bench-secret-key-" + "x" * 40,
-    "DEBUG": "0",
-    "SANDBOX_ENABLED": "0",
-    "WECHAT_APPID": "wxbench",
-    "WECHAT_SECRET": "bench",
-    "DATABASE_URL": f"{PG}/{BENCH_DATABASE}",
-    "REDIS_URL": REDIS_URL,
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "CHANNELS_PREFIX": "negbench",
-    "CACHE_PREFIX": "negbench",
-    "HUEY_NAME": "negbench",
-    "REALTIME_IDLE_TIMEOUT_SECONDS": "3600",
-    "LOG_LEVEL": "WARNING",
-    "DJANGO_SETTINGS_MODULE": "project.settings",
-}
-if "PAYOUT_ENCRYPTION_KEYS" not in os.environ:
-    from cryptography.fernet import Fernet
-
-    ENV["PAYOUT_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
-
-
-def raise_fd_limit() -> None:
-    needed = (SELLERS + BUYERS) * 2 + 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, needed))
-    if wanted > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    if wanted < needed:
-        sys.exit(f"open-file limit {hard} is too low for {SELLERS + BUYERS} sockets on both ends")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+ENV = production_env(
+    database_url=f"{PG}/{BENCH_DATABASE}",
+    redis_url=REDIS_URL,
+    prefix="negbench",
+    REALTIME_IDLE_TIMEOUT_SECONDS="3600",
+)
 
 
 def ms(values: list[float]) -> str:
@@ -98,31 +74,6 @@ def ms(values: list[float]) -> str:
 
 
 # --- setup ------------------------------------------------------------------------------------
-
-
-def clear_redis_keys() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    for pattern in ("negbench*", ":1:negbench*", "huey.*negbench*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-
-
-def drop_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    drop_database()
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
 
 
 def seed(listings_per_seller: int):
@@ -321,11 +272,11 @@ async def run(sellers, buyers, listings) -> None:
 
 
 def main() -> None:
-    raise_fd_limit()
-    env = {**os.environ, **ENV}
+    raise_fd_limit(SELLERS + BUYERS)
+    env = dict(ENV)
     os.environ.update(ENV)
-    clear_redis_keys()
-    recreate_database()
+    clear_redis_keys(REDIS_URL, ENV["CHANNELS_PREFIX"])
+    recreate_database(BENCH_DATABASE)
     processes: list[subprocess.Popen] = []
     try:
         subprocess.run(
@@ -380,8 +331,8 @@ def main() -> None:
             connections.close_all()
         except Exception:  # noqa: BLE001 - Django may not be set up yet
             pass
-        drop_database()
-        clear_redis_keys()
+        drop_database(BENCH_DATABASE)
+        clear_redis_keys(REDIS_URL, ENV["CHANNELS_PREFIX"])
 
 
 if __name__ == "__main__":

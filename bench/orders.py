@@ -31,43 +31,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import PG, percentile, production_env, recreate_database  # noqa: E402
+
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 DB_NAME = "marketplace_bench_orders"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = f"{PG}/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/10"
 BASE_PORT = 8301
 
 
 def server_env(public_base: str) -> dict:
-    env = dict(os.environ)
-    env.update(
-        SECRET_KEY="bench-secret-key-0123456789-abcdefghijklmnop",
-        DEBUG="0",
+    """Production settings, except that WeChat Pay is the sandbox (see the module docstring)."""
+    env = production_env(
+        database_url=DB_URL,
+        redis_url=REDIS_URL,
+        prefix="bench-orders",
         SANDBOX_ENABLED="1",
         SANDBOX_CALLBACK_TRANSPORT="http",
-        DATABASE_URL=DB_URL,
-        REDIS_URL=REDIS_URL,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        LOG_LEVEL="WARNING",
-        HUEY_NAME="bench-orders",
-        CHANNELS_PREFIX="bench-orders",
-        CACHE_PREFIX="bench-orders",
         PUBLIC_BASE_URL=public_base,
         RATE_SIGN_IN="100000/m",
-        MARKETPLACE_VAR_DIR="/tmp/marketplace-bench-var",
-        DJANGO_SETTINGS_MODULE="project.settings",
         PYTHONPATH=str(ROOT),
     )
-    env.pop("MARKETPLACE_ENV", None)
+    env.pop("MARKETPLACE_ENV")  # production mode refuses the sandbox
     return env
 
 
 def prepare_database(env: dict) -> None:
-    import psycopg
-
-    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    recreate_database(DB_NAME)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     import redis
 
@@ -182,9 +173,8 @@ def call(
         return error.code, json.loads(raw) if raw else {}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+def ms(values: list[float], q: float) -> float:
+    return percentile(values, q) * 1000
 
 
 def race(
@@ -309,11 +299,9 @@ def main() -> None:
     print()
     print(f"{'figure':<40}{'p50 ms':>10}{'p99 ms':>10}")
     for step in ("create", "pay", "wechat_pay", "notified", "flow"):
-        print(
-            f"{step:<40}{percentile(timings[step], 0.5):>10.1f}{percentile(timings[step], 0.99):>10.1f}"
-        )
+        print(f"{step:<40}{ms(timings[step], 0.5):>10.1f}{ms(timings[step], 0.99):>10.1f}")
     print(
-        f"{'/healthz (same servers, same run)':<40}{percentile(trivial, 0.5):>10.1f}{percentile(trivial, 0.99):>10.1f}"
+        f"{'/healthz (same servers, same run)':<40}{ms(trivial, 0.5):>10.1f}{ms(trivial, 0.99):>10.1f}"
     )
     print()
     print(

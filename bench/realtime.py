@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,44 +30,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    PG,
+    clear_redis_keys,
+    drop_database,
+    percentile,
+    production_env,
+    raise_fd_limit,
+    recreate_database,
+)
+
 SOCKETS = int(os.environ.get("BENCH_SOCKETS", "5000"))
 RATE = int(os.environ.get("BENCH_RATE", "200"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 MISSED = int(os.environ.get("BENCH_MISSED", "1000"))
-PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "marketplace_rtbench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
-ENV = {
-    "MARKETPLACE_ENV": "production",
-    "SECRET_KEY": "bench-secret-key-" + "x" * 40,
-    "DEBUG": "0",
-    "SANDBOX_ENABLED": "0",
-    "WECHAT_APPID": "wxbench",
-    "WECHAT_SECRET": "bench",
-    "DATABASE_URL": f"{PG}/{BENCH_DATABASE}",
-    "REDIS_URL": REDIS_URL,
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "CHANNELS_PREFIX": "rtbench",
-    "CACHE_PREFIX": "rtbench",
-    "REALTIME_IDLE_TIMEOUT_SECONDS": "3600",
-    "LOG_LEVEL": "WARNING",
-    "DJANGO_SETTINGS_MODULE": "project.settings",
-}
-if "PAYOUT_ENCRYPTION_KEYS" not in os.environ:
-    from cryptography.fernet import Fernet
-
-    ENV["PAYOUT_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, SOCKETS * 2 + 1000))
-    if wanted > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    if wanted < SOCKETS * 2 + 200:
-        sys.exit(f"open-file limit {hard} is too low for {SOCKETS} sockets on both ends")
+ENV = production_env(
+    database_url=f"{PG}/{BENCH_DATABASE}",
+    redis_url=REDIS_URL,
+    prefix="rtbench",
+    REALTIME_IDLE_TIMEOUT_SECONDS="3600",
+)
 
 
 def rss_kib(pid: int) -> int:
@@ -78,38 +63,7 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
 # --- setup ------------------------------------------------------------------------------------
-
-
-def clear_redis_keys() -> None:
-    """Only this benchmark's keys: user ids restart with the database, old groups must not."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    for pattern in ("rtbench*", ":1:rtbench*", "rtbench:*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-
-
-def drop_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
 
 
 def seed_users(count: int) -> list[tuple[int, str]]:
@@ -334,11 +288,11 @@ def main() -> None:
     if args.emit_file:
         return emitter_main(json.loads(Path(args.emit_file).read_text()), args.count, args.rate)
 
-    raise_fd_limit()
-    env = {**os.environ, **ENV}
+    raise_fd_limit(SOCKETS)
+    env = dict(ENV)
     os.environ.update(ENV)
-    clear_redis_keys()
-    recreate_database()
+    clear_redis_keys(REDIS_URL, ENV["CHANNELS_PREFIX"])
+    recreate_database(BENCH_DATABASE)
     server = None
     try:
         subprocess.run(
@@ -379,7 +333,7 @@ def main() -> None:
             connections.close_all()
         except Exception:  # noqa: BLE001 - Django may not be set up yet
             pass
-        drop_database()
+        drop_database(BENCH_DATABASE)
 
 
 if __name__ == "__main__":

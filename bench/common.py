@@ -1,0 +1,88 @@
+"""What every benchmark needs: the production-mode environment, a throwaway database, its own
+Redis keys, enough file descriptors, and percentiles."""
+
+import os
+import resource
+import sys
+
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+BENCH_SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnop"
+
+
+def production_env(
+    *, database_url: str, redis_url: str, prefix: str, **overrides: str
+) -> dict[str, str]:
+    """MARKETPLACE_ENV=production (DEBUG off, no sandbox) on a bench database, with this
+    benchmark's own channel, cache and queue prefixes so runs never see each other's keys."""
+    from cryptography.fernet import Fernet
+
+    env = dict(os.environ)
+    env.update(
+        MARKETPLACE_ENV="production",
+        SECRET_KEY=BENCH_SECRET_KEY,
+        DEBUG="0",
+        SANDBOX_ENABLED="0",
+        WECHAT_APPID="wxbench",
+        WECHAT_SECRET="bench",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        CHANNELS_PREFIX=prefix,
+        CACHE_PREFIX=prefix,
+        HUEY_NAME=prefix,
+        LOG_LEVEL="WARNING",
+        MARKETPLACE_VAR_DIR="/tmp/marketplace-bench-var",
+        DJANGO_SETTINGS_MODULE="project.settings",
+    )
+    env.setdefault("PAYOUT_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+    env.update(overrides)
+    return env
+
+
+def recreate_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def ensure_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def clear_redis_keys(redis_url: str, prefix: str) -> None:
+    """Only this benchmark's keys: user ids restart with the database, old groups must not."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for pattern in (f"{prefix}*", f":1:{prefix}*", f"huey.*{prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def raise_fd_limit(sockets: int) -> None:
+    """Both ends of every socket live on this machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, sockets * 2 + 1000))
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < sockets * 2 + 200:
+        sys.exit(f"open-file limit {hard} is too low for {sockets} sockets on both ends")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
