@@ -309,15 +309,20 @@ def pay_params(*, prepay_id: str) -> dict[str, str]:
     }
 
 
-def query_order(*, out_trade_no: str) -> dict | None:
-    """The transaction as WeChat Pay has it (trade_state, amount, payer...); None if unknown."""
+def _lookup(what: str, call: Any, /, **kwargs: Any) -> dict | None:
+    """A query whose "not found" is an answer (None), not a failure."""
     try:
-        _, body = _request("query", client().query, out_trade_no=out_trade_no)
+        _, body = _request(what, call, **kwargs)
     except PaymentGatewayError as exc:
         if exc.code in NOT_FOUND_CODES:
             return None
         raise
     return body
+
+
+def query_order(*, out_trade_no: str) -> dict | None:
+    """The transaction as WeChat Pay has it (trade_state, amount, payer...); None if unknown."""
+    return _lookup("query", client().query, out_trade_no=out_trade_no)
 
 
 def close_order(*, out_trade_no: str) -> None:
@@ -357,13 +362,7 @@ def refund(
 
 
 def query_refund(*, out_refund_no: str) -> dict | None:
-    try:
-        _, body = _request("refund query", client().query_refund, out_refund_no=out_refund_no)
-    except PaymentGatewayError as exc:
-        if exc.code in NOT_FOUND_CODES:
-            return None
-        raise
-    return body
+    return _lookup("refund query", client().query_refund, out_refund_no=out_refund_no)
 
 
 # --- notifications ------------------------------------------------------------------------------
