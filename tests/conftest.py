@@ -46,6 +46,18 @@ def _clear_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """A new channel layer object per test. Each async test runs its own event loop, and a
+    channels-redis layer keeps per-loop receive state: reusing one across loops can leave a
+    receive waiting on a closed loop, which hung the next test's teardown."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttles and cached lookups must not leak between tests."""
     _clear_cache()
