@@ -101,13 +101,21 @@ class LocalSockets:
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         while True:
             idle = settings.REALTIME_IDLE_TIMEOUT_SECONDS
             await asyncio.sleep(max(0.2, min(settings.REALTIME_PRESENCE_TTL_SECONDS / 3, idle / 4)))
-            mine = [c for c in self.consumers if c.user_id is not None and c.socket_loop is loop]
+            # A cancellation that arrived while a thread-pool call was running can be absorbed
+            # by asgiref; honour it here, or a shutting-down loop waits on this task forever.
+            if me is not None and me.cancelling():
+                return
+            # Sockets whose loop is gone (a restarted server loop, or a finished test) are dead.
+            self.consumers = {c for c in self.consumers if not c.socket_loop.is_closed()}
+            on_this_loop = [c for c in self.consumers if c.socket_loop is loop]
+            if not on_this_loop:
+                return
+            mine = [c for c in on_this_loop if c.user_id is not None]
             if not mine:
-                if not self.consumers:
-                    return
                 continue
             try:
                 now = time.monotonic()
