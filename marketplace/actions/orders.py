@@ -245,7 +245,8 @@ def decline_offers_for_purchase(*, listing: Listing, order: Order) -> None:
 
 
 def release_listing(order: Order, *, to: str) -> None:
-    """Puts the order's listing back on sale (or off the shelf) if this order holds it."""
+    """Moves the listing this order holds (reserved, or sold once paid) to `to`: sold when
+    paid, back on sale or off the shelf when the order ends without a sale."""
     Listing.objects.filter(
         pk=order.listing_id, status__in=[ListingStatus.RESERVED, ListingStatus.SOLD]
     ).update(status=to, updated_at=timezone.now())

@@ -106,7 +106,7 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
             order.commission_rate_bp = rate
             order.commission_fen, _ = split_commission(price_fen=order.price_fen, rate_bp=rate)
             set_status(order, OrderStatus.AWAITING_VIDEO, actor=Actor.WECHAT, reason="paid")
-            release_listing_as_sold(order)
+            release_listing(order, to=ListingStatus.SOLD)
             return "paid"
         # Closed for non-payment before the money arrived: the buyer gets it all back.
         from marketplace.actions.refunds import request_refund
@@ -115,14 +115,6 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
         request_refund(order=order, amount_fen=order.price_fen, reason=LATE_PAYMENT_REASON)
         logger.warning("order %s was paid while %s: refunding", order.order_no, order.status)
         return "refunding_late_payment"
-
-
-def release_listing_as_sold(order: Order) -> None:
-    from marketplace.models import Listing
-
-    Listing.objects.filter(pk=order.listing_id, status=ListingStatus.RESERVED).update(
-        status=ListingStatus.SOLD, updated_at=timezone.now()
-    )
 
 
 def handle_payment_notification(*, headers: Mapping[str, str], body: bytes) -> str:
