@@ -140,7 +140,8 @@ if REDIS_URL:
     # collide with the layer's 5 s blocking reads and kill consumers (STACK_NOTES).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis, made to honour cancellation on Python 3.11 (realtime/layers.py).
+            "BACKEND": "realtime.layers.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
