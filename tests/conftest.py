@@ -45,6 +45,31 @@ def _clear_cache() -> None:
         cache.clear()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, given back cleanly: without this the pool's connections
+    (and any a test's server process left) made dropping it fail, and every run left a
+    test_marketplace_<run> database behind on the PostgreSQL server."""
+    yield
+    with django_db_blocker.unblock():
+        _release_test_database()
+
+
+def _release_test_database() -> None:
+    from django.db import connection, connections
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    for each in connections.all(initialized_only=True):
+        each.close()
+        if hasattr(each, "close_pool"):
+            each.close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     """A new channel layer object per test. Each async test runs its own event loop, and a
