@@ -262,6 +262,10 @@ REALTIME_PRESENCE_TTL_SECONDS = env_int("REALTIME_PRESENCE_TTL_SECONDS", 90)
 REALTIME_MAX_FRAME_BYTES = env_int("REALTIME_MAX_FRAME_BYTES", 16 * 1024)
 REALTIME_RATE_PER_SECOND = env_int("REALTIME_RATE_PER_SECOND", 10)
 REALTIME_RATE_BURST = env_int("REALTIME_RATE_BURST", 30)
+# Socket objects are frozen out of the garbage collector's full passes, which stalled a process
+# holding thousands of sockets for ~1 s; one full pass runs this often (realtime/heap.py).
+# 0 leaves Python's own collection policy alone.
+REALTIME_FULL_COLLECT_SECONDS = env_int("REALTIME_FULL_COLLECT_SECONDS", 600)
 # Subscribe-message templates for the offline fallback (empty disables that event's message).
 WECHAT_TEMPLATE_VIDEO_READY = os.environ.get("WECHAT_TEMPLATE_VIDEO_READY", "")
 WECHAT_TEMPLATE_SHIPPING_UPDATE = os.environ.get("WECHAT_TEMPLATE_SHIPPING_UPDATE", "")

@@ -23,6 +23,9 @@ else:
     DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = 60
 
 DEBUG = False
+# Freezing the heap (realtime/heap.py) is for server processes; in the test process it would
+# keep closed sockets' objects across tests. tests/realtime/test_heap.py switches it on.
+REALTIME_FULL_COLLECT_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tasks run in the calling thread at enqueue time; deadlines are driven by the tests.
 HUEY = {**HUEY, "immediate": True}

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from marketplace.errors import DomainError
 from realtime import dispatch, presence, selectors
+from realtime.heap import heap
 from realtime.push import encode, group_for
 
 logger = logging.getLogger("realtime.socket")
@@ -30,6 +31,8 @@ CLOSE_IDLE = 4408
 REPLAY_BATCH = 500
 MAX_REF_LENGTH = 64
 SWEEP_SLICE = 200
+# Sockets' objects join the frozen heap after this many connects (realtime/heap.py).
+FREEZE_EVERY_CONNECTS = 200
 
 
 def origin_allowed(origin: str) -> bool:
@@ -89,9 +92,14 @@ class LocalSockets:
     def __init__(self) -> None:
         self.consumers: set[EventConsumer] = set()
         self.task: asyncio.Task | None = None
+        self.added = 0
 
     def add(self, consumer: "EventConsumer") -> None:
         self.consumers.add(consumer)
+        self.added += 1
+        if self.added % FREEZE_EVERY_CONNECTS == 0:
+            # A connect storm adds long-lived objects faster than the sweep comes round.
+            heap.tend()
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.task = loop.create_task(self._sweep())
@@ -113,6 +121,7 @@ class LocalSockets:
             self.consumers = {c for c in self.consumers if not c.socket_loop.is_closed()}
             on_this_loop = [c for c in self.consumers if c.socket_loop is loop]
             if not on_this_loop:
+                heap.release()
                 return
             mine = [c for c in on_this_loop if c.user_id is not None]
             if not mine:
@@ -132,6 +141,7 @@ class LocalSockets:
                     part = {user: connections[user] for user in users[start : start + SWEEP_SLICE]}
                     await sync_to_async(presence.refresh_many, thread_sensitive=False)(part)
                     await asyncio.sleep(0.02)
+                heap.tend()
             except Exception:
                 logger.exception("socket sweep failed")
 
@@ -237,7 +247,9 @@ class EventConsumer(AsyncWebsocketConsumer):
         first = True
         replayed = 0
         while True:
-            batch = await _pooled(selectors.frames_after)(self.user_id, self.last_sent, REPLAY_BATCH)
+            batch = await _pooled(selectors.frames_after)(
+                self.user_id, self.last_sent, REPLAY_BATCH
+            )
             if first and since < latest and (not batch or batch[0][0] != since + 1):
                 await self._send_error(
                     ref,
