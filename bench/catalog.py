@@ -351,8 +351,9 @@ def main() -> None:
             results[name] = load(urls, paths, args.seconds, args.clients)
         base = results["healthz (trivial)"]["rps"] or 1
         out = io.StringIO()
+        served_by = args.url if args.url else f"{len(urls)} daphne process(es)"
         out.write(
-            f"\ncatalog benchmark: {len(urls)} daphne process(es), {args.clients} clients, "
+            f"\ncatalog benchmark: {served_by}, {args.clients} clients, "
             f"{args.seconds:.0f}s per endpoint\n"
         )
         out.write(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace import storefront
 from marketplace.errors import Conflict, Forbidden, NotFound
 from marketplace.gateways import wechat
 from marketplace.models import Address, ApiToken, User
@@ -183,10 +184,12 @@ def ban_user(*, user: User, reason: str) -> None:
             is_banned=True, banned_at=timezone.now(), ban_reason=reason[:200]
         )
         revoke_all_tokens(user=user)
+        storefront.changed()
     logger.info("banned user=%s", user.pk)
 
 
 def unban_user(*, user: User) -> None:
     with transaction.atomic(durable=True):
         User.objects.filter(pk=user.pk).update(is_banned=False, banned_at=None, ban_reason="")
+        storefront.changed()
     logger.info("unbanned user=%s", user.pk)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace import storefront
 from marketplace.actions.accounts import check_not_banned
 from marketplace.errors import Conflict, NotFound
 from marketplace.models import Address, Listing, ListingStatus, User
@@ -250,6 +251,7 @@ def release_listing(order: Order, *, to: str) -> None:
     Listing.objects.filter(
         pk=order.listing_id, status__in=[ListingStatus.RESERVED, ListingStatus.SOLD]
     ).update(status=to, updated_at=timezone.now())
+    storefront.changed()
 
 
 def cancel_paid_order(
@@ -368,6 +370,7 @@ def cancel_overdue_batch(*, order_ids: list[int], now: datetime) -> int:
             Listing.objects.filter(
                 pk__in=listing_ids, status__in=[ListingStatus.RESERVED, ListingStatus.SOLD]
             ).update(status=OVERDUE_CANCELLATIONS[status][1], updated_at=now)
+        storefront.changed()
         request_refunds(orders=orders, reason="order cancelled: deadline passed")
         notify_orders_status_changed([order.pk for order in orders])
     return len(orders)

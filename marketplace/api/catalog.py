@@ -1,13 +1,19 @@
 """Catalog: categories, banners, home, search, listing detail, publishing and image uploads."""
 
+import hashlib
+import json
+from collections.abc import Callable
 from typing import Annotated, Literal
 
-from django.http import HttpRequest
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
+from ninja.renderers import JSONRenderer
 from ninja.throttling import AuthRateThrottle, BaseThrottle
 from pydantic import Field, StringConstraints, field_validator
 
+from marketplace import storefront
 from marketplace.actions import catalog as catalog_actions
 from marketplace.actions import uploads as upload_actions
 from marketplace.api.accounts import StrictSchema
@@ -217,9 +223,26 @@ def banners(request: HttpRequest):
     return active_banners()
 
 
+_RENDERER = JSONRenderer()  # the API's renderer (project/api.py keeps Ninja's default)
+
+
+def _storefront_response(
+    request: HttpRequest, *, name: str, schema: type[Schema], build: Callable[[], dict]
+) -> HttpResponse:
+    """The response as Ninja would render it for `response=schema`, kept in the storefront
+    cache under the current generation (marketplace/storefront.py)."""
+    key = f"storefront:{storefront.generation()}:{name}"
+    content = cache.get(key)
+    if content is None:
+        data = schema.model_validate(build()).model_dump()
+        content = _RENDERER.render(request, data, response_status=200)
+        cache.set(key, content, storefront.STOREFRONT_CACHE_SECONDS)
+    return HttpResponse(content, content_type=f"{_RENDERER.media_type}; charset=utf-8")
+
+
 @router.get("/home", response=HomeOut, auth=None, summary="Banners, categories, hot and newest")
 def home(request: HttpRequest):
-    return home_data()
+    return _storefront_response(request, name="home", schema=HomeOut, build=home_data)
 
 
 @router.get(
@@ -240,16 +263,21 @@ def listings(request: HttpRequest, query: Query[ListingQuery]):
         and query.min_price > query.max_price
     ):
         raise InvalidInput("min_price is above max_price.", code="invalid_price_range")
-    page = search_listings(
-        q=query.q,
-        category_ids=category_ids,
-        min_price=query.min_price,
-        max_price=query.max_price,
-        sort=query.sort,
-        limit=query.limit,
-        cursor=query.cursor,
-    )
-    return page.as_dict()
+
+    def build() -> dict:
+        return search_listings(
+            q=query.q,
+            category_ids=category_ids,
+            min_price=query.min_price,
+            max_price=query.max_price,
+            sort=query.sort,
+            limit=query.limit,
+            cursor=query.cursor,
+        ).as_dict()
+
+    canonical = json.dumps(query.model_dump(), sort_keys=True, default=str)
+    name = "listings:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return _storefront_response(request, name=name, schema=ListingPage, build=build)
 
 
 @router.get(
