@@ -301,16 +301,16 @@ def review_many(
 # --- views (hot) -----------------------------------------------------------------------------
 
 
-def record_view(*, listing: Listing, viewer_key: str) -> bool:
-    """Counts one detail open per viewer per listing per hour. The dedupe is a cache.add
-    (atomic set-if-absent), and the count is an appended row, so popular listings never make
-    requests queue on their row; the flush task folds rows into Listing.views."""
-    if listing.status != ListingStatus.ON_SALE:
+def record_view(*, listing_id: int, status: str, viewer_key: str) -> bool:
+    """Counts one detail open per viewer per listing per hour, for listings on sale. The dedupe
+    is a cache.add (atomic set-if-absent), and the count is an appended row, so popular listings
+    never make requests queue on their row; the flush task folds rows into Listing.views."""
+    if status != ListingStatus.ON_SALE:
         return False
     hour = int(timezone.now().timestamp()) // VIEW_DEDUPE_SECONDS
-    if not cache.add(f"lv:{listing.pk}:{viewer_key}:{hour}", 1, VIEW_DEDUPE_SECONDS):
+    if not cache.add(f"lv:{listing_id}:{viewer_key}:{hour}", 1, VIEW_DEDUPE_SECONDS):
         return False
-    ListingView.objects.create(listing_id=listing.pk)
+    ListingView.objects.create(listing_id=listing_id)
     return True
 
 

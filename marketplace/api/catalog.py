@@ -26,6 +26,7 @@ from marketplace.models.catalog import (
     MAX_IMAGES,
     MAX_PRICE_FEN,
     MAX_TITLE_LENGTH,
+    PUBLIC_DETAIL_STATUSES,
 )
 from marketplace.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_schema
 from marketplace.selectors import (
@@ -224,6 +225,7 @@ def banners(request: HttpRequest):
 
 
 _RENDERER = JSONRenderer()  # the API's renderer (project/api.py keeps Ninja's default)
+_CONTENT_TYPE = f"{_RENDERER.media_type}; charset=utf-8"
 
 
 def _storefront_response(
@@ -237,7 +239,7 @@ def _storefront_response(
         data = schema.model_validate(build()).model_dump()
         content = _RENDERER.render(request, data, response_status=200)
         cache.set(key, content, storefront.STOREFRONT_CACHE_SECONDS)
-    return HttpResponse(content, content_type=f"{_RENDERER.media_type}; charset=utf-8")
+    return HttpResponse(content, content_type=_CONTENT_TYPE)
 
 
 @router.get("/home", response=HomeOut, auth=None, summary="Banners, categories, hot and newest")
@@ -288,12 +290,27 @@ def listings(request: HttpRequest, query: Query[ListingQuery]):
 )
 def listing_detail(request: HttpRequest, listing_id: int):
     viewer = _optional_viewer(request)
-    listing = listing_for_viewer(listing_id=listing_id, viewer=viewer)
-    if listing is None:
-        raise NotFound("No such listing.", code="listing_not_found")
-    if viewer is None or viewer.pk != listing.seller_id:
-        catalog_actions.record_view(listing=listing, viewer_key=_viewer_key(request, viewer))
-    return listing_detail_data(listing=listing)
+    key = f"storefront:{storefront.generation()}:detail:{listing_id}"
+    # Only publicly visible listings are cached, and the same for every visitor; the seller
+    # (who sees their own listing in every status) always reads the database.
+    public = cache.get(key)
+    if public is not None and (viewer is None or viewer.pk != public["seller_id"]):
+        seller_id, status, content = public["seller_id"], public["status"], public["content"]
+    else:
+        listing = listing_for_viewer(listing_id=listing_id, viewer=viewer)
+        if listing is None:
+            raise NotFound("No such listing.", code="listing_not_found")
+        seller_id, status = listing.seller_id, listing.status
+        data = ListingDetailOut.model_validate(listing_detail_data(listing=listing)).model_dump()
+        content = _RENDERER.render(request, data, response_status=200)
+        if status in PUBLIC_DETAIL_STATUSES and not listing.seller.is_banned:
+            entry = {"seller_id": seller_id, "status": status, "content": content}
+            cache.set(key, entry, storefront.STOREFRONT_CACHE_SECONDS)
+    if viewer is None or viewer.pk != seller_id:
+        catalog_actions.record_view(
+            listing_id=listing_id, status=status, viewer_key=_viewer_key(request, viewer)
+        )
+    return HttpResponse(content, content_type=_CONTENT_TYPE)
 
 
 @router.post("/listings", response={201: ListingDetailOut}, summary="Publish (goes to review)")
