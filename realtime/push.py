@@ -171,7 +171,7 @@ def emit_many(
             Event(user_id=user_id, seq=next_seq[user_id], type=type, data=payload, created_at=now)
         )
         next_seq[user_id] += 1
-    Event.objects.bulk_create(events)
+    _store(events)
     messages = [
         (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": event_frame_text(event)})
         for event in events
@@ -181,6 +181,40 @@ def emit_many(
     if notify and important:
         transaction.on_commit(lambda: _enqueue_offline_notices(important))
     return events
+
+
+# From this many events on (a sweep cancelling hundreds of orders), PostgreSQL gets them by COPY.
+COPY_FROM = 200
+_COPY_EVENTS_SQL = "COPY realtime_event (user_id, seq, type, data, created_at) FROM STDIN"
+_EVENT_IDS_SQL = (
+    "SELECT e.id, e.user_id, e.seq FROM realtime_event e"
+    " JOIN unnest(%s::bigint[], %s::bigint[]) AS k(user_id, seq)"
+    " ON e.user_id = k.user_id AND e.seq = k.seq"
+)
+
+
+def _store(events: list[Event]) -> None:
+    if connection.vendor != "postgresql" or len(events) < COPY_FROM:
+        Event.objects.bulk_create(events)
+        return
+    # bulk_create sends one UNNEST array per column, and psycopg quotes every JSON document
+    # into the jsonb[] literal in Python, character by character: measured, that quoting was
+    # a quarter of a 10,000-order deadline sweep. COPY streams the rows as they are.
+    from psycopg.types.json import Jsonb
+
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(_COPY_EVENTS_SQL) as copy:
+            for event in events:
+                copy.write_row(
+                    (event.user_id, event.seq, event.type, Jsonb(event.data), event.created_at)
+                )
+        # Callers get the events with their ids, as bulk_create gives them.
+        cursor.execute(
+            _EVENT_IDS_SQL, [[event.user_id for event in events], [event.seq for event in events]]
+        )
+        ids = {(user_id, seq): pk for pk, user_id, seq in cursor.fetchall()}
+    for event in events:
+        event.pk = ids[(event.user_id, event.seq)]
 
 
 def _send(messages: list[tuple[int, dict]]) -> None:

@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from realtime.models import Event, EventCounter
 from realtime.push import emit, group_for
@@ -134,3 +135,43 @@ def test_concurrent_emitters_get_consecutive_numbers_in_commit_order():
     assert seqs(other) == list(range(1, committed + 1))
     assert commits == sorted(commits)
     assert EventCounter.objects.get(pk=user.pk).last_seq == committed
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_is_stored_by_copy_with_ids_and_sent_after_commit():
+    """Past push.COPY_FROM events PostgreSQL gets them by COPY: same rows, same numbering,
+    ids filled in, frames still sent only after commit."""
+    from realtime import push
+
+    users = [UserFactory() for _ in range(3)]
+    emit_now([users[0].pk])  # numbering continues after an existing event
+    count = push.COPY_FROM + 50
+    items = [
+        ([users[i % 3].pk], "order.status_changed", {"i": i, "note": 'say "hi"\\n'})
+        for i in range(count)
+    ]
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_for(users[1].pk), channel)
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        events = push.emit_many(items)
+        assert len(connection.run_on_commit) >= 1  # scheduled, not sent
+    assert not [q for q in captured if q["sql"].startswith('INSERT INTO "realtime_event"')]
+    assert len(events) == count and all(event.pk for event in events)
+    stored = {e.pk: e for e in Event.objects.filter(pk__in=[event.pk for event in events])}
+    assert len(stored) == count
+    for event in events:
+        row = stored[event.pk]
+        assert (row.user_id, row.seq, row.type, row.data) == (
+            event.user_id,
+            event.seq,
+            event.type,
+            event.data,
+        )
+    assert seqs(users[0])[:3] == [1, 2, 3] and seqs(users[0])[-1] == 1 + (count + 2) // 3
+    assert seqs(users[1]) == list(range(1, len(seqs(users[1])) + 1))
+    assert Event.objects.get(user=users[2], seq=1).data == {"i": 2, "note": 'say "hi"\\n'}
+    message = async_to_sync(layer.receive)(channel)
+    assert message["seq"] == 1 and '"i":1' in message["text"]
+    async_to_sync(layer.group_discard)(group_for(users[1].pk), channel)
