@@ -228,16 +228,24 @@ _RENDERER = JSONRenderer()  # the API's renderer (project/api.py keeps Ninja's d
 _CONTENT_TYPE = f"{_RENDERER.media_type}; charset=utf-8"
 
 
+def _rendered(request: HttpRequest, schema: type[Schema], data: dict) -> bytes:
+    """The body Ninja would send for `response=schema`."""
+    return _RENDERER.render(request, schema.model_validate(data).model_dump(), response_status=200)
+
+
+def _storefront_key(name: str) -> str:
+    return f"storefront:{storefront.generation()}:{name}"
+
+
 def _storefront_response(
     request: HttpRequest, *, name: str, schema: type[Schema], build: Callable[[], dict]
 ) -> HttpResponse:
-    """The response as Ninja would render it for `response=schema`, kept in the storefront
-    cache under the current generation (marketplace/storefront.py)."""
-    key = f"storefront:{storefront.generation()}:{name}"
+    """The rendered response, kept in the storefront cache under the current generation
+    (marketplace/storefront.py)."""
+    key = _storefront_key(name)
     content = cache.get(key)
     if content is None:
-        data = schema.model_validate(build()).model_dump()
-        content = _RENDERER.render(request, data, response_status=200)
+        content = _rendered(request, schema, build())
         cache.set(key, content, storefront.STOREFRONT_CACHE_SECONDS)
     return HttpResponse(content, content_type=_CONTENT_TYPE)
 
@@ -290,7 +298,7 @@ def listings(request: HttpRequest, query: Query[ListingQuery]):
 )
 def listing_detail(request: HttpRequest, listing_id: int):
     viewer = _optional_viewer(request)
-    key = f"storefront:{storefront.generation()}:detail:{listing_id}"
+    key = _storefront_key(f"detail:{listing_id}")
     # Only publicly visible listings are cached, and the same for every visitor; the seller
     # (who sees their own listing in every status) always reads the database.
     public = cache.get(key)
@@ -301,8 +309,7 @@ def listing_detail(request: HttpRequest, listing_id: int):
         if listing is None:
             raise NotFound("No such listing.", code="listing_not_found")
         seller_id, status = listing.seller_id, listing.status
-        data = ListingDetailOut.model_validate(listing_detail_data(listing=listing)).model_dump()
-        content = _RENDERER.render(request, data, response_status=200)
+        content = _rendered(request, ListingDetailOut, listing_detail_data(listing=listing))
         if status in PUBLIC_DETAIL_STATUSES and not listing.seller.is_banned:
             entry = {"seller_id": seller_id, "status": status, "content": content}
             cache.set(key, entry, storefront.STOREFRONT_CACHE_SECONDS)
