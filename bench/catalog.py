@@ -15,13 +15,11 @@ throughput ≥ 50% of /healthz.
 """
 
 import argparse
-import contextlib
 import http.client
 import io
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import production_env  # noqa: E402
+from bench.common import production_env, stop_processes  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/marketplace_bench"
@@ -218,21 +216,10 @@ def start_servers(env: dict, workers: int, port: int) -> tuple[list[subprocess.P
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                stop_servers(procs)
+                stop_processes(procs)
                 raise SystemExit("the server did not start within 60 s")
             time.sleep(0.3)
     return procs, urls
-
-
-def stop_servers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def fetch(base: str, path: str) -> tuple[int, bytes]:
@@ -366,7 +353,7 @@ def main() -> None:
             )
         print(out.getvalue())
     finally:
-        stop_servers(procs)
+        stop_processes(procs)
 
 
 if __name__ == "__main__":

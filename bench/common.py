@@ -1,8 +1,11 @@
 """What every benchmark needs: the production-mode environment, a throwaway database, its own
 Redis keys, enough file descriptors, and percentiles."""
 
+import contextlib
 import os
 import resource
+import signal
+import subprocess
 import sys
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
@@ -86,3 +89,18 @@ def raise_fd_limit(sockets: int) -> None:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:
+    """Stops servers and workers a benchmark started with `start_new_session=True`: the whole
+    process group (daphne's or gunicorn's children too), SIGKILL for what outlives `timeout`."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)

@@ -43,6 +43,7 @@ from bench.common import (  # noqa: E402
     production_env,
     raise_fd_limit,
     recreate_database,
+    stop_processes,
 )
 
 SELLERS = int(os.environ.get("BENCH_SELLERS", "1000"))
@@ -139,7 +140,9 @@ def seed(listings_per_seller: int):
 
 def start(name: str, args: list[str], env: dict) -> subprocess.Popen:
     log = open(ROOT / "var" / f"bench-negotiation-{name}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_for_port(port: int) -> None:
@@ -318,13 +321,7 @@ def main() -> None:
         )
         asyncio.run(run(sellers, buyers, listings))
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         try:
             from django.db import connections
 

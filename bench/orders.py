@@ -16,10 +16,7 @@ the same run.
 """
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,7 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PG, percentile, production_env, recreate_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    PG,
+    percentile,
+    production_env,
+    recreate_database,
+    stop_processes,
+)
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 DB_NAME = "marketplace_bench_orders"
@@ -129,17 +132,6 @@ def start_processes(env: dict, servers: int) -> list[subprocess.Popen]:
     for i in range(servers):
         wait_ready(f"http://127.0.0.1:{BASE_PORT + i}/healthz")
     return processes
-
-
-def stop_processes(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:

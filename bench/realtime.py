@@ -39,6 +39,7 @@ from bench.common import (  # noqa: E402
     production_env,
     raise_fd_limit,
     recreate_database,
+    stop_processes,
 )
 
 SOCKETS = int(os.environ.get("BENCH_SOCKETS", "5000"))
@@ -106,6 +107,7 @@ def start_server(env: dict) -> subprocess.Popen:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -327,11 +329,7 @@ def main() -> None:
         asyncio.run(run(members, server, env))
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_processes([server])
         try:
             from django.db import connections
 

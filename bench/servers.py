@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import catalog  # noqa: E402  (the sibling benchmark: seeding, env, load generator)
 
+from bench.common import stop_processes  # noqa: E402
+
 ROOT = catalog.ROOT
 BIN = ROOT / ".venv" / "bin"
 PORT = int(os.environ.get("BENCH_SERVERS_PORT", "8410"))
@@ -126,7 +128,7 @@ def start(commands: list[list[str]], urls: list[str], env: dict) -> list[subproc
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                catalog.stop_servers(procs)
+                stop_processes(procs)
                 raise SystemExit(f"{commands[0][0]} did not start within 60 s")
             time.sleep(0.3)
     return procs
@@ -185,7 +187,7 @@ def main() -> None:
             healthz = catalog.load(urls, "/healthz", args.seconds, args.clients)
             mixed = catalog.load(urls, mix, args.seconds, args.clients)
         finally:
-            catalog.stop_servers(procs)
+            stop_processes(procs)
         results[name] = {"healthz": healthz, "mix": mixed}
         print(
             f"{name:<30} healthz {healthz['rps']:7.0f} req/s p99 {healthz['p99']:6.1f} ms | "
