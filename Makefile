@@ -1,24 +1,56 @@
 # Two commands do everything: `make run` and `make test` (see README.md).
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.12 (scripts/find_python.sh explains and fails when there is none).
+PYTHON ?= $(shell scripts/find_python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make run` installs only the production set; `make test` the development set (a superset).
+PROD_STAMP := $(VENV)/.installed-prod
+DEV_STAMP := $(VENV)/.installed-dev
 
 # The real stack the second half of `make test` runs on (override to point elsewhere).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketplace
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-embedded test-real lint venv demo bench bench-full migrate clean
+.PHONY: run test test-embedded test-real lint typecheck venv venv-dev demo bench bench-full \
+	migrate clean lock check-locks
 
-$(STAMP): requirements.lock pyproject.toml
+define install_lock
+	@test -n "$(PYTHON)" || exit 1
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' || \
+	  { echo "ERROR: $(VENV) is not Python 3.12; remove it (rm -rf $(VENV)) and run make again" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	@touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(1)
+endef
 
-venv: $(STAMP)
+$(PROD_STAMP): requirements/prod.txt
+	$(call install_lock,requirements/prod.txt)
+	@touch $@
+
+$(DEV_STAMP): requirements/dev.txt
+	$(call install_lock,requirements/dev.txt)
+	@touch $@ $(PROD_STAMP)
+
+venv: $(PROD_STAMP)
+
+venv-dev: $(DEV_STAMP)
+
+# Both locks come from pyproject.toml; pins already in a lock are kept unless pyproject's ranges
+# exclude them (`make lock UPGRADE=1` moves everything to the newest allowed).
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --python-version 3.12 --generate-hashes \
+	--custom-compile-command "make lock" --quiet
+lock: venv-dev
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade,) -o requirements/prod.txt
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade,) --extra dev -o requirements/dev.txt
+
+# CI: the committed locks are what `make lock` would write from today's pyproject.toml.
+check-locks: venv-dev
+	@tmp=$$(mktemp -d); cp requirements/*.txt $$tmp/; \
+	$(UV_COMPILE) -o $$tmp/prod.txt && $(UV_COMPILE) --extra dev -o $$tmp/dev.txt && \
+	diff -u requirements/prod.txt $$tmp/prod.txt && diff -u requirements/dev.txt $$tmp/dev.txt \
+	  || { echo "ERROR: requirements/ is out of date with pyproject.toml: run make lock" >&2; exit 1; }
 
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput
@@ -28,17 +60,21 @@ run: migrate
 	$(BIN)/python manage.py ensure_staff
 	$(BIN)/python manage.py serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check .
 
-test: lint test-embedded test-real
+# Static types over the app packages (pyproject's [tool.mypy]: strict where ready).
+typecheck: venv-dev
+	$(BIN)/mypy
+
+test: lint typecheck check-locks test-embedded test-real
 
 # Embedded defaults: SQLite, in-memory channel layer, sandbox.
-test-embedded: venv
+test-embedded: venv-dev
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/pytest $(PYTEST_ARGS)
 
 # The production stack: PostgreSQL + Redis. Fails loudly (never skips) when they are unreachable.
-test-real: venv
+test-real: venv-dev
 	$(BIN)/python scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(BIN)/pytest $(PYTEST_ARGS)
@@ -46,11 +82,11 @@ test-real: venv
 demo: venv
 	$(BIN)/python scripts/demo.py --base-url $${BASE_URL:-http://127.0.0.1:8000}
 
-bench: venv
+bench: venv-dev
 	bench/run.sh
 
 # The issues' full sizes (1M listings, 5,000 sockets, 100k deadlines; about an hour).
-bench-full: venv
+bench-full: venv-dev
 	bench/run.sh --full
 
 clean:
