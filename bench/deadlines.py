@@ -111,7 +111,7 @@ def seed(count: int) -> None:
 
 
 def _sweep_child(queue) -> None:
-    from marketplace.actions.orders import sweep_overdue_orders
+    from marketplace.actions.lifecycle import sweep_overdue_orders
     from realtime import push
 
     outcome = sweep_overdue_orders()
@@ -157,7 +157,7 @@ def main() -> None:
 
     from huey.contrib.djhuey import HUEY
 
-    from marketplace.actions.orders import sweep_overdue_orders
+    from marketplace.actions.lifecycle import sweep_overdue_orders
     from marketplace.models import Order, Refund
     from marketplace.states import OrderStatus
     from realtime.models import Event

@@ -74,7 +74,7 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        from marketplace.actions.orders import platform_settings
+        from marketplace.selectors import platform_settings
         from tests.factories import UserFactory
         from tests.marketplace.wallet_helpers import assert_ledger_invariant, credit, make_account
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
 
 
 class MarketplaceConfig(AppConfig):
@@ -7,4 +8,9 @@ class MarketplaceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from marketplace import storefront  # noqa: F401 - connects its signal receivers
+        # Django's way to connect signal receivers: the module can only load once models have.
+        from marketplace import storefront  # noqa: F401
+
+        # Every app's tasks register with Huey in every process (web ones too), so that
+        # project.tasking can queue a task by name without the action importing its module.
+        autodiscover_modules("tasks")

@@ -13,3 +13,12 @@ def split_commission(*, price_fen: int, rate_bp: int) -> tuple[int, int]:
         raise ValueError("price must be >= 0 and the rate within 0..10000 basis points")
     commission = (price_fen * rate_bp + BASIS_POINTS // 2) // BASIS_POINTS
     return commission, price_fen - commission
+
+
+def sale_split(*, price_fen: int, refunded_fen: int, rate_bp: int) -> tuple[int, int]:
+    """(commission_fen, seller_fen) of a sale after refunds: commission is charged only on what
+    the buyer finally paid (price − refunded), with `split_commission`'s rounding. The one rule
+    for payment (nothing refunded), a partial refund settled in a dispute, and the credit."""
+    if not 0 <= refunded_fen <= price_fen:
+        raise ValueError("the refund must be between 0 and the price")
+    return split_commission(price_fen=price_fen - refunded_fen, rate_bp=rate_bp)

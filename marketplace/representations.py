@@ -1,13 +1,21 @@
-"""Objects as the REST API shows them, as plain dicts: the API responds with these and the
-realtime events carry the same (API.md: "`data` holds the object as the REST API shows it")."""
+"""Objects as the REST API shows them, as plain dicts, one serialiser per object: the API
+responds with these and the realtime events carry the same (API.md: "`data` holds the object as
+the REST API shows it"), so a pushed object is exactly what its GET shows. Offers have theirs in
+negotiation/representations.py."""
 
+import datetime as dt
 from typing import Any
 
+from django.utils import timezone
+
+from marketplace.media import storage_url
+from marketplace.models import Listing
 from marketplace.models.orders import Order, OrderHistory, Refund
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 
 
-def _iso(moment) -> str | None:
-    return moment.isoformat() if moment else None
+def _iso(value: dt.datetime | None) -> str | None:
+    return timezone.localtime(value).isoformat() if value else None
 
 
 def history_data(entry: OrderHistory) -> dict[str, Any]:
@@ -51,3 +59,91 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
     if with_history:
         data["history"] = [history_data(entry) for entry in order.history.all()]
     return data
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+def media_url(name: str) -> str:
+    return storage_url(name)
+
+
+
+
+def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
+    seller = listing.seller
+    return {
+        "id": listing.pk,
+        "title": listing.title,
+        "price": listing.price_fen,
+        "cover_url": media_url(listing.cover),
+        "status": listing.status,
+        "views": listing.views,
+        "seller": {"id": seller.pk, "nickname": seller.nickname, "avatar_url": seller.avatar_url},
+        "created_at": _iso(listing.created_at),
+    }
+
+
+def listing_detail_data(*, listing: Listing) -> dict[str, Any]:
+    """Needs seller, category and images loaded (or loads them: one query each)."""
+    images = sorted(listing.images.all(), key=lambda image: (image.position, image.pk))
+    return {
+        **listing_summary_data(listing=listing),
+        "description": listing.description,
+        "features": listing.features,
+        "images": [media_url(image.file) for image in images],
+        "thumbnails": [media_url(image.thumbnail) for image in images],
+        "category": {"id": listing.category_id, "name": listing.category.name},
+        "approved_at": _iso(listing.approved_at),
+        "review_note": listing.review_note,
+        "updated_at": _iso(listing.updated_at),
+    }
+
+
+# --- wallet ----------------------------------------------------------------------------------
+
+
+def wallet_data(wallet: Wallet) -> dict:
+    return {
+        "available": wallet.available_fen,
+        "frozen": wallet.frozen_fen,
+        "total_earned": wallet.total_earned_fen,
+    }
+
+
+def entry_data(entry: LedgerEntry) -> dict:
+    return {
+        "id": entry.pk,
+        "kind": entry.kind,
+        "amount": entry.available_delta_fen,
+        "balance_after": entry.available_after_fen,
+        "frozen_delta": entry.frozen_delta_fen,
+        "frozen_after": entry.frozen_after_fen,
+        "order_no": entry.order.order_no if entry.order_id else None,
+        "withdrawal_id": entry.withdrawal_id,
+        "at": _iso(entry.created_at),
+    }
+
+
+def account_data(account: PayoutAccount) -> dict:
+    return {
+        "id": account.pk,
+        "type": account.type,
+        "holder_name": account.holder_name,
+        "account_no": account.masked_account_no,
+        "bank_name": account.bank_name or None,
+        "created_at": _iso(account.created_at),
+    }
+
+
+def withdrawal_data(withdrawal: Withdrawal) -> dict:
+    return {
+        "id": withdrawal.pk,
+        "amount": withdrawal.amount_fen,
+        "status": withdrawal.status,
+        "account": account_data(withdrawal.account),
+        "transfer_reference": withdrawal.transfer_reference or None,
+        "reject_reason": withdrawal.reject_reason or None,
+        "created_at": _iso(withdrawal.created_at),
+        "decided_at": _iso(withdrawal.decided_at),
+    }

@@ -1,17 +1,32 @@
 """Reads, with their joins applied. Views call these; they never write."""
 
-import datetime as dt
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from marketplace.errors import NotFound
 from marketplace.models import Address, Banner, Category, Listing, ListingStatus, User
 from marketplace.models.catalog import PUBLIC_DETAIL_STATUSES
+from marketplace.models.orders import Order, PlatformSettings
+from marketplace.models.wallet import LedgerEntry, Wallet, Withdrawal
 from marketplace.pagination import Page, paginate
+from marketplace.representations import listing_summary_data, media_url
+
+
+def platform_settings() -> PlatformSettings:
+    """The staff-set platform parameters (one row, created with its defaults on first read)."""
+    current = PlatformSettings.objects.filter(pk=1).first()
+    if current is None:
+        try:
+            with transaction.atomic():
+                current = PlatformSettings.objects.create(pk=1)
+        except IntegrityError:  # created concurrently
+            current = PlatformSettings.objects.get(pk=1)
+    return current
 
 
 def public_user(*, user_id: int) -> User | None:
@@ -24,8 +39,6 @@ def addresses_of(*, user: User) -> QuerySet[Address]:
 
 
 # --- catalog ---------------------------------------------------------------------------------
-# The dicts below are the API's listing shapes; the API and the `listing.reviewed` event both
-# use them, so a pushed listing is exactly what GET /api/listings/{id} shows.
 
 CATALOG_CACHE_SECONDS = 60
 CATEGORY_CACHE_KEY = "catalog:categories:v1"
@@ -38,46 +51,6 @@ LISTING_SORTS = {
     "price_asc": ("price_fen", "id"),
     "price_desc": ("-price_fen", "-id"),
 }
-
-
-def media_url(name: str) -> str:
-    from marketplace.actions.uploads import storage_url
-
-    return storage_url(name)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return timezone.localtime(value).isoformat() if value else None
-
-
-def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
-    seller = listing.seller
-    return {
-        "id": listing.pk,
-        "title": listing.title,
-        "price": listing.price_fen,
-        "cover_url": media_url(listing.cover),
-        "status": listing.status,
-        "views": listing.views,
-        "seller": {"id": seller.pk, "nickname": seller.nickname, "avatar_url": seller.avatar_url},
-        "created_at": _iso(listing.created_at),
-    }
-
-
-def listing_detail_data(*, listing: Listing) -> dict[str, Any]:
-    """Needs seller, category and images loaded (or loads them: one query each)."""
-    images = sorted(listing.images.all(), key=lambda image: (image.position, image.pk))
-    return {
-        **listing_summary_data(listing=listing),
-        "description": listing.description,
-        "features": listing.features,
-        "images": [media_url(image.file) for image in images],
-        "thumbnails": [media_url(image.thumbnail) for image in images],
-        "category": {"id": listing.category_id, "name": listing.category.name},
-        "approved_at": _iso(listing.approved_at),
-        "review_note": listing.review_note,
-        "updated_at": _iso(listing.updated_at),
-    }
 
 
 def _summaries(rows: list[Listing]) -> list[dict[str, Any]]:
@@ -242,3 +215,48 @@ def listings_of_seller(
     if status:
         queryset = queryset.filter(status=status)
     return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=_summaries)
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+def order_of(*, user: User, order_no: str) -> Order:
+    """The order as its buyer or seller reads it (refund and history joined); 404 otherwise."""
+    order = (
+        Order.objects.filter(Q(buyer=user) | Q(seller=user), order_no=order_no)
+        .select_related("refund")
+        .prefetch_related("history")
+        .first()
+    )
+    if order is None:
+        raise NotFound("No such order.", code="order_not_found")
+    return order
+
+
+def order_for_display(*, order_id: int) -> Order:
+    """An order just written, read back with what its representation needs."""
+    return Order.objects.select_related("refund").prefetch_related("history").get(pk=order_id)
+
+
+def orders_of(*, user: User, role: str, status: str | None = None) -> QuerySet[Order]:
+    """The user's orders as buyer or as seller, with the refund joined (lists show no history)."""
+    field = "buyer" if role == "buyer" else "seller"
+    queryset = Order.objects.filter(**{field: user}).select_related("refund")
+    return queryset.filter(status=status) if status else queryset
+
+
+# --- wallet ----------------------------------------------------------------------------------
+
+
+def wallet_of(*, user: User) -> Wallet:
+    """The user's wallet, or an empty unsaved one before their first sale."""
+    return Wallet.objects.filter(user=user).first() or Wallet(user=user)
+
+
+def ledger_of(*, user: User) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(wallet__user=user).select_related("order")
+
+
+def withdrawals_of(*, user: User, status: str | None = None) -> QuerySet[Withdrawal]:
+    queryset = Withdrawal.objects.filter(user=user).select_related("account")
+    return queryset.filter(status=status) if status else queryset

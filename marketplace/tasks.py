@@ -4,6 +4,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.actions import catalog as catalog_actions
+from marketplace.actions import fulfilment, lifecycle, refunds, wallet
 
 # Upper bound per run, so one run stays short even after the worker was down a while.
 MAX_FLUSH_ROUNDS = 20
@@ -26,33 +27,25 @@ def flush_listing_views() -> int:
 
 @db_task(retries=3, retry_delay=30)
 def order_deadline_task(order_id: int) -> str:
-    from marketplace.actions.orders import handle_order_deadline
-
-    return handle_order_deadline(order_id=order_id)
+    return lifecycle.handle_order_deadline(order_id=order_id)
 
 
 @db_periodic_task(crontab(minute="*"))
 def sweep_overdue_orders() -> dict:
     """Handles every overdue order, so a deadline fires even if its task was lost or the worker
     was down when it fell due (Huey has no acknowledgements)."""
-    from marketplace.actions.orders import sweep_overdue_orders as sweep
-
-    return sweep()
+    return lifecycle.sweep_overdue_orders()
 
 
 @db_task()
 def submit_refund_task(refund_id: int) -> str:
-    from marketplace.actions.refunds import submit_refund
-
-    return submit_refund(refund_id=refund_id)
+    return refunds.submit_refund(refund_id=refund_id)
 
 
 @db_periodic_task(crontab(minute="*"))
 def sweep_refunds() -> dict:
     """Resubmits refunds whose task was lost or failed, and settles stalled ones by query."""
-    from marketplace.actions.refunds import sweep_refunds as sweep
-
-    return sweep()
+    return refunds.sweep_refunds()
 
 
 # --- Fulfilment: the seller's credit, tracking subscriptions -------------------------------------
@@ -60,33 +53,24 @@ def sweep_refunds() -> dict:
 
 @db_task(retries=3, retry_delay=30)
 def credit_sale_task(order_id: int) -> bool:
-    from marketplace.actions.wallet import credit_sale
-
-    return credit_sale(order_id=order_id) is not None
+    return wallet.credit_sale(order_id=order_id) is not None
 
 
 @db_periodic_task(crontab(minute="*"))
 def sweep_uncredited_sales() -> int:
     """Credits completed orders whose credit task was lost (the ledger key makes it once)."""
-    from marketplace.actions.fulfilment import uncredited_completed_order_ids
-    from marketplace.actions.wallet import credit_sale
-
-    order_ids = uncredited_completed_order_ids()
+    order_ids = fulfilment.uncredited_completed_order_ids()
     for order_id in order_ids:
-        credit_sale(order_id=order_id)
+        wallet.credit_sale(order_id=order_id)
     return len(order_ids)
 
 
 @db_periodic_task(crontab(minute="*/5"))
 def resubscribe_tracking() -> int:
-    from marketplace.actions.fulfilment import resubscribe_due_tracking
-
-    return resubscribe_due_tracking()
+    return fulfilment.resubscribe_due_tracking()
 
 
 @db_task()
 def submit_refunds_task(refund_ids: list[int]) -> int:
-    """A sweep's refunds, submitted by one task (the sweeper resumes any that stall)."""
-    from marketplace.actions.refunds import submit_refund
-
-    return sum(submit_refund(refund_id=refund_id) == "submitted" for refund_id in refund_ids)
+    """Refunds requested together, submitted by one task (the sweeper resumes any that stall)."""
+    return sum(refunds.submit_refund(refund_id=refund_id) == "submitted" for refund_id in refund_ids)

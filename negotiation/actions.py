@@ -13,24 +13,26 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from marketplace.actions.accounts import check_not_banned
 from marketplace.actions.orders import (
-    ADDRESS_SNAPSHOT_FIELDS,
     address_snapshot,
     check_can_buy,
     lock_listing,
-    platform_settings,
     reserve_listing_for,
+    snapshot_of,
 )
 from marketplace.errors import Conflict, Forbidden, NotFound, RateLimited, Unprocessable
 from marketplace.models import Address, Listing, ListingStatus, User
 from marketplace.models.orders import Order
+from marketplace.selectors import platform_settings
 from negotiation.models import LIVE_STATUSES, DeclineReason, Offer, OfferHistory, OfferStatus
 from negotiation.representations import offer_data
-from realtime.push import emit
+from negotiation.states import OFFER
+from project.tasking import enqueue_on_commit
+from realtime.push import emit, lock_counters
 
 logger = logging.getLogger("negotiation")
 Actor = OfferHistory.Actor
@@ -79,7 +81,7 @@ def buyer_address(*, buyer: User, address_id: int | None = None) -> dict:
             "Add a delivery address first: an accepted offer becomes an order.",
             code="address_required",
         )
-    return {name: getattr(address, name) for name in ADDRESS_SNAPSHOT_FIELDS}
+    return snapshot_of(address)
 
 
 def access_offer(*, user: User, offer_id: int, lock: bool = False) -> Offer:
@@ -116,23 +118,9 @@ def _check_not_expired(offer: Offer, now: datetime) -> None:
 
 
 def lock_event_counters(user_ids: Iterable[int]) -> None:
-    """Locks everyone's event counter in one statement, in user-id order, before any emit.
-
-    An action emits several events (order, accepted offer, each declined offer) and each emit
-    locks its recipients' counters; two such actions taking the same counters in different
-    orders would deadlock. Taking them all up front, sorted, makes every later emit in the
-    transaction find them already held.
-    """
-    ids = sorted({int(user_id) for user_id in user_ids})
-    if not ids:
-        return
-    values = ", ".join(["(%s, 0)"] * len(ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO realtime_event_counter (user_id, last_seq) VALUES {values} "  # noqa: S608
-            "ON CONFLICT (user_id) DO UPDATE SET last_seq = realtime_event_counter.last_seq",
-            ids,
-        )
+    """Everyone this transaction will tell, locked up front in one sorted statement (see
+    `realtime.push.lock_counters`): the action emits several events."""
+    lock_counters(user_ids)
 
 
 def _record(
@@ -154,10 +142,7 @@ def notify(offer: Offer, type: str) -> None:
 
 def schedule_expiry(offer: Offer) -> None:
     """The task fires at expires_at; the sweeper catches it if the task is lost."""
-    from negotiation.tasks import offer_expiry_task
-
-    offer_id, eta = offer.pk, offer.expires_at
-    transaction.on_commit(lambda: offer_expiry_task.schedule(args=(offer_id,), eta=eta))
+    enqueue_on_commit("negotiation.tasks.offer_expiry_task", offer.pk, eta=offer.expires_at)
 
 
 def _expiry_from(now: datetime) -> datetime:
@@ -165,9 +150,8 @@ def _expiry_from(now: datetime) -> datetime:
 
 
 def _finish(offer: Offer, status: str, *, reason: str = "") -> None:
-    offer.status = status
     offer.decline_reason = reason
-    offer.save(update_fields=["status", "decline_reason", "updated_at"])
+    OFFER.move(offer, status, fields=["decline_reason"])
 
 
 def _lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list[Offer]:
@@ -200,9 +184,8 @@ def _accept_locked(
     order = reserve_listing_for(
         buyer=offer.buyer, listing=listing, price_fen=price_fen, address=address
     )
-    offer.status = OfferStatus.ACCEPTED
     offer.order = order
-    offer.save(update_fields=["status", "order", "updated_at"])
+    OFFER.move(offer, OfferStatus.ACCEPTED, fields=["order"])
     _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
     notify(offer, "offer.accepted")
     _decline_all(others, reason=DeclineReason.LISTING_SOLD)
@@ -397,9 +380,8 @@ def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
                 code="counter_not_above_offer",
             )
         offer.counter_price_fen = price_fen
-        offer.status = OfferStatus.COUNTERED
         offer.expires_at = _expiry_from(now)
-        offer.save(update_fields=["counter_price_fen", "status", "expires_at", "updated_at"])
+        OFFER.move(offer, OfferStatus.COUNTERED, fields=["counter_price_fen", "expires_at"])
         _record(offer, Action.COUNTERED, actor=Actor.SELLER, actor_user=seller, price=price_fen)
         notify(offer, "offer.countered")
         schedule_expiry(offer)

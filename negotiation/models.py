@@ -4,18 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class OfferStatus(models.TextChoices):
-    OPEN = "open", "待卖家答复"
-    COUNTERED = "countered", "卖家已还价"
-    ACCEPTED = "accepted", "已成交"
-    DECLINED = "declined", "已拒绝"
-    WITHDRAWN = "withdrawn", "已撤回"
-    EXPIRED = "expired", "已过期"
-
-
-# Still being bargained over: the seller must answer (open) or the buyer must (countered).
-LIVE_STATUSES = (OfferStatus.OPEN, OfferStatus.COUNTERED)
+from negotiation.states import LIVE_STATUSES, OfferStatus
 
 
 class DeclineReason(models.TextChoices):

@@ -3,18 +3,16 @@
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
+from negotiation import actions
+
 
 @db_task(retries=3, retry_delay=30)
 def offer_expiry_task(offer_id: int) -> str:
-    from negotiation.actions import handle_offer_expiry
-
-    return handle_offer_expiry(offer_id=offer_id)
+    return actions.handle_offer_expiry(offer_id=offer_id)
 
 
 @db_periodic_task(crontab(minute="*"))
 def sweep_expired_offers() -> dict:
     """Expires every due offer, so expiry happens even if its task was lost or the worker was
     down when it fell due (Huey has no acknowledgements)."""
-    from negotiation.actions import sweep_expired_offers as sweep
-
-    return sweep()
+    return actions.sweep_expired_offers()

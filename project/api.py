@@ -11,8 +11,11 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Thr
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
+from marketplace.api import accounts, catalog, orders, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
+from negotiation.api import router as negotiation_router
+from realtime.api import router as events_router
 
 logger = logging.getLogger("marketplace.api")
 
@@ -135,24 +138,13 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     return _error(request, 500, "internal_error", message)
 
 
-def _register_routers() -> None:
-    from marketplace.api import accounts, catalog, orders
-
-    api.add_router("", accounts.router)
-    api.add_router("", catalog.router)
-    api.add_router("", orders.router)
-    api.add_router("", orders.notify_router)
-    from marketplace.api import wallet
-
-    api.add_router("", wallet.router)
-    from negotiation.api import router as negotiation_router
-
-    api.add_router("", negotiation_router)
-    try:
-        from realtime.api import router as events_router
-    except ImportError:  # pragma: no cover - realtime arrives with its own issue
-        return
-    api.add_router("", events_router)
-
-
-_register_routers()
+for router in (
+    accounts.router,
+    catalog.router,
+    orders.router,
+    orders.notify_router,
+    wallet.router,
+    negotiation_router,
+    events_router,
+):
+    api.add_router("", router)

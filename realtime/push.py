@@ -19,7 +19,9 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
+from project.tasking import enqueue
 from realtime.models import Event
 
 logger = logging.getLogger("realtime.push")
@@ -121,6 +123,20 @@ def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
     return last
 
 
+def lock_counters(user_ids: Iterable[int]) -> None:
+    """Locks the event counters of everyone a transaction will tell, in one statement, in user-id
+    order, before any emit.
+
+    An action that emits several events (an order, the accepted offer, each declined rival)
+    would otherwise lock its recipients' counters emit by emit; two such actions taking the same
+    counters in different orders deadlock. Taken up front, sorted, every later emit in the
+    transaction finds them already held. The counters stay as they are.
+    """
+    ids = sorted({int(user_id) for user_id in user_ids})
+    if ids:
+        _reserve_seqs(dict.fromkeys(ids, 0))
+
+
 def emit(
     *,
     user_ids: Iterable[int],
@@ -200,8 +216,6 @@ def _store(events: list[Event]) -> None:
     # bulk_create sends one UNNEST array per column, and psycopg quotes every JSON document
     # into the jsonb[] literal in Python, character by character: measured, that quoting was
     # a quarter of a 10,000-order deadline sweep. COPY streams the rows as they are.
-    from psycopg.types.json import Jsonb
-
     with connection.cursor() as cursor:
         with cursor.cursor.copy(_COPY_EVENTS_SQL) as copy:
             for event in events:
@@ -322,10 +336,8 @@ def _log_failure(future) -> None:
 
 
 def _enqueue_offline_notices(events: list[Event]) -> None:
-    from realtime import tasks
-
     for event in events:
         try:
-            tasks.send_offline_notice(event.pk)
+            enqueue("realtime.tasks.send_offline_notice", event.pk)
         except Exception:
             logger.exception("could not enqueue the offline notice for event %s", event.pk)

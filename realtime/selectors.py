@@ -1,5 +1,6 @@
 """Reads of the event store, shaped for the socket (seq + ready frame text) and the API."""
 
+from marketplace.actions.accounts import user_for_token
 from realtime.models import Event, EventCounter
 from realtime.push import event_frame_text
 
@@ -11,8 +12,6 @@ def latest_seq(user_id: int) -> int:
 
 def socket_user(raw_token: str) -> tuple[int | None, bool, int]:
     """(user id, is banned, latest seq) for a socket's token; (None, False, 0) when unknown."""
-    from marketplace.api.auth import user_for_token
-
     user = user_for_token(raw_token) if raw_token else None
     if user is None:
         return None, False, 0

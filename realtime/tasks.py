@@ -7,7 +7,9 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from realtime import presence
+from marketplace.gateways import wechat
+from realtime import notices, presence
+from realtime.models import Event, RealtimeSettings
 
 logger = logging.getLogger("realtime.tasks")
 
@@ -21,10 +23,6 @@ def send_offline_notice(event_id: int) -> None:
     Idempotent: the event is claimed (notified_at) before sending, and released again when
     WeChat fails so that Huey's retry can try once more.
     """
-    from marketplace.gateways import wechat
-    from realtime import notices
-    from realtime.models import Event
-
     event = Event.objects.select_related("user").filter(pk=event_id).first()
     if event is None or event.notified_at is not None:
         return
@@ -52,8 +50,6 @@ def send_offline_notice(event_id: int) -> None:
 @db_periodic_task(crontab(hour="3", minute="17"))
 def prune_events() -> int:
     """Deletes events older than the staff-set retention, in batches (short transactions)."""
-    from realtime.models import Event, RealtimeSettings
-
     days = RealtimeSettings.load().event_retention_days
     cutoff = timezone.now() - timedelta(days=days)
     deleted = 0

@@ -28,6 +28,30 @@ def check_not_banned(user: User) -> None:
         raise Forbidden("This account is suspended.", code="user_banned")
 
 
+# Writing last_used_at on every request would serialise a user's requests on one row.
+LAST_USED_RESOLUTION_SECONDS = 300
+
+
+def user_for_token(raw: str) -> User | None:
+    """The token's user, or None when the token is unknown, expired or revoked."""
+    if not raw or len(raw) > 200:
+        return None
+    now = timezone.now()
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=hash_token(raw), revoked_at__isnull=True, expires_at__gt=now)
+        .first()
+    )
+    if token is None:
+        return None
+    if (
+        token.last_used_at is None
+        or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
+    ):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user
+
+
 def issue_token(*, user: User) -> str:
     raw = secrets.token_urlsafe(32)
     ApiToken.objects.create(

@@ -23,7 +23,11 @@ from marketplace.models import (
     User,
 )
 from marketplace.models.catalog import LOCKED_STATUSES, MAX_IMAGES, ReviewDecision
-from marketplace.selectors import BANNER_CACHE_KEY, CATEGORY_CACHE_KEY, listing_detail_data
+from marketplace.representations import listing_detail_data
+from marketplace.selectors import BANNER_CACHE_KEY, CATEGORY_CACHE_KEY
+from marketplace.states import LISTING
+from negotiation.actions import on_listing_price_changed
+from realtime.push import emit
 
 logger = logging.getLogger("marketplace.catalog")
 
@@ -186,21 +190,23 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
         if price_changed:
             listing.price_fen = data["price_fen"]
             # Offers (or counters) at or above the new price are pointless now (SPEC §4).
-            from negotiation.actions import on_listing_price_changed
-
             on_listing_price_changed(listing=listing, new_price_fen=listing.price_fen)
         if flagged is not None:
             listing.is_flagged = flagged
         if content_changed or (price_changed and listing.status == ListingStatus.REJECTED):
-            _submit_for_review(listing)
-        if content_changed or price_changed:
-            listing.save()
+            # A content edit (or a new price for a rejected listing) goes back to review.
+            listing.submitted_at = timezone.now()
+            LISTING.move(listing, ListingStatus.PENDING_REVIEW, fields=EDITABLE_FIELDS)
+        elif content_changed or price_changed:
+            listing.save(update_fields=[*EDITABLE_FIELDS, "updated_at"])
     return listing
 
 
-def _submit_for_review(listing: Listing) -> None:
-    listing.status = ListingStatus.PENDING_REVIEW
-    listing.submitted_at = timezone.now()
+# What a seller's edit may change (the images are rows of their own, attached above).
+EDITABLE_FIELDS = (
+    "category", "title", "description", "features", "price_fen", "cover", "is_flagged",
+    "submitted_at",
+)
 
 
 def take_off_shelf(*, seller: User, listing_id: int) -> Listing:
@@ -209,8 +215,7 @@ def take_off_shelf(*, seller: User, listing_id: int) -> Listing:
         if listing.status == ListingStatus.OFF_SHELF:
             return listing  # idempotent: a retried tap changes nothing
         _check_editable(listing)
-        listing.status = ListingStatus.OFF_SHELF
-        listing.save(update_fields=["status", "updated_at"])
+        LISTING.move(listing, ListingStatus.OFF_SHELF)
     return listing
 
 
@@ -221,8 +226,8 @@ def relist(*, seller: User, listing_id: int) -> Listing:
         listing = access_own_listing(seller=seller, listing_id=listing_id, lock=True)
         if listing.status != ListingStatus.OFF_SHELF:
             raise Conflict("Only an off-shelf listing can be relisted.", code="not_off_shelf")
-        _submit_for_review(listing)
-        listing.save(update_fields=["status", "submitted_at", "updated_at"])
+        listing.submitted_at = timezone.now()
+        LISTING.move(listing, ListingStatus.PENDING_REVIEW, fields=["submitted_at"])
     return listing
 
 
@@ -232,9 +237,7 @@ def relist(*, seller: User, listing_id: int) -> Listing:
 def notify_listing_reviewed(*, listing: Listing) -> None:
     """Records the seller's `listing.reviewed` event inside the caller's transaction; the push
     module delivers it after commit."""
-    from realtime import push
-
-    push.emit(
+    emit(
         user_ids=[listing.seller_id],
         type="listing.reviewed",
         data=listing_detail_data(listing=listing),
@@ -252,13 +255,12 @@ def _review(*, staff: User, listing_id: int, decision: str, reason: str) -> List
                 code="not_pending_review",
             )
         if decision == ReviewDecision.APPROVED:
-            listing.status = ListingStatus.ON_SALE
             listing.approved_at = timezone.now()
             listing.review_note = ""
+            LISTING.move(listing, ListingStatus.ON_SALE, fields=["approved_at", "review_note"])
         else:
-            listing.status = ListingStatus.REJECTED
             listing.review_note = reason
-        listing.save(update_fields=["status", "approved_at", "review_note", "updated_at"])
+            LISTING.move(listing, ListingStatus.REJECTED, fields=["review_note"])
         ListingReview.objects.create(listing=listing, staff=staff, decision=decision, reason=reason)
         notify_listing_reviewed(listing=listing)
     logger.info("listing %s id=%s by staff=%s", decision, listing_id, staff.pk)

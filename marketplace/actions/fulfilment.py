@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -16,18 +17,22 @@ from marketplace.actions.orders import (
     Actor,
     access_order,
     cancel_paid_order,
+    deadline_after_delivery,
+    lock_order,
     notify_order_status_changed,
-    platform_settings,
+    schedule_deadline,
     set_status,
 )
+from marketplace.actions.refunds import request_refund
 from marketplace.errors import Conflict, DomainError, InvalidInput, NotFound
 from marketplace.gateways import kuaidi100, wechat
 from marketplace.models import ListingStatus, User
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import Order
-from marketplace.money import split_commission
+from marketplace.money import sale_split
 from marketplace.representations import order_data
 from marketplace.states import OrderStatus
+from project.tasking import enqueue_on_commit
 from realtime.push import emit
 
 logger = logging.getLogger("marketplace.fulfilment")
@@ -50,8 +55,6 @@ def upload_video(*, seller: User, order_no: str, file: File, extension: str) -> 
     _require(order, OrderStatus.AWAITING_VIDEO)
     # Saved before the transaction: storage writes can be slow (S3) and must not hold the lock.
     name = f"order-videos/{order.order_no}-{secrets.token_hex(6)}.{extension}"
-    from django.core.files.storage import default_storage
-
     stored = default_storage.save(name, file)
     with transaction.atomic(durable=True):
         order = access_order(user=seller, order_no=order_no, role="seller", lock=True)
@@ -60,7 +63,13 @@ def upload_video(*, seller: User, order_no: str, file: File, extension: str) -> 
             _require(order, OrderStatus.AWAITING_VIDEO)
         order.video.name = stored
         order.video_uploaded_at = timezone.now()
-        set_status(order, OrderStatus.AWAITING_CONFIRMATION, actor=Actor.SELLER, actor_user=seller)
+        set_status(
+            order,
+            OrderStatus.AWAITING_CONFIRMATION,
+            actor=Actor.SELLER,
+            actor_user=seller,
+            fields=["video", "video_uploaded_at"],
+        )
         emit(user_ids=[order.buyer_id], type="order.video_ready", data=order_data(order))
     return order
 
@@ -137,7 +146,13 @@ def ship_order(*, seller: User, order_no: str, tracking_no: str, carrier_code: s
         order.carrier, order.tracking_no = carrier, tracking_no
         order.tracking_salt = secrets.token_hex(16)
         order.shipped_at = timezone.now()
-        set_status(order, OrderStatus.SHIPPED, actor=Actor.SELLER, actor_user=seller)
+        set_status(
+            order,
+            OrderStatus.SHIPPED,
+            actor=Actor.SELLER,
+            actor_user=seller,
+            fields=["carrier", "tracking_no", "tracking_salt", "shipped_at"],
+        )
     _subscribe(order)
     return order
 
@@ -261,25 +276,33 @@ def mark_delivered(*, seller: User, order_no: str) -> Order:
             return order
         now = timezone.now()
         order.delivered_marked_at = now
-        soon = now + timedelta(hours=platform_settings().complete_after_delivered_hours)
-        order.deadline_at = min(order.deadline_at, soon) if order.deadline_at else soon
+        order.deadline_at = deadline_after_delivery(order, now=now)
         order.save(update_fields=["delivered_marked_at", "deadline_at", "updated_at"])
-        from marketplace.actions.orders import schedule_deadline
-
         schedule_deadline(order)
         notify_order_status_changed(order)
     return order
 
 
-def complete_order(order: Order, *, actor: str, actor_user: User | None, reason: str = "") -> Order:
+def complete_order(
+    order: Order,
+    *,
+    actor: str,
+    actor_user: User | None,
+    reason: str = "",
+    fields: tuple[str, ...] = (),
+) -> Order:
     """Completed, and the seller's credit scheduled: the task posts it once (a unique ledger
     key), the sweeper is the backstop. The caller holds the order lock."""
     order.completed_at = timezone.now()
-    set_status(order, OrderStatus.COMPLETED, actor=actor, actor_user=actor_user, reason=reason)
-    from marketplace.tasks import credit_sale_task
-
-    order_id = order.pk
-    transaction.on_commit(lambda: credit_sale_task(order_id))
+    set_status(
+        order,
+        OrderStatus.COMPLETED,
+        actor=actor,
+        actor_user=actor_user,
+        reason=reason,
+        fields=["completed_at", *fields],
+    )
+    enqueue_on_commit("marketplace.tasks.credit_sale_task", order.pk)
     return order
 
 
@@ -308,7 +331,7 @@ def settle_dispute(*, staff: User, order_id: int, refund_fen: int, note: str) ->
     the seller (completed and credited); in between → the buyer gets refund_fen back and the
     seller is credited for the rest (completed)."""
     with transaction.atomic(durable=True):
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = lock_order(order_id)
         _require(order, OrderStatus.DISPUTED, code="dispute_not_open")
         if not 0 <= refund_fen <= order.price_fen:
             raise InvalidInput("The refund must be between 0 and the price.", code="invalid_refund")
@@ -327,13 +350,13 @@ def settle_dispute(*, staff: User, order_id: int, refund_fen: int, note: str) ->
                 listing_to=ListingStatus.OFF_SHELF,
             )
         if refund_fen:
-            from marketplace.actions.refunds import request_refund
-
             request_refund(order=order, amount_fen=refund_fen, reason="partial refund (dispute)")
-        order.commission_fen, _ = split_commission(
-            price_fen=order.price_fen - refund_fen, rate_bp=order.commission_rate_bp or 0
+        order.commission_fen, _ = sale_split(
+            price_fen=order.price_fen, refunded_fen=refund_fen, rate_bp=order.commission_rate_bp or 0
         )
-        return complete_order(order, actor=Actor.STAFF, actor_user=staff, reason=reason)
+        return complete_order(
+            order, actor=Actor.STAFF, actor_user=staff, reason=reason, fields=("commission_fen",)
+        )
 
 
 def uncredited_completed_order_ids(limit: int = 500) -> list[int]:

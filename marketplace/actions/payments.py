@@ -1,4 +1,4 @@
-"""WeChat Pay: prepay, payment notifications, and closing unpaid orders.
+"""WeChat Pay: prepay and payment notifications (closing unpaid orders is `lifecycle`'s).
 
 The money rule: lock the order, look at its state, act once. A payment that lands on an order
 already closed for non-payment is refunded in full, whichever of the two got there first.
@@ -12,12 +12,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace.actions.notifications import receive_notification, record_outcome
-from marketplace.actions.orders import Actor, release_listing, set_status
+from marketplace.actions.orders import Actor, access_order, release_listing, set_status
+from marketplace.actions.refunds import request_refund
 from marketplace.errors import Conflict, UpstreamUnavailable
 from marketplace.gateways import wechatpay
 from marketplace.models import ListingStatus, User
 from marketplace.models.orders import Order, PaymentNotification
-from marketplace.money import split_commission
+from marketplace.money import sale_split
+from marketplace.selectors import platform_settings
 from marketplace.states import OrderStatus
 
 logger = logging.getLogger("marketplace.payments")
@@ -35,8 +37,6 @@ def _payment_description(order: Order) -> str:
 def start_payment(*, buyer: User, order_no: str, now: datetime | None = None) -> dict:
     """Returns wx.requestPayment parameters. A repeated call while the prepay is valid reuses
     it; WeChat answers the same prepay_id for the same out_trade_no and parameters anyway."""
-    from marketplace.actions.orders import access_order
-
     now = now or timezone.now()
     order = access_order(user=buyer, order_no=order_no, role="buyer")
     if order.status != OrderStatus.PENDING_PAYMENT:
@@ -100,17 +100,22 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
         order.transaction_id = str(transaction_data.get("transaction_id", ""))[:64]
         order.paid_at = timezone.now()
         if order.status == OrderStatus.PENDING_PAYMENT:
-            from marketplace.actions.orders import platform_settings
-
+            # The rate in force at payment is frozen onto the order, read inside this transaction.
             rate = platform_settings().commission_rate_bp
             order.commission_rate_bp = rate
-            order.commission_fen, _ = split_commission(price_fen=order.price_fen, rate_bp=rate)
-            set_status(order, OrderStatus.AWAITING_VIDEO, actor=Actor.WECHAT, reason="paid")
+            order.commission_fen, _ = sale_split(
+                price_fen=order.price_fen, refunded_fen=0, rate_bp=rate
+            )
+            set_status(
+                order,
+                OrderStatus.AWAITING_VIDEO,
+                actor=Actor.WECHAT,
+                reason="paid",
+                fields=["transaction_id", "paid_at", "commission_rate_bp", "commission_fen"],
+            )
             release_listing(order, to=ListingStatus.SOLD)
             return "paid"
         # Closed for non-payment before the money arrived: the buyer gets it all back.
-        from marketplace.actions.refunds import request_refund
-
         order.save(update_fields=["transaction_id", "paid_at", "updated_at"])
         request_refund(order=order, amount_fen=order.price_fen, reason=LATE_PAYMENT_REASON)
         logger.warning("order %s was paid while %s: refunding", order.order_no, order.status)
@@ -128,49 +133,3 @@ def handle_payment_notification(*, headers: Mapping[str, str], body: bytes) -> s
         return record_outcome(record, "ignored: not a successful payment")
     outcome = apply_payment(out_trade_no=record.out_trade_no, transaction_data=resource)
     return record_outcome(record, outcome)
-
-
-def close_unpaid_order(
-    *,
-    order_id: int,
-    actor: str,
-    reason: str,
-    actor_user: User | None = None,
-    now: datetime | None = None,
-) -> Order:
-    """Closes an unpaid order (deadline or buyer). WeChat is asked first: a late notification
-    may be on its way, in which case the payment is applied instead. Then WeChat's order is
-    closed so it cannot be paid any more, and only then ours."""
-    order = Order.objects.get(pk=order_id)
-    try:
-        remote = wechatpay.query_order(out_trade_no=order.order_no)
-        if remote and remote.get("trade_state") == "SUCCESS":
-            apply_payment(out_trade_no=order.order_no, transaction_data=remote)
-            return Order.objects.get(pk=order_id)
-        if remote is not None:
-            wechatpay.close_order(out_trade_no=order.order_no)
-    except wechatpay.OrderAlreadyPaid:
-        remote = wechatpay.query_order(out_trade_no=order.order_no) or {}
-        apply_payment(out_trade_no=order.order_no, transaction_data=remote)
-        return Order.objects.get(pk=order_id)
-    except wechatpay.PaymentGatewayError as exc:
-        # Leave it pending: the sweeper tries again next minute.
-        logger.warning("could not close %s with WeChat Pay yet: %s", order.order_no, exc)
-        raise UpstreamUnavailable("WeChat Pay is unavailable; try again.") from exc
-    with transaction.atomic(durable=True):
-        order = Order.objects.select_for_update().get(pk=order_id)
-        if order.status != OrderStatus.PENDING_PAYMENT:
-            return order
-        set_status(
-            order, OrderStatus.CLOSED, actor=actor, actor_user=actor_user, reason=reason, now=now
-        )
-        release_listing(order, to=ListingStatus.ON_SALE)
-        reopen_bargaining(order)
-    return order
-
-
-def reopen_bargaining(order: Order) -> None:
-    """An agreed price that went unpaid frees the listing for new offers (SPEC §4)."""
-    from negotiation.actions import on_order_closed
-
-    on_order_closed(order=order)

@@ -4,10 +4,10 @@ import logging
 
 from django.db import transaction
 
-from marketplace.actions.orders import platform_settings
 from marketplace.errors import InvalidInput
 from marketplace.models import User
 from marketplace.models.orders import PlatformSettings, PlatformSettingsChange
+from marketplace.selectors import platform_settings
 
 logger = logging.getLogger("marketplace.platform")
 

@@ -2,14 +2,17 @@
 resumed by the sweeper, settled by WeChat Pay's refund notification."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.actions.notifications import receive_notification, record_outcome
 from marketplace.gateways import wechatpay
 from marketplace.models.orders import Order, PaymentNotification, Refund
+from marketplace.states import REFUND
+from project.tasking import enqueue_on_commit
 
 logger = logging.getLogger("marketplace.refunds")
 
@@ -29,27 +32,45 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def request_refund(*, order: Order, amount_fen: int, reason: str) -> Refund:
-    """Records the refund in the caller's transaction and submits it after commit. A second
-    request for the same order returns the first refund: never two refunds for one order."""
-    existing = Refund.objects.filter(order=order).first()
-    if existing is not None:
-        return existing
-    if not 0 < amount_fen <= order.price_fen:
-        raise ValueError(f"refund of {amount_fen} fen on an order of {order.price_fen} fen")
-    refund = Refund.objects.create(
-        order=order,
-        out_refund_no=refund_number(order),
-        amount_fen=amount_fen,
-        reason=reason[:80],
-        next_attempt_at=timezone.now() + SUBMIT_LEASE,
-    )
-    from marketplace.tasks import submit_refund_task
+def request_refunds(
+    *, orders: Sequence[Order], reasons: dict[int, str], amounts: dict[int, int] | None = None
+) -> list[Refund]:
+    """Records a refund for each order (the full price unless `amounts` says otherwise) in the
+    caller's transaction and submits them after commit, by one task. An order that already has a
+    refund keeps it: never two refunds for one order. One order or a sweep's thousand take this
+    same path."""
+    amounts = amounts or {}
+    have = set(Refund.objects.filter(order__in=orders).values_list("order_id", flat=True))
+    now = timezone.now()
+    new = []
+    for order in orders:
+        if order.pk in have:
+            continue
+        amount = amounts.get(order.pk, order.price_fen)
+        if not 0 < amount <= order.price_fen:
+            raise ValueError(f"refund of {amount} fen on an order of {order.price_fen} fen")
+        new.append(
+            Refund(
+                order=order,
+                out_refund_no=refund_number(order),
+                amount_fen=amount,
+                reason=(reasons.get(order.pk) or "order cancelled")[:80],
+                next_attempt_at=now + SUBMIT_LEASE,
+            )
+        )
+    refunds = Refund.objects.bulk_create(new, batch_size=500)
+    if refunds:
+        enqueue_on_commit("marketplace.tasks.submit_refunds_task", [r.pk for r in refunds])
+        logger.info(
+            "%d refund(s) requested: %s", len(refunds), ", ".join(r.out_refund_no for r in refunds[:5])
+        )
+    return refunds
 
-    refund_id = refund.pk
-    transaction.on_commit(lambda: submit_refund_task(refund_id))
-    logger.info("refund %s of %s fen requested", refund.out_refund_no, amount_fen)
-    return refund
+
+def request_refund(*, order: Order, amount_fen: int, reason: str) -> Refund:
+    """One order's refund (see `request_refunds`); the existing one when it has one."""
+    request_refunds(orders=[order], reasons={order.pk: reason}, amounts={order.pk: amount_fen})
+    return Refund.objects.get(order=order)
 
 
 def _claim(refund_id: int, now: datetime) -> Refund | None:
@@ -83,12 +104,15 @@ def submit_refund(*, refund_id: int, now: datetime | None = None) -> str:
     with transaction.atomic(durable=True):
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status == Refund.Status.PENDING:
-            refund.status = Refund.Status.PROCESSING
             refund.submitted_at = now
             refund.wechat_refund_id = str(result.get("refund_id", ""))[:64]
             refund.wechat_status = str(result.get("status", ""))[:20]
             refund.last_error = ""
-            refund.save()
+            REFUND.move(
+                refund,
+                Refund.Status.PROCESSING,
+                fields=["submitted_at", "wechat_refund_id", "wechat_status", "last_error"],
+            )
         if result.get("status") == "SUCCESS":
             _settle(refund, "SUCCESS")
     return "submitted"
@@ -97,33 +121,36 @@ def submit_refund(*, refund_id: int, now: datetime | None = None) -> str:
 def _record_failure(refund_id: int, exc: "wechatpay.PaymentGatewayError", now: datetime) -> str:
     with transaction.atomic(durable=True):
         refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status != Refund.Status.PENDING:
+            return "not_pending"  # settled meanwhile (a notification, or a concurrent submit)
         refund.last_error = str(exc)[:500]
         if exc.retryable and refund.attempts < MAX_ATTEMPTS:
             refund.next_attempt_at = now + backoff(refund.attempts)
+            refund.save(update_fields=["last_error", "next_attempt_at"])
             outcome = "retry_later"
         else:
-            refund.status = Refund.Status.NEEDS_ATTENTION
+            REFUND.move(refund, Refund.Status.NEEDS_ATTENTION, fields=["last_error"])
             outcome = "needs_attention"
-        refund.save()
     logger.warning("refund %s: %s (%s)", refund.out_refund_no, exc, outcome)
     return outcome
 
 
 def _settle(refund: Refund, wechat_status: str) -> None:
-    """Applies WeChat's final word on a locked refund."""
+    """Applies WeChat's final word on a locked refund (once: a settled refund stays settled)."""
+    if refund.status in {Refund.Status.SUCCEEDED, Refund.Status.NEEDS_ATTENTION}:
+        return
     refund.wechat_status = wechat_status[:20]
     if wechat_status == "SUCCESS":
-        refund.status = Refund.Status.SUCCEEDED
         refund.succeeded_at = refund.succeeded_at or timezone.now()
+        REFUND.move(refund, Refund.Status.SUCCEEDED, fields=["wechat_status", "succeeded_at"])
     elif wechat_status in {"ABNORMAL", "CLOSED"}:
-        refund.status = Refund.Status.NEEDS_ATTENTION
-    refund.save()
+        REFUND.move(refund, Refund.Status.NEEDS_ATTENTION, fields=["wechat_status"])
+    else:
+        refund.save(update_fields=["wechat_status"])
 
 
 def handle_refund_notification(*, headers: Mapping[str, str], body: bytes) -> str:
     """Verifies, records and settles a refund notification, once."""
-    from marketplace.actions.notifications import receive_notification, record_outcome
-
     record, notification = receive_notification(
         kind=PaymentNotification.Kind.REFUND, headers=headers, body=body
     )
@@ -176,40 +203,12 @@ def retry_refund(*, refund_id: int, staff) -> bool:
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status != Refund.Status.NEEDS_ATTENTION:
             return False
-        refund.status = Refund.Status.PENDING
         refund.attempts = 0
         refund.next_attempt_at = timezone.now() + SUBMIT_LEASE
         refund.last_error = f"resubmitted by {staff.username}"
-        refund.save()
-        from marketplace.tasks import submit_refund_task
-
-        transaction.on_commit(lambda: submit_refund_task(refund_id))
+        REFUND.move(
+            refund, Refund.Status.PENDING, fields=["attempts", "next_attempt_at", "last_error"]
+        )
+        enqueue_on_commit("marketplace.tasks.submit_refund_task", refund_id)
     logger.info("refund %s resubmitted by %s", refund.out_refund_no, staff.username)
     return True
-
-
-def request_refunds(*, orders: list[Order], reason: str) -> list[Refund]:
-    """Full refunds for a batch of cancelled orders (the sweeper), submitted by one task.
-    Orders that already have a refund keep it: never two refunds for one order."""
-    have = set(Refund.objects.filter(order__in=orders).values_list("order_id", flat=True))
-    now = timezone.now()
-    refunds = Refund.objects.bulk_create(
-        [
-            Refund(
-                order=order,
-                out_refund_no=refund_number(order),
-                amount_fen=order.price_fen,
-                reason=reason[:80],
-                next_attempt_at=now + SUBMIT_LEASE,
-            )
-            for order in orders
-            if order.pk not in have
-        ],
-        batch_size=500,
-    )
-    from marketplace.tasks import submit_refunds_task
-
-    refund_ids = [refund.pk for refund in refunds]
-    if refund_ids:
-        transaction.on_commit(lambda: submit_refunds_task(refund_ids))
-    return refunds

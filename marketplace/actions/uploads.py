@@ -122,7 +122,3 @@ def upload_image(*, user: User, data: bytes) -> ImageUpload:
         )
     logger.info("upload user=%s id=%s %sx%s %s", user.pk, upload.pk, width, height, fmt)
     return upload
-
-
-def storage_url(name: str) -> str:
-    return default_storage.url(name) if name else ""

@@ -21,7 +21,10 @@ from marketplace.errors import Conflict, NotFound, Unprocessable
 from marketplace.models import User
 from marketplace.models.orders import Order, Refund
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
-from marketplace.money import split_commission
+from marketplace.money import sale_split
+from marketplace.representations import entry_data, wallet_data, withdrawal_data
+from marketplace.selectors import platform_settings
+from marketplace.states import WITHDRAWAL, OrderStatus
 from realtime.push import emit
 
 logger = logging.getLogger("marketplace.wallet")
@@ -83,38 +86,18 @@ def post_entry(
     return entry
 
 
-def wallet_data(wallet: Wallet) -> dict:
-    return {
-        "available": wallet.available_fen,
-        "frozen": wallet.frozen_fen,
-        "total_earned": wallet.total_earned_fen,
-    }
-
-
-def entry_data(entry: LedgerEntry) -> dict:
-    return {
-        "id": entry.pk,
-        "kind": entry.kind,
-        "amount": entry.available_delta_fen,
-        "balance_after": entry.available_after_fen,
-        "frozen_delta": entry.frozen_delta_fen,
-        "frozen_after": entry.frozen_after_fen,
-        "order_no": entry.order.order_no if entry.order_id else None,
-        "withdrawal_id": entry.withdrawal_id,
-        "at": entry.created_at.isoformat(),
-    }
-
-
 def credit_sale(*, order_id: int) -> LedgerEntry | None:
     """Credits the seller price − commission for a completed order, exactly once."""
     with transaction.atomic(durable=True):
         order = Order.objects.select_for_update().get(pk=order_id)
-        if order.status != "completed":
+        if order.status != OrderStatus.COMPLETED:
             return None
         # A dispute settled with a partial refund leaves the seller the rest of the price.
         refunded = Refund.objects.filter(order=order).values_list("amount_fen", flat=True).first()
-        commission, seller_share = split_commission(
-            price_fen=order.price_fen - (refunded or 0), rate_bp=order.commission_rate_bp or 0
+        commission, seller_share = sale_split(
+            price_fen=order.price_fen,
+            refunded_fen=refunded or 0,
+            rate_bp=order.commission_rate_bp or 0,
         )
         entry = post_entry(
             user_id=order.seller_id,
@@ -311,31 +294,7 @@ def delete_payout_account(*, user: User, account_id: int) -> None:
             account.delete()
 
 
-def account_data(account: PayoutAccount) -> dict:
-    return {
-        "id": account.pk,
-        "type": account.type,
-        "holder_name": account.holder_name,
-        "account_no": account.masked_account_no,
-        "bank_name": account.bank_name or None,
-        "created_at": account.created_at.isoformat(),
-    }
-
-
 # --- Withdrawals ----------------------------------------------------------------------------
-
-
-def withdrawal_data(withdrawal: Withdrawal) -> dict:
-    return {
-        "id": withdrawal.pk,
-        "amount": withdrawal.amount_fen,
-        "status": withdrawal.status,
-        "account": account_data(withdrawal.account),
-        "transfer_reference": withdrawal.transfer_reference or None,
-        "reject_reason": withdrawal.reject_reason or None,
-        "created_at": withdrawal.created_at.isoformat(),
-        "decided_at": withdrawal.decided_at.isoformat() if withdrawal.decided_at else None,
-    }
 
 
 def _notify_withdrawal(withdrawal: Withdrawal) -> None:
@@ -355,8 +314,6 @@ def request_withdrawal(*, user: User, amount_fen: int, account_id: int) -> Withd
     """Creates a pending withdrawal and holds its amount (available → frozen) in the same
     transaction, under the wallet lock: concurrent requests queue on the lock and each sees the
     balance the previous one left, so together they can never overdraw."""
-    from marketplace.actions.orders import platform_settings
-
     check_not_banned(user)
     minimum = platform_settings().min_withdrawal_fen
     if amount_fen < minimum:
@@ -398,12 +355,11 @@ def _lock_withdrawal(withdrawal_id: int) -> Withdrawal:
 
 
 def _decide(withdrawal: Withdrawal, *, staff: User, status: str, **fields) -> None:
-    withdrawal.status = status
     withdrawal.decided_at = timezone.now()
     withdrawal.decided_by = staff
     for name, value in fields.items():
         setattr(withdrawal, name, value)
-    withdrawal.save(update_fields=["status", "decided_at", "decided_by", *fields])
+    WITHDRAWAL.move(withdrawal, status, fields=["decided_at", "decided_by", *fields])
 
 
 def mark_withdrawal_paid(

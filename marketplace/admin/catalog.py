@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from marketplace.actions import catalog as catalog_actions
 from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
-from marketplace.selectors import media_url
+from marketplace.representations import media_url
 
 
 class ChildCategoryInline(admin.TabularInline):

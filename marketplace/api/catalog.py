@@ -16,9 +16,10 @@ from pydantic import Field, StringConstraints, field_validator
 from marketplace import storefront
 from marketplace.actions import catalog as catalog_actions
 from marketplace.actions import uploads as upload_actions
+from marketplace.actions.accounts import user_for_token
 from marketplace.api.accounts import StrictSchema
-from marketplace.api.auth import user_for_token
 from marketplace.errors import InvalidInput, NotFound, PayloadTooLarge
+from marketplace.media import storage_url
 from marketplace.models import ListingStatus, User
 from marketplace.models.catalog import (
     MAX_DESCRIPTION_LENGTH,
@@ -29,13 +30,13 @@ from marketplace.models.catalog import (
     PUBLIC_DETAIL_STATUSES,
 )
 from marketplace.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_schema
+from marketplace.representations import listing_detail_data
 from marketplace.selectors import (
     LISTING_SORTS,
     active_banners,
     category_ids_under,
     category_tree,
     home_data,
-    listing_detail_data,
     listing_for_viewer,
     listings_of_seller,
     search_listings,
@@ -376,8 +377,8 @@ def upload_image(request: HttpRequest, file: File[UploadedFile]):
         201,
         {
             "id": upload.pk,
-            "url": upload_actions.storage_url(upload.file),
-            "thumbnail_url": upload_actions.storage_url(upload.thumbnail),
+            "url": storage_url(upload.file),
+            "thumbnail_url": storage_url(upload.thumbnail),
             "width": upload.width,
             "height": upload.height,
         },

@@ -7,8 +7,8 @@ from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field, StringConstraints
 
-from marketplace.actions import fulfilment
-from marketplace.actions import orders as order_actions
+from marketplace import selectors
+from marketplace.actions import fulfilment, lifecycle
 from marketplace.actions import payments as payment_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
@@ -102,8 +102,7 @@ OrderPage = page_schema(OrderSummaryOut, "OrderPage")
 
 
 def _detail(order: Order) -> dict:
-    order = Order.objects.select_related("refund").prefetch_related("history").get(pk=order.pk)
-    return order_data(order)
+    return order_data(selectors.order_for_display(order_id=order.pk))
 
 
 @router.post(
@@ -111,7 +110,7 @@ def _detail(order: Order) -> dict:
 )
 @idempotent("orders.create")
 def create_order(request: HttpRequest, payload: OrderIn):
-    order = order_actions.create_order(
+    order = lifecycle.create_order(
         buyer=request.auth, listing_id=payload.listing_id, address_id=payload.address_id
     )
     return Status(201, _detail(order))
@@ -119,12 +118,8 @@ def create_order(request: HttpRequest, payload: OrderIn):
 
 @router.get("/orders", response=OrderPage, summary="My orders as buyer or seller")
 def list_orders(request: HttpRequest, filters: Query[OrderFilters]):
-    field = "buyer" if filters.role == "buyer" else "seller"
-    queryset = Order.objects.filter(**{field: request.auth}).select_related("refund")
-    if filters.status:
-        queryset = queryset.filter(status=filters.status)
     page = paginate(
-        queryset,
+        selectors.orders_of(user=request.auth, role=filters.role, status=filters.status),
         ordering=("-id",),
         limit=filters.limit,
         cursor=filters.cursor,
@@ -135,7 +130,7 @@ def list_orders(request: HttpRequest, filters: Query[OrderFilters]):
 
 @router.get("/orders/{order_no}", response=OrderOut, by_alias=True)
 def get_order(request: HttpRequest, order_no: str):
-    return _detail(order_actions.access_order(user=request.auth, order_no=order_no))
+    return order_data(selectors.order_of(user=request.auth, order_no=order_no))
 
 
 @router.post("/orders/{order_no}/pay", response=PayOut, summary="WeChat Pay parameters")
@@ -147,7 +142,7 @@ def pay_order(request: HttpRequest, order_no: str):
 @router.post("/orders/{order_no}/cancel", response=OrderOut, by_alias=True)
 def cancel_order(request: HttpRequest, order_no: str, payload: CancelIn | None = None):
     reason = payload.reason if payload else ""
-    order = order_actions.cancel_order(user=request.auth, order_no=order_no, reason=reason)
+    order = lifecycle.cancel_order(user=request.auth, order_no=order_no, reason=reason)
     return _detail(order)
 
 
@@ -306,7 +301,7 @@ def ship(request: HttpRequest, order_no: str, payload: ShipIn):
 @router.get("/orders/{order_no}/tracking", response=TrackingOut)
 def tracking(request: HttpRequest, order_no: str):
     return fulfilment.tracking_data(
-        order_actions.access_order(user=request.auth, order_no=order_no)
+        selectors.order_of(user=request.auth, order_no=order_no)
     )
 
 

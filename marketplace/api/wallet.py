@@ -8,11 +8,13 @@ from ninja import Query, Router, Schema, Status
 from ninja.throttling import AuthRateThrottle
 from pydantic import Field, StrictInt, StringConstraints
 
+from marketplace import selectors
 from marketplace.actions import wallet as wallet_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Withdrawal
 from marketplace.pagination import PageParams, page_schema, paginate
+from marketplace.representations import account_data, entry_data, wallet_data, withdrawal_data
 
 router = Router(tags=["wallet"])
 
@@ -89,26 +91,24 @@ class WithdrawalThrottle(AuthRateThrottle):
 
 @router.get("/wallet", response=WalletOut, summary="My balance")
 def get_wallet(request: HttpRequest):
-    wallet = Wallet.objects.filter(user=request.auth).first()
-    return wallet_actions.wallet_data(wallet or Wallet(user=request.auth))
+    return wallet_data(selectors.wallet_of(user=request.auth))
 
 
 @router.get("/wallet/entries", response=EntryPage, summary="My ledger, newest first")
 def list_entries(request: HttpRequest, page: Query[PageParams]):
-    queryset = LedgerEntry.objects.filter(wallet__user=request.auth).select_related("order")
     return paginate(
-        queryset,
+        selectors.ledger_of(user=request.auth),
         ordering=("-id",),
         limit=page.limit,
         cursor=page.cursor,
-        transform=lambda rows: [wallet_actions.entry_data(row) for row in rows],
+        transform=lambda rows: [entry_data(row) for row in rows],
     ).as_dict()
 
 
 @router.get("/wallet/accounts", response=list[AccountOut], summary="My payout accounts (≤ 10)")
 def list_accounts(request: HttpRequest):
     accounts = wallet_actions.live_accounts(user=request.auth).order_by("id")
-    return [wallet_actions.account_data(account) for account in accounts]
+    return [account_data(account) for account in accounts]
 
 
 @router.post("/wallet/accounts", response={201: AccountOut}, summary="Add a payout account")
@@ -120,7 +120,7 @@ def create_account(request: HttpRequest, payload: AccountIn):
         account_no=payload.account_no,
         bank_name=payload.bank_name,
     )
-    return Status(201, wallet_actions.account_data(account))
+    return Status(201, account_data(account))
 
 
 @router.delete("/wallet/accounts/{account_id}", response={204: None})
@@ -131,15 +131,12 @@ def delete_account(request: HttpRequest, account_id: int):
 
 @router.get("/wallet/withdrawals", response=WithdrawalPage, summary="My withdrawals")
 def list_withdrawals(request: HttpRequest, filters: Query[WithdrawalFilters]):
-    queryset = Withdrawal.objects.filter(user=request.auth).select_related("account")
-    if filters.status:
-        queryset = queryset.filter(status=filters.status)
     return paginate(
-        queryset,
+        selectors.withdrawals_of(user=request.auth, status=filters.status),
         ordering=("-id",),
         limit=filters.limit,
         cursor=filters.cursor,
-        transform=lambda rows: [wallet_actions.withdrawal_data(row) for row in rows],
+        transform=lambda rows: [withdrawal_data(row) for row in rows],
     ).as_dict()
 
 
@@ -154,10 +151,10 @@ def create_withdrawal(request: HttpRequest, payload: WithdrawalIn):
     withdrawal = wallet_actions.request_withdrawal(
         user=request.auth, amount_fen=payload.amount, account_id=payload.account_id
     )
-    return Status(201, wallet_actions.withdrawal_data(withdrawal))
+    return Status(201, withdrawal_data(withdrawal))
 
 
 @router.get("/wallet/withdrawals/{withdrawal_id}", response=WithdrawalOut)
 def get_withdrawal(request: HttpRequest, withdrawal_id: int):
     withdrawal = wallet_actions.access_withdrawal(user=request.auth, withdrawal_id=withdrawal_id)
-    return wallet_actions.withdrawal_data(withdrawal)
+    return withdrawal_data(withdrawal)

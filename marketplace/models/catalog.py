@@ -4,20 +4,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from marketplace.states import ListingStatus
+
 MAX_PRICE_FEN = 1_000_000_000
 MAX_TITLE_LENGTH = 60
 MAX_DESCRIPTION_LENGTH = 2000
 MAX_FEATURES = 20
 MAX_IMAGES = 9  # a main image and up to 8 more (SPEC §2)
-
-
-class ListingStatus(models.TextChoices):
-    PENDING_REVIEW = "pending_review", "待审核"
-    REJECTED = "rejected", "未通过"
-    ON_SALE = "on_sale", "在售"
-    RESERVED = "reserved", "已预订"
-    SOLD = "sold", "已售出"
-    OFF_SHELF = "off_shelf", "已下架"
 
 
 # An unpaid order holds a reserved listing and a sold one is history: the seller may not edit them.

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from marketplace.states import OrderStatus
+from marketplace.states import OrderStatus, RefundStatus
 
 
 class PlatformSettings(models.Model):
@@ -162,11 +162,7 @@ class Refund(models.Model):
     """At most one per order; `out_refund_no` is derived from the order number, so WeChat Pay
     itself refuses to pay the same refund twice."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "待提交"
-        PROCESSING = "processing", "退款中"
-        SUCCEEDED = "succeeded", "已退款"
-        NEEDS_ATTENTION = "needs_attention", "需人工处理"
+    Status = RefundStatus
 
     order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="refund")
     out_refund_no = models.CharField(max_length=64, unique=True)

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from marketplace.states import WithdrawalStatus
+
 
 class Wallet(models.Model):
     user = models.OneToOneField(
@@ -120,10 +122,7 @@ class PayoutAccount(models.Model):
 
 
 class Withdrawal(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending", "待打款"
-        PAID = "paid", "已打款"
-        REJECTED = "rejected", "已驳回"
+    Status = WithdrawalStatus
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="withdrawals"

@@ -1,6 +1,7 @@
 """The worker killed mid-task (Huey has no acknowledgements): work whose task was lost is found
 again by the periodic sweepers, and done once."""
 
+import contextlib
 from datetime import timedelta
 from unittest import mock
 
@@ -12,20 +13,35 @@ from marketplace.gateways.sandbox.models import SandboxRefund
 from marketplace.models import Order, Refund
 from marketplace.models.wallet import LedgerEntry
 from marketplace.states import OrderStatus
+from project import tasking
 from tests.marketplace.fulfilment_helpers import paid_order, shipped
 from tests.marketplace.order_helpers import buyer_with_address, listing_on_sale, place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@contextlib.contextmanager
 def _lost(task_name: str):
     """The task is enqueued but never runs, as when the worker dies holding it."""
-    return mock.patch.object(tasks, task_name, mock.Mock(name=f"lost {task_name}"))
+    real = tasking.enqueue
+    lost = mock.Mock(name=f"lost {task_name}")
+
+    def enqueue(name, *args, **kwargs):
+        if name == f"marketplace.tasks.{task_name}":
+            return lost(*args, **kwargs)
+        return real(name, *args, **kwargs)
+
+    patcher = mock.patch.object(tasking, "enqueue", enqueue)
+    patcher.start()
+    try:
+        yield lost
+    finally:
+        patcher.stop()
 
 
 def test_a_refund_whose_task_was_lost_is_submitted_by_the_sweeper_once(make_client):
     buyer, _seller, order_no = paid_order(make_client)
-    with _lost("submit_refund_task") as lost:
+    with _lost("submit_refunds_task") as lost:
         assert buyer.post(f"/api/orders/{order_no}/cancel").status_code == 200
     assert lost.called
     refund = Refund.objects.get(order__order_no=order_no)
@@ -73,7 +89,7 @@ def test_a_deadline_whose_task_was_lost_fires_from_the_sweeper(make_client, paid
             order_no = place_order(buyer, listing_on_sale(), address_id).json()["order_no"]
     order = Order.objects.get(order_no=order_no)
     assert order.deadline_at is not None
-    from marketplace.actions.orders import sweep_overdue_orders
+    from marketplace.actions.lifecycle import sweep_overdue_orders
 
     assert sum(sweep_overdue_orders(now=order.deadline_at - timedelta(seconds=1)).values()) == 0
     after_outage = order.deadline_at + timedelta(hours=6)  # the worker was down for hours

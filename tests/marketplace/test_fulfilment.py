@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from marketplace.actions.fulfilment import settle_dispute
-from marketplace.actions.orders import handle_order_deadline, sweep_overdue_orders
+from marketplace.actions.lifecycle import handle_order_deadline, sweep_overdue_orders
 from marketplace.gateways.kuaidi100 import push_sign
 from marketplace.models import Listing, ListingStatus, User
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from marketplace.actions import orders as order_actions
-from marketplace.actions.orders import handle_order_deadline
+from marketplace.actions import lifecycle as order_actions
+from marketplace.actions.lifecycle import handle_order_deadline
 from marketplace.errors import Conflict
 from marketplace.gateways.sandbox.models import SandboxNotification, SandboxRefund
 from marketplace.models import ListingStatus
@@ -148,7 +148,7 @@ def test_receipt_confirmation_racing_auto_completion_credits_once(make_client):
 
 
 def test_two_sweepers_at_once_cancel_each_order_once(make_client):
-    from marketplace.actions.orders import sweep_overdue_orders
+    from marketplace.actions.lifecycle import sweep_overdue_orders
     from realtime.models import Event
     from tests.marketplace.fulfilment_helpers import paid_order
 

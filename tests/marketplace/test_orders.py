@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from marketplace.actions.orders import handle_order_deadline, sweep_overdue_orders
+from marketplace.actions.lifecycle import handle_order_deadline, sweep_overdue_orders
 from marketplace.gateways.sandbox.models import (
     SandboxNotification,
     SandboxRefund,

@@ -85,7 +85,7 @@ def test_staff_without_dispute_permission_cannot_settle(make_client):
 
 
 def test_platform_settings_changes_are_recorded(db):
-    from marketplace.actions.orders import platform_settings
+    from marketplace.selectors import platform_settings
 
     settings_row = platform_settings()
     staff = StaffFactory()

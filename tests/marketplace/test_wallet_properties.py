@@ -8,11 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketplace.actions import wallet as wallet_actions
-from marketplace.actions.orders import platform_settings
 from marketplace.errors import DomainError
 from marketplace.models import User
 from marketplace.models.orders import PlatformSettings
 from marketplace.models.wallet import LedgerEntry, Withdrawal
+from marketplace.selectors import platform_settings
 from tests.factories import UserFactory
 from tests.marketplace.wallet_helpers import assert_ledger_invariant, credit, make_account
 

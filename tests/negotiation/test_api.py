@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from marketplace.actions.payments import close_unpaid_order
+from marketplace.actions.lifecycle import close_unpaid_order
 from marketplace.models import Listing, ListingStatus
 from marketplace.models.orders import Order, PlatformSettings
 from marketplace.states import OrderStatus

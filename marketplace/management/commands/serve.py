@@ -14,6 +14,10 @@ from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from huey.contrib.djhuey import HUEY
+
+from project.asgi import application
+from realtime import push
 
 logger = logging.getLogger("marketplace.serve")
 
@@ -27,11 +31,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Serve without the consumer.")
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options):
-        from huey.contrib.djhuey import HUEY
-
-        from project.asgi import application
-        from realtime import push
-
         consumer = None
         if not no_worker:
             worker_settings = settings.HUEY.get("consumer", {})
