@@ -57,7 +57,6 @@ INSTALLED_APPS = [
     "channels",
     "huey.contrib.djhuey",
     "marketplace",
-    "marketplace.gateways.sandbox",
     "negotiation",
     "realtime",
 ]
@@ -217,6 +216,8 @@ WECHAT_APPID = os.environ.get("WECHAT_APPID", "")
 WECHAT_SECRET = os.environ.get("WECHAT_SECRET", "")
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", not (WECHAT_APPID and WECHAT_SECRET))
 if SANDBOX_ENABLED:
+    # Installed (tables, /sandbox/ URLs, periodic tasks) only here: production never has it.
+    INSTALLED_APPS.append("sandbox")
     WECHAT_APPID = WECHAT_APPID or "wxsandbox0000000001"
     WECHAT_SECRET = WECHAT_SECRET or "sandbox-secret"  # noqa: S105
 WECHAT_HTTP_TIMEOUT = env_int("WECHAT_HTTP_TIMEOUT", 5)

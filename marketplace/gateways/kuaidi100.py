@@ -3,7 +3,7 @@
 Wire protocol (INTEGRATIONS.md "Kuaidi100"): form-encoded POSTs; the query is signed with
 uppercase MD5(param + key + customer) over the exact JSON string sent, and pushes to our callback
 are signed with MD5(param + salt) where the salt is the one we chose when subscribing. In the
-sandbox the HTTP session is routed to the fake Kuaidi100 (marketplace/gateways/sandbox/kuaidi100.py);
+sandbox the HTTP session is routed to the fake Kuaidi100 (sandbox/kuaidi100.py);
 nothing else changes.
 
 Errors: every failure of a call is a `Kuaidi100Error` carrying Kuaidi100's returnCode and whether
@@ -26,6 +26,7 @@ import requests
 from django.conf import settings
 
 from marketplace.errors import DomainError, InvalidInput
+from marketplace.gateways import partner_session
 
 logger = logging.getLogger("marketplace.kuaidi100")
 
@@ -208,12 +209,7 @@ def credentials() -> tuple[str, str]:
 
 @functools.cache
 def _session() -> requests.Session:
-    session = requests.Session()
-    if settings.SANDBOX_ENABLED:
-        from marketplace.gateways.sandbox.transport import mount
-
-        mount(session)
-    return session
+    return partner_session()
 
 
 def _post(url: str, data: Mapping[str, str], what: str) -> Any:

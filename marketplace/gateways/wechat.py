@@ -16,6 +16,7 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.memorystorage import MemoryStorage
 
 from marketplace.errors import DomainError, Unauthenticated, UpstreamUnavailable
+from marketplace.gateways import partner_session
 
 logger = logging.getLogger("marketplace.wechat")
 
@@ -77,10 +78,7 @@ def client() -> WeChatClient:
         session=_token_storage(),
         timeout=settings.WECHAT_HTTP_TIMEOUT,
     )
-    if settings.SANDBOX_ENABLED:
-        from marketplace.gateways.sandbox.transport import mount
-
-        mount(wechat._http)
+    partner_session(wechat._http)
     return wechat
 
 

@@ -30,6 +30,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from wechatpayv3 import WeChatPay, WeChatPayType
 
+from marketplace.gateways import partner_session, sandbox_seam
+
 logger = logging.getLogger("marketplace.wechatpay")
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -115,13 +117,7 @@ class _SessionRequests:
 
 @functools.cache
 def _install_session() -> None:
-    if settings.SANDBOX_ENABLED:
-        from marketplace.gateways.sandbox.transport import sandbox_session
-
-        session = sandbox_session()
-    else:
-        session = requests.Session()
-    wechatpayv3.core.requests = _SessionRequests(session)
+    wechatpayv3.core.requests = _SessionRequests(partner_session())
 
 
 @dataclass(frozen=True)
@@ -143,9 +139,7 @@ def _pem(value: str) -> str:
 
 def _credentials() -> _Credentials:
     if settings.SANDBOX_ENABLED:
-        from marketplace.gateways.sandbox.wechatpay import current_keys
-
-        keys = current_keys()
+        keys = sandbox_seam().wechatpay_keys()
         return _Credentials(
             mchid=settings.WECHATPAY_MCHID,
             private_key=keys.merchant_private_key,

@@ -9,11 +9,11 @@ import pytest
 from django.utils import timezone
 
 from marketplace import tasks
-from marketplace.gateways.sandbox.models import SandboxRefund
 from marketplace.models import Order, Refund
 from marketplace.models.wallet import LedgerEntry
 from marketplace.states import OrderStatus
 from project import tasking
+from sandbox.models import SandboxRefund
 from tests.marketplace.fulfilment_helpers import paid_order, shipped
 from tests.marketplace.order_helpers import buyer_with_address, listing_on_sale, place_order
 

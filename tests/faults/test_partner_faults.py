@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from marketplace.actions.refunds import sweep_refunds
-from marketplace.gateways.sandbox import wechatpay as sandbox
-from marketplace.gateways.sandbox.models import SandboxRefund, SandboxTransaction
 from marketplace.models import Order, Refund
+from sandbox import wechatpay as sandbox
+from sandbox.models import SandboxRefund, SandboxTransaction
 from tests.conftest import _clear_cache, assert_error
 from tests.marketplace.fulfilment_helpers import advance_parcel, paid_order, shipped
 from tests.marketplace.order_helpers import buyer_with_address, listing_on_sale, place_order

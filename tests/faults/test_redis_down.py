@@ -89,9 +89,9 @@ def test_a_task_that_cannot_be_enqueued_does_not_fail_the_committed_request(make
     from huey.contrib.djhuey import HUEY
 
     from marketplace.actions.refunds import sweep_refunds
-    from marketplace.gateways.sandbox.models import SandboxRefund
     from marketplace.models import Refund
     from project.huey import OutageTolerantRedisHuey
+    from sandbox.models import SandboxRefund
     from tests.marketplace.fulfilment_helpers import paid_order
 
     assert isinstance(HUEY, OutageTolerantRedisHuey)

@@ -22,8 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 from marketplace.errors import InvalidInput
 from marketplace.gateways import kuaidi100
 from marketplace.gateways.kuaidi100 import Kuaidi100Error, PushRejected
-from marketplace.gateways.sandbox import kuaidi100 as sandbox
-from marketplace.gateways.sandbox.models import (
+from sandbox import kuaidi100 as sandbox
+from sandbox.models import (
     SandboxShipment,
     SandboxTrackingPush,
     SandboxTrackingSubscription,
@@ -46,7 +46,7 @@ def capture_push(request: HttpRequest, ref: str) -> JsonResponse:
 
 
 urlpatterns = [
-    path("sandbox/", include("marketplace.gateways.sandbox.urls")),
+    path("sandbox/", include("sandbox.urls")),
     path("test-hooks/kuaidi100/<str:ref>", capture_push),
 ]
 

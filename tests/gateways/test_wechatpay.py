@@ -15,16 +15,16 @@ from django.db import connection
 from django.utils import timezone
 
 from marketplace.gateways import wechatpay
-from marketplace.gateways.sandbox import tasks
-from marketplace.gateways.sandbox import wechatpay as sandbox
-from marketplace.gateways.sandbox.models import (
+from sandbox import tasks
+from sandbox import wechatpay as sandbox
+from sandbox.models import (
     SandboxFault,
     SandboxKeys,
     SandboxNotification,
     SandboxRefund,
     SandboxTransaction,
 )
-from marketplace.gateways.sandbox.transport import sandbox_session
+from sandbox.transport import sandbox_session
 from tests.conftest import assert_error
 from tests.gateways import urls as receiver
 

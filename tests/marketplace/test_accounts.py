@@ -6,10 +6,10 @@ import pytest
 from django.utils import timezone
 
 from marketplace.actions.accounts import ban_user, hash_token
-from marketplace.gateways.sandbox import wechat as sandbox_wechat
-from marketplace.gateways.sandbox.models import SandboxCode
-from marketplace.gateways.sandbox.transport import SandboxResponse
 from marketplace.models import Address, ApiToken, User
+from sandbox import wechat as sandbox_wechat
+from sandbox.models import SandboxCode
+from sandbox.transport import SandboxResponse
 from tests.conftest import ApiClient, assert_error
 from tests.factories import AddressFactory, UserFactory
 

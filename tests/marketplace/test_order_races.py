@@ -8,10 +8,10 @@ from django.test import Client
 from marketplace.actions import lifecycle as order_actions
 from marketplace.actions.lifecycle import handle_order_deadline
 from marketplace.errors import Conflict
-from marketplace.gateways.sandbox.models import SandboxNotification, SandboxRefund
 from marketplace.models import ListingStatus
 from marketplace.models.orders import Order, Refund
 from marketplace.states import OrderStatus
+from sandbox.models import SandboxNotification, SandboxRefund
 from tests.factories import AddressFactory, UserFactory
 from tests.marketplace.order_helpers import (
     buyer_with_address,
@@ -103,7 +103,7 @@ def test_refund_notification_delivered_twice_settles_once(make_client, anon):
     order_no = place_order(buyer, listing_on_sale(), address_id).json()["order_no"]
     pay_in_wechat(buyer, order_no)
     buyer.post(f"/api/orders/{order_no}/cancel")
-    from marketplace.gateways.sandbox.wechatpay import settle_due_refunds
+    from sandbox.wechatpay import settle_due_refunds
 
     settle_due_refunds(force=True)
     note = SandboxNotification.objects.filter(out_trade_no=order_no, kind="refund").latest("id")

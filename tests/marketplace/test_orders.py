@@ -7,11 +7,6 @@ import pytest
 from django.utils import timezone
 
 from marketplace.actions.lifecycle import handle_order_deadline, sweep_overdue_orders
-from marketplace.gateways.sandbox.models import (
-    SandboxNotification,
-    SandboxRefund,
-    SandboxTransaction,
-)
 from marketplace.models import ListingStatus
 from marketplace.models.orders import (
     IdempotencyRecord,
@@ -22,6 +17,11 @@ from marketplace.models.orders import (
 )
 from marketplace.states import OrderStatus
 from realtime.models import Event
+from sandbox.models import (
+    SandboxNotification,
+    SandboxRefund,
+    SandboxTransaction,
+)
 from tests.conftest import assert_error
 from tests.marketplace.order_helpers import (
     buyer_with_address,

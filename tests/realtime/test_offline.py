@@ -4,10 +4,10 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 
-from marketplace.gateways.sandbox.models import SandboxMessage
 from realtime import presence
 from realtime.models import Event
 from realtime.push import emit
+from sandbox.models import SandboxMessage
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,9 +10,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from marketplace.gateways.sandbox import wechat, wechatpay
-from marketplace.gateways.sandbox.models import SandboxCode, SandboxSubscribeGrant
 from project.middleware import error_response
+from sandbox import wechat, wechatpay
+from sandbox.models import SandboxCode, SandboxSubscribeGrant
 
 _OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _PHONE = re.compile(r"^1\d{10}$")
@@ -90,7 +90,7 @@ def kuaidi100_advance(request: HttpRequest) -> JsonResponse:
     """`{tracking_no, status?}`: the parcel's next scripted event (or `abort`), pushed to every
     subscriber; answers `{tracking_no, state, events_count, pushed_to: [...]}`."""
     from marketplace.errors import DomainError
-    from marketplace.gateways.sandbox import kuaidi100
+    from sandbox import kuaidi100
 
     body = _json_body(request)
     if body is None:

@@ -38,16 +38,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from marketplace.gateways.sandbox.models import (
+from sandbox.models import (
     SandboxFault,
     SandboxKeys,
     SandboxNotification,
     SandboxRefund,
     SandboxTransaction,
 )
-from marketplace.gateways.sandbox.transport import SandboxRequest, SandboxResponse, route
+from sandbox.transport import SandboxRequest, SandboxResponse, route
 
-logger = logging.getLogger("marketplace.sandbox.wechatpay")
+logger = logging.getLogger("sandbox.wechatpay")
 
 HOST = "api.mch.weixin.qq.com"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -665,7 +665,7 @@ def query_refund(request: SandboxRequest) -> tuple[int, dict]:
 
 
 def _schedule_settlement(refund: SandboxRefund) -> None:
-    from marketplace.gateways.sandbox import tasks
+    from sandbox import tasks
 
     # Always delayed, never inline: the refund notification must not reach the merchant while
     # the merchant's own refund call is still on the stack (in-process transport, test mode).
@@ -761,7 +761,7 @@ def _create_notification(
 
 
 def _deliver_now(notification: SandboxNotification) -> None:
-    from marketplace.gateways.sandbox import tasks
+    from sandbox import tasks
 
     # Enqueued after the state change is committed (the caller's atomic block has exited), so
     # the worker finds the row; in Huey's immediate mode the first attempt runs right here.
@@ -769,6 +769,6 @@ def _deliver_now(notification: SandboxNotification) -> None:
 
 
 def _deliver_later(notification: SandboxNotification) -> None:
-    from marketplace.gateways.sandbox import tasks
+    from sandbox import tasks
 
     tasks.deliver_notification.schedule((notification.pk,), delay=0.01)

@@ -18,9 +18,9 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from marketplace.gateways.sandbox.models import SandboxNotification
+from sandbox.models import SandboxNotification
 
-logger = logging.getLogger("marketplace.sandbox.wechatpay")
+logger = logging.getLogger("sandbox.wechatpay")
 
 # WeChat Pay's retry intervals after a failed attempt, in seconds (about 24 h in all).
 RETRY_SCHEDULE = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800,
@@ -64,7 +64,7 @@ def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str
 
 def attempt_delivery(notification_pk: int) -> bool:
     """One delivery attempt; returns True when the receiver acknowledged it (200/204)."""
-    from marketplace.gateways.sandbox.wechatpay import signed_headers
+    from sandbox.wechatpay import signed_headers
 
     now = timezone.now()
     open_rows = SandboxNotification.objects.filter(
@@ -134,7 +134,7 @@ def deliver_notification(notification_pk: int) -> None:
 
 @db_task()
 def settle_refund_task(refund_pk: int) -> None:
-    from marketplace.gateways.sandbox.wechatpay import settle_refund
+    from sandbox.wechatpay import settle_refund
 
     settle_refund(refund_pk=refund_pk)
 
@@ -142,9 +142,7 @@ def settle_refund_task(refund_pk: int) -> None:
 @db_periodic_task(crontab(minute="*"))
 def sandbox_wechatpay_sweep() -> None:
     """Catch up what a lost task left behind: refunds due to settle, notifications due again."""
-    if not settings.SANDBOX_ENABLED:
-        return
-    from marketplace.gateways.sandbox.wechatpay import settle_due_refunds
+    from sandbox.wechatpay import settle_due_refunds
 
     settle_due_refunds()
     deliver_pending_notifications()

@@ -11,13 +11,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.gateways.sandbox.models import (
+from sandbox.models import (
     SandboxAccessToken,
     SandboxCode,
     SandboxMessage,
     SandboxSubscribeGrant,
 )
-from marketplace.gateways.sandbox.transport import SandboxRequest, SandboxResponse, route
+from sandbox.transport import SandboxRequest, SandboxResponse, route
 
 HOST = "api.weixin.qq.com"
 CODE_TTL = timedelta(minutes=5)

@@ -33,16 +33,16 @@ from huey.contrib.djhuey import db_periodic_task
 
 from marketplace.errors import Conflict, NotFound
 from marketplace.gateways.kuaidi100 import CARRIERS, CARRIERS_NEEDING_PHONE
-from marketplace.gateways.sandbox import callbacks
-from marketplace.gateways.sandbox.models import (
+from sandbox import callbacks
+from sandbox.models import (
     SandboxFault,
     SandboxShipment,
     SandboxTrackingPush,
     SandboxTrackingSubscription,
 )
-from marketplace.gateways.sandbox.transport import SandboxRequest, SandboxResponse, route
+from sandbox.transport import SandboxRequest, SandboxResponse, route
 
-logger = logging.getLogger("marketplace.sandbox")
+logger = logging.getLogger("sandbox")
 
 POLL_HOST = "poll.kuaidi100.com"
 WWW_HOST = "www.kuaidi100.com"
@@ -533,5 +533,4 @@ def retry_due_pushes(*, limit: int = 200) -> int:
 
 @db_periodic_task(crontab(minute="*"))
 def retry_kuaidi100_pushes() -> None:
-    if settings.SANDBOX_ENABLED:
-        retry_due_pushes()
+    retry_due_pushes()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-logger = logging.getLogger("marketplace.sandbox")
+logger = logging.getLogger("sandbox")
 
 CALLBACK_TIMEOUT_SECONDS = 10
 NO_ANSWER = 0  # status reported when the callback could not be reached at all

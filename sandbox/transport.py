@@ -18,7 +18,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-logger = logging.getLogger("marketplace.sandbox")
+logger = logging.getLogger("sandbox")
 
 
 @dataclass
