@@ -16,6 +16,7 @@ from django.http import Http404
 from pydantic import ValidationError
 
 from marketplace.errors import DomainError
+from marketplace.models import User
 from realtime import dispatch, presence, selectors
 from realtime.heap import heap
 from realtime.push import encode, group_for
@@ -329,8 +330,6 @@ class BannedError(Exception):
 
 
 def _call(handler, user_id: int, frame: dict) -> dict:
-    from marketplace.models import User
-
     # Fresh for every action: a ban (or profile change) since the socket opened applies.
     user = User.objects.get(pk=user_id)
     if user.is_banned:

@@ -19,6 +19,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from sandbox.models import SandboxNotification
+from sandbox.wechatpay import settle_due_refunds, settle_refund, signed_headers
 
 logger = logging.getLogger("sandbox.wechatpay")
 
@@ -64,8 +65,6 @@ def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str
 
 def attempt_delivery(notification_pk: int) -> bool:
     """One delivery attempt; returns True when the receiver acknowledged it (200/204)."""
-    from sandbox.wechatpay import signed_headers
-
     now = timezone.now()
     open_rows = SandboxNotification.objects.filter(
         pk=notification_pk, acknowledged_at__isnull=True, gave_up_at__isnull=True
@@ -134,15 +133,11 @@ def deliver_notification(notification_pk: int) -> None:
 
 @db_task()
 def settle_refund_task(refund_pk: int) -> None:
-    from sandbox.wechatpay import settle_refund
-
     settle_refund(refund_pk=refund_pk)
 
 
 @db_periodic_task(crontab(minute="*"))
 def sandbox_wechatpay_sweep() -> None:
     """Catch up what a lost task left behind: refunds due to settle, notifications due again."""
-    from sandbox.wechatpay import settle_due_refunds
-
     settle_due_refunds()
     deliver_pending_notifications()

@@ -10,8 +10,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from marketplace.errors import DomainError
 from project.middleware import error_response
-from sandbox import wechat, wechatpay
+from sandbox import kuaidi100, wechat, wechatpay
 from sandbox.models import SandboxCode, SandboxSubscribeGrant
 
 _OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
@@ -89,9 +90,6 @@ _KD100_ADVANCE_STATUSES = ("polling", "abort")
 def kuaidi100_advance(request: HttpRequest) -> JsonResponse:
     """`{tracking_no, status?}`: the parcel's next scripted event (or `abort`), pushed to every
     subscriber; answers `{tracking_no, state, events_count, pushed_to: [...]}`."""
-    from marketplace.errors import DomainError
-    from sandbox import kuaidi100
-
     body = _json_body(request)
     if body is None:
         return error_response(400, "malformed_json", "The body is not a JSON object.")

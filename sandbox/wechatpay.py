@@ -38,6 +38,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from project.tasking import enqueue
 from sandbox.models import (
     SandboxFault,
     SandboxKeys,
@@ -665,12 +666,10 @@ def query_refund(request: SandboxRequest) -> tuple[int, dict]:
 
 
 def _schedule_settlement(refund: SandboxRefund) -> None:
-    from sandbox import tasks
-
     # Always delayed, never inline: the refund notification must not reach the merchant while
     # the merchant's own refund call is still on the stack (in-process transport, test mode).
     delay = max(settings.SANDBOX_REFUND_SETTLE_SECONDS, 0.001)
-    tasks.settle_refund_task.schedule((refund.pk,), delay=delay)
+    enqueue("sandbox.tasks.settle_refund_task", refund.pk, eta=timezone.now() + timedelta(seconds=delay))
 
 
 def settle_refund(
@@ -761,14 +760,14 @@ def _create_notification(
 
 
 def _deliver_now(notification: SandboxNotification) -> None:
-    from sandbox import tasks
-
     # Enqueued after the state change is committed (the caller's atomic block has exited), so
     # the worker finds the row; in Huey's immediate mode the first attempt runs right here.
-    tasks.deliver_notification(notification.pk)
+    enqueue("sandbox.tasks.deliver_notification", notification.pk)
 
 
 def _deliver_later(notification: SandboxNotification) -> None:
-    from sandbox import tasks
-
-    tasks.deliver_notification.schedule((notification.pk,), delay=0.01)
+    enqueue(
+        "sandbox.tasks.deliver_notification",
+        notification.pk,
+        eta=timezone.now() + timedelta(seconds=0.01),
+    )
