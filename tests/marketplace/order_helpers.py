@@ -1,26 +1,18 @@
 """Builders for order and payment tests: a listing on sale, a buyer with an address, and the
 WeChat side of paying (the sandbox's user-side endpoint)."""
 
-from django.utils import timezone
-
-from marketplace.models import Category, Listing, ListingStatus
+from marketplace.models import Category, Listing
 from tests.conftest import ApiClient
-from tests.factories import AddressFactory, UserFactory
+from tests.factories import AddressFactory
+from tests.marketplace.catalog_factories import make_listing
 
 
 def listing_on_sale(*, seller=None, price_fen: int = 12_345, **kw) -> Listing:
+    """A listing in the default category (`make_listing`), on sale unless `status` says."""
     root, _ = Category.objects.get_or_create(name="手机", parent=None)
     leaf, _ = Category.objects.get_or_create(name="苹果", parent=root)
-    return Listing.objects.create(
-        seller=seller or UserFactory(),
-        category=leaf,
-        title=kw.pop("title", "九成新 iPhone 13"),
-        description="自用一年，无磕碰。",
-        price_fen=price_fen,
-        status=kw.pop("status", ListingStatus.ON_SALE),
-        approved_at=timezone.now(),
-        **kw,
-    )
+    kw.setdefault("title", "九成新 iPhone 13")
+    return make_listing(category=leaf, seller=seller, price_fen=price_fen, **kw)
 
 
 def buyer_with_address(make_client) -> tuple[ApiClient, int]:
