@@ -1,13 +1,12 @@
 """Objects as the REST API shows them, as plain dicts: the API responds with these and the
-realtime events carry the same (API.md: "`data` holds the object as the REST API shows it")."""
+realtime events carry the same (API.md: "`data` holds the object as the REST API shows it").
+
+Times stay datetimes here: the response schemas and the event encoder write them, both in the
+one wire format (project/wire.py)."""
 
 from typing import Any
 
 from marketplace.models.orders import Order, OrderHistory, Refund
-
-
-def _iso(moment) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def history_data(entry: OrderHistory) -> dict[str, Any]:
@@ -16,7 +15,7 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
         "to": entry.to_status,
         "actor": entry.actor,
         "reason": entry.reason,
-        "at": _iso(entry.at),
+        "at": entry.at,
     }
 
 
@@ -38,15 +37,15 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
         "price": order.price_fen,
         "commission": order.commission_fen,
         "address": order.address,
-        "deadline_at": _iso(order.deadline_at),
-        "paid_at": _iso(order.paid_at),
+        "deadline_at": order.deadline_at,
+        "paid_at": order.paid_at,
         "video_url": order.video.url if order.video else None,
         "carrier": order.carrier or None,
         "tracking_no": order.tracking_no or None,
-        "shipped_at": _iso(order.shipped_at),
-        "completed_at": _iso(order.completed_at),
+        "shipped_at": order.shipped_at,
+        "completed_at": order.completed_at,
         "refund_status": refund_status(order),
-        "created_at": _iso(order.created_at),
+        "created_at": order.created_at,
     }
     if with_history:
         data["history"] = [history_data(entry) for entry in order.history.all()]

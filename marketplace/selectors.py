@@ -1,6 +1,5 @@
 """Reads, with their joins applied. Views call these; they never write."""
 
-import datetime as dt
 from typing import Any
 
 from django.core.cache import cache
@@ -46,10 +45,6 @@ def media_url(name: str) -> str:
     return storage_url(name)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return timezone.localtime(value).isoformat() if value else None
-
-
 def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
     seller = listing.seller
     return {
@@ -60,7 +55,7 @@ def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
         "status": listing.status,
         "views": listing.views,
         "seller": {"id": seller.pk, "nickname": seller.nickname, "avatar_url": seller.avatar_url},
-        "created_at": _iso(listing.created_at),
+        "created_at": listing.created_at,
     }
 
 
@@ -74,9 +69,9 @@ def listing_detail_data(*, listing: Listing) -> dict[str, Any]:
         "images": [media_url(image.file) for image in images],
         "thumbnails": [media_url(image.thumbnail) for image in images],
         "category": {"id": listing.category_id, "name": listing.category.name},
-        "approved_at": _iso(listing.approved_at),
+        "approved_at": listing.approved_at,
         "review_note": listing.review_note,
-        "updated_at": _iso(listing.updated_at),
+        "updated_at": listing.updated_at,
     }
 
 

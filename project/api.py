@@ -13,6 +13,7 @@ from ninja.parser import Parser
 
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
+from project.wire import ApiRenderer
 
 logger = logging.getLogger("marketplace.api")
 
@@ -72,6 +73,7 @@ api = MarketplaceAPI(
     description="REST API for the WeChat mini-program. Errors: `{code, message, errors?}`.",
     auth=BearerTokenAuth(),
     parser=StrictJsonParser(),
+    renderer=ApiRenderer(),
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
