@@ -13,3 +13,13 @@ def split_commission(*, price_fen: int, rate_bp: int) -> tuple[int, int]:
         raise ValueError("price must be >= 0 and the rate within 0..10000 basis points")
     commission = (price_fen * rate_bp + BASIS_POINTS // 2) // BASIS_POINTS
     return commission, price_fen - commission
+
+
+def yuan(fen: int | None, *, grouped: bool = False) -> str:
+    """An amount of fen as staff read it: "-1234.50" (or "-1,234.50" grouped), "-" for none.
+    Integer arithmetic only, so no amount is ever shown rounded."""
+    if fen is None:
+        return "-"
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}" if grouped else f"{sign}{whole}.{cents:02d}"
