@@ -22,3 +22,13 @@ def sale_split(*, price_fen: int, refunded_fen: int, rate_bp: int) -> tuple[int,
     if not 0 <= refunded_fen <= price_fen:
         raise ValueError("the refund must be between 0 and the price")
     return split_commission(price_fen=price_fen - refunded_fen, rate_bp=rate_bp)
+
+
+def yuan(fen: int | None, *, grouped: bool = False) -> str:
+    """An amount of fen as staff read it: "-1234.50" (or "-1,234.50" grouped), "-" for none.
+    Integer arithmetic only, so no amount is ever shown rounded."""
+    if fen is None:
+        return "-"
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}" if grouped else f"{sign}{whole}.{cents:02d}"

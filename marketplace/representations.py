@@ -1,21 +1,17 @@
 """Objects as the REST API shows them, as plain dicts, one serialiser per object: the API
 responds with these and the realtime events carry the same (API.md: "`data` holds the object as
 the REST API shows it"), so a pushed object is exactly what its GET shows. Offers have theirs in
-negotiation/representations.py."""
+negotiation/representations.py.
 
-import datetime as dt
+Times stay datetimes here: the response schemas and the event encoder write them, both in the
+one wire format (project/wire.py)."""
+
 from typing import Any
-
-from django.utils import timezone
 
 from marketplace.media import storage_url
 from marketplace.models import Listing
 from marketplace.models.orders import Order, OrderHistory, Refund
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return timezone.localtime(value).isoformat() if value else None
 
 
 def history_data(entry: OrderHistory) -> dict[str, Any]:
@@ -24,7 +20,7 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
         "to": entry.to_status,
         "actor": entry.actor,
         "reason": entry.reason,
-        "at": _iso(entry.at),
+        "at": entry.at,
     }
 
 
@@ -46,15 +42,15 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
         "price": order.price_fen,
         "commission": order.commission_fen,
         "address": order.address,
-        "deadline_at": _iso(order.deadline_at),
-        "paid_at": _iso(order.paid_at),
+        "deadline_at": order.deadline_at,
+        "paid_at": order.paid_at,
         "video_url": order.video.url if order.video else None,
         "carrier": order.carrier or None,
         "tracking_no": order.tracking_no or None,
-        "shipped_at": _iso(order.shipped_at),
-        "completed_at": _iso(order.completed_at),
+        "shipped_at": order.shipped_at,
+        "completed_at": order.completed_at,
         "refund_status": refund_status(order),
-        "created_at": _iso(order.created_at),
+        "created_at": order.created_at,
     }
     if with_history:
         data["history"] = [history_data(entry) for entry in order.history.all()]
@@ -80,7 +76,7 @@ def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
         "status": listing.status,
         "views": listing.views,
         "seller": {"id": seller.pk, "nickname": seller.nickname, "avatar_url": seller.avatar_url},
-        "created_at": _iso(listing.created_at),
+        "created_at": listing.created_at,
     }
 
 
@@ -94,9 +90,9 @@ def listing_detail_data(*, listing: Listing) -> dict[str, Any]:
         "images": [media_url(image.file) for image in images],
         "thumbnails": [media_url(image.thumbnail) for image in images],
         "category": {"id": listing.category_id, "name": listing.category.name},
-        "approved_at": _iso(listing.approved_at),
+        "approved_at": listing.approved_at,
         "review_note": listing.review_note,
-        "updated_at": _iso(listing.updated_at),
+        "updated_at": listing.updated_at,
     }
 
 
@@ -121,7 +117,7 @@ def entry_data(entry: LedgerEntry) -> dict:
         "frozen_after": entry.frozen_after_fen,
         "order_no": entry.order.order_no if entry.order_id else None,
         "withdrawal_id": entry.withdrawal_id,
-        "at": _iso(entry.created_at),
+        "at": entry.created_at,
     }
 
 
@@ -132,7 +128,7 @@ def account_data(account: PayoutAccount) -> dict:
         "holder_name": account.holder_name,
         "account_no": account.masked_account_no,
         "bank_name": account.bank_name or None,
-        "created_at": _iso(account.created_at),
+        "created_at": account.created_at,
     }
 
 
@@ -144,6 +140,6 @@ def withdrawal_data(withdrawal: Withdrawal) -> dict:
         "account": account_data(withdrawal.account),
         "transfer_reference": withdrawal.transfer_reference or None,
         "reject_reason": withdrawal.reject_reason or None,
-        "created_at": _iso(withdrawal.created_at),
-        "decided_at": _iso(withdrawal.decided_at),
+        "created_at": withdrawal.created_at,
+        "decided_at": withdrawal.decided_at,
     }

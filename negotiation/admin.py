@@ -3,14 +3,13 @@ on the listing's page. Offers change only through the actions (events, orders, l
 
 from django.contrib import admin
 
-from marketplace.admin.base import ReadOnlyMixin
+from marketplace.admin.base import ReadOnlyInline, ReadOnlyMixin
 from marketplace.models import Listing
 from negotiation.models import Offer, OfferHistory
 
 
-class OfferHistoryInline(ReadOnlyMixin, admin.TabularInline):
+class OfferHistoryInline(ReadOnlyInline):
     model = OfferHistory
-    extra = 0
     fields = ("at", "action", "actor", "actor_user", "price_fen", "reason")
     readonly_fields = fields
 
@@ -44,10 +43,9 @@ class OfferAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = [OfferHistoryInline]
 
 
-class ListingOfferInline(ReadOnlyMixin, admin.TabularInline):
+class ListingOfferInline(ReadOnlyInline):
     model = Offer
     fk_name = "listing"
-    extra = 0
     fields = (
         "id",
         "buyer",

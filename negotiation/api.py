@@ -14,6 +14,7 @@ from negotiation import actions
 from negotiation.models import OfferStatus
 from negotiation.representations import offer_data
 from negotiation.selectors import offers_of
+from project.wire import WireDateTime
 
 router = Router(tags=["negotiation"])
 
@@ -68,13 +69,13 @@ class OfferOut(Schema):
     price: int
     counter_price: int | None
     status: OfferStatus
-    expires_at: str
+    expires_at: WireDateTime
     order_no: str | None
     decline_reason: str | None = Field(
         None,
         description="below_floor, seller_declined, buyer_declined, listing_sold, price_changed.",
     )
-    created_at: str
+    created_at: WireDateTime
 
 
 class OfferFilters(PageParams):

@@ -1,4 +1,5 @@
-"""An offer as the REST API shows it; the realtime events carry the same dict (API.md)."""
+"""An offer as the REST API shows it; the realtime events carry the same dict (API.md). Times
+stay datetimes: the schema and the event encoder write them (project/wire.py)."""
 
 from typing import Any
 
@@ -14,9 +15,9 @@ def offer_data(offer: Offer) -> dict[str, Any]:
         "price": offer.price_fen,
         "counter_price": offer.counter_price_fen,
         "status": offer.status,
-        "expires_at": offer.expires_at.isoformat(),
+        "expires_at": offer.expires_at,
         # The caller loaded the order with the offer (select_related) or just created it.
         "order_no": offer.order.order_no if offer.order_id else None,
         "decline_reason": offer.decline_reason or None,
-        "created_at": offer.created_at.isoformat(),
+        "created_at": offer.created_at,
     }

@@ -15,6 +15,7 @@ from marketplace.api import accounts, catalog, orders, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
+from project.wire import API_RENDERER
 from realtime.api import router as events_router
 
 logger = logging.getLogger("marketplace.api")
@@ -75,6 +76,7 @@ api = MarketplaceAPI(
     description="REST API for the WeChat mini-program. Errors: `{code, message, errors?}`.",
     auth=BearerTokenAuth(),
     parser=StrictJsonParser(),
+    renderer=API_RENDERER,
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",

@@ -2,21 +2,14 @@
 
 from django.contrib import admin
 
-from marketplace.admin.base import ReadOnlyMixin
+from marketplace.admin.base import ReadOnlyMixin, SingletonSettingsMixin
 from realtime.models import Event, RealtimeSettings
 
 
 @admin.register(RealtimeSettings)
-class RealtimeSettingsAdmin(admin.ModelAdmin):
+class RealtimeSettingsAdmin(SingletonSettingsMixin, admin.ModelAdmin):
     list_display = ["__str__", "event_retention_days", "updated_at"]
     readonly_fields = ["updated_at"]
-
-    def has_add_permission(self, request) -> bool:
-        # One row; and creating it is changing the settings, which needs the permission.
-        return super().has_add_permission(request) and not RealtimeSettings.objects.exists()
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Event)

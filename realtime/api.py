@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import StringConstraints
 
+from project.wire import WireDateTime
 from realtime import selectors
 from realtime.push import event_frame
 
@@ -26,7 +27,7 @@ class EventOut(Schema):
     seq: int
     type: str
     data: dict[str, Any]
-    at: str
+    at: WireDateTime
 
 
 class EventsPage(Schema):

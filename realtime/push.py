@@ -16,12 +16,12 @@ from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from project.tasking import enqueue
+from project.wire import WireJSONEncoder, wire_time
 from realtime.models import Event
 
 logger = logging.getLogger("realtime.push")
@@ -70,12 +70,13 @@ def group_for(user_id: int) -> str:
 
 
 def encode(value) -> str:
-    # Compact and UTF-8 (Chinese titles stay one character, not six): frames are small.
-    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+    # Compact and UTF-8 (Chinese titles stay one character, not six): frames are small. Times
+    # as the REST API writes them (project/wire.py).
+    return json.dumps(value, cls=WireJSONEncoder, ensure_ascii=False, separators=(",", ":"))
 
 
 def format_at(moment: datetime) -> str:
-    return json.loads(encode(moment))
+    return wire_time(moment)
 
 
 def frame_text(*, seq: int, type: str, data: dict, at: datetime) -> str:

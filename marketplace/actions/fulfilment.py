@@ -249,7 +249,7 @@ def tracking_data(order: Order, *, fresh: bool = True) -> dict:
                 "carrier": result.carrier or order.carrier,
                 "tracking_no": order.tracking_no,
                 "state": result.state,
-                "events": [{"time": e.time.isoformat(), "text": e.text} for e in result.events],
+                "events": [{"time": e.time, "text": e.text} for e in result.events],
             }
             cache.set(_tracking_cache_key(order), data, TRACKING_CACHE_SECONDS)
             return data
@@ -258,7 +258,7 @@ def tracking_data(order: Order, *, fresh: bool = True) -> dict:
         "tracking_no": order.tracking_no,
         "state": order.tracking_state,
         "events": [
-            {"time": e.occurred_at.isoformat(), "text": e.text}
+            {"time": e.occurred_at, "text": e.text}
             for e in TrackingEvent.objects.filter(order=order).order_by("-occurred_at", "-id")
         ],
     }

@@ -1,14 +1,14 @@
 """Staff side of the catalog: the listing review queue, categories, banners."""
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
+from marketplace.money import yuan
 from marketplace.representations import media_url
 
 
@@ -102,16 +102,6 @@ class ListingReviewInline(admin.TabularInline):
         return False
 
 
-class RejectForm(forms.Form):
-    reason = forms.CharField(
-        max_length=200,
-        required=True,
-        strip=True,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Shown to the seller, who may edit and resubmit.",
-    )
-
-
 # Listings come from sellers through the API; orders and reviews point at them, so one is
 # taken off sale by rejecting it, never deleted.
 @admin.register(Listing)
@@ -172,11 +162,6 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
             ),
         ]
 
-    def save_model(self, request, obj, form, change):
-        # Nothing on the form is editable; saving would only write back every column of the
-        # copy read at the start of this request (status included) over a concurrent change.
-        return None
-
     @admin.display(description="cover")
     def cover_preview(self, obj):
         if not obj.cover:
@@ -185,7 +170,7 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="price (¥)", ordering="price_fen")
     def price_yuan(self, obj):
-        return f"{obj.price_fen // 100}.{obj.price_fen % 100:02d}"
+        return yuan(obj.price_fen)
 
     def _report(self, request, done: int, problems: list[str], verb: str) -> None:
         if done:
@@ -205,7 +190,10 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         description="Reject the selected listings (asks for a reason)", permissions=["change"]
     )
     def reject_selected(self, request, queryset):
-        form = RejectForm(request.POST if "confirm_reject" in request.POST else None)
+        form = RejectForm(
+            request.POST if "confirm_reject" in request.POST else None,
+            help_text="Shown to the seller, who may edit and resubmit.",
+        )
         if "confirm_reject" in request.POST and form.is_valid():
             ids = list(queryset.values_list("pk", flat=True))
             done, problems = catalog_actions.review_many(

@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from marketplace.models import Dispute, Listing, ListingStatus, Order, Refund, Withdrawal
+from marketplace.money import yuan
 from marketplace.states import OrderStatus
 
 # The platform's business day: turnover "today" is a China calendar day, whatever the server's
@@ -42,11 +43,6 @@ class Dashboard:
     @property
     def is_empty(self) -> bool:
         return not (self.attention or self.orders or self.money)
-
-
-def yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"¥{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
 
 
 def business_day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -106,7 +102,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
                 str(queue["count"]),
                 _changelist(Withdrawal, status__exact=Withdrawal.Status.PENDING),
                 is_attention=queue["count"] > 0,
-                detail=yuan(queue["total"] or 0),
+                detail="¥" + yuan(queue["total"] or 0, grouped=True),
             )
         )
 
@@ -140,7 +136,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         board.money.append(
             Tile(
                 f"Turnover today ({start.date().isoformat()}, China time)",
-                yuan(today["gross"] or 0),
+                "¥" + yuan(today["gross"] or 0, grouped=True),
                 paid_today,
                 detail=f"{today['count']} order(s) paid",
             )
@@ -148,7 +144,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         board.money.append(
             Tile(
                 "Commission on today's payments",
-                yuan(today["commission"] or 0),
+                "¥" + yuan(today["commission"] or 0, grouped=True),
                 paid_today,
                 detail="at the rates frozen at payment; earned when each order completes",
             )

@@ -14,7 +14,12 @@ from django.urls import path, reverse
 from marketplace.actions import fulfilment
 from marketplace.actions.platform import LIMITS, check_platform_values, update_platform_settings
 from marketplace.actions.refunds import retry_refund
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
+from marketplace.admin.base import (
+    ActionOnlyMixin,
+    ReadOnlyInline,
+    ReadOnlyMixin,
+    SingletonSettingsMixin,
+)
 from marketplace.errors import DomainError
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import (
@@ -26,11 +31,6 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.states import OrderStatus
-
-
-class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
-    extra = 0
-    can_delete = False
 
 
 class HistoryInline(ReadOnlyInline):
@@ -119,11 +119,6 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
     actions = ["settle_dispute"]
     readonly_fields = [field.name for field in Order._meta.fields]
 
-    def save_model(self, request, obj, form, change):
-        # Every field is read-only: saving would only write back the copy read at the start of
-        # this request (status and money included) over a concurrent change. Use the actions.
-        return None
-
     @admin.action(
         description="Settle the selected dispute (refund and/or release)", permissions=["settle"]
     )
@@ -201,11 +196,6 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     ordering = ("-id",)
     actions = ["retry"]
 
-    def save_model(self, request, obj, form, change):
-        # Every field is read-only: saving would only write back the copy read at the start of
-        # this request (status and money included) over a concurrent change. Use the actions.
-        return None
-
     @admin.action(description="Submit the selected refunds again", permissions=["change"])
     def retry(self, request, queryset):
         count = 0
@@ -259,11 +249,6 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
     readonly_fields = [field.name for field in Dispute._meta.fields]
     ordering = ("settled_at", "opened_at")
 
-    def save_model(self, request, obj, form, change):
-        # Every field is read-only: saving would only write back the copy read at the start of
-        # this request (status and money included) over a concurrent change. Use the actions.
-        return None
-
     @admin.display(description="")
     def settle_link(self, dispute: Dispute):
         from django.utils.html import format_html
@@ -302,7 +287,7 @@ class PlatformSettingsForm(forms.ModelForm):
 
 
 @admin.register(PlatformSettings)
-class PlatformSettingsAdmin(admin.ModelAdmin):
+class PlatformSettingsAdmin(SingletonSettingsMixin, admin.ModelAdmin):
     form = PlatformSettingsForm
     list_display = (
         "__str__",
@@ -312,13 +297,6 @@ class PlatformSettingsAdmin(admin.ModelAdmin):
         "video_confirm_hours",
         "updated_at",
     )
-
-    def has_add_permission(self, request):
-        # One row; and creating it is changing the settings, which needs the permission.
-        return super().has_add_permission(request) and not PlatformSettings.objects.exists()
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def save_model(self, request, obj, form, change):
         # Every change goes through the action, which records who changed what.

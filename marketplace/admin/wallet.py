@@ -13,18 +13,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from marketplace.actions import wallet as wallet_actions
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
 from marketplace.errors import DomainError
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.money import yuan
 
 FULL_NUMBER_PERM = "marketplace.view_full_account_number"
-
-
-def yuan(fen: int | None) -> str:
-    if fen is None:
-        return "-"
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
@@ -206,16 +200,6 @@ class PayoutAccountAdmin(ReadOnlyAdmin):
 # --- Withdrawals: the payout queue ------------------------------------------------------------
 
 
-class RejectForm(forms.Form):
-    reason = forms.CharField(
-        max_length=200,
-        required=True,
-        strip=True,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Shown to the seller; the held amount returns to their available balance.",
-    )
-
-
 class MarkPaidForm(forms.Form):
     """One transfer reference per withdrawal: each payout is its own bank/Alipay transfer."""
 
@@ -285,11 +269,6 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Status and money change only through the actions below, which post the ledger entry.
         return self.get_fields(request, obj)
-
-    def save_model(self, request, obj, form, change):
-        # Every field is read-only: saving would only write back the copy read at the start of
-        # this request (status and money included) over a concurrent change. Use the actions.
-        return None
 
     @admin.display(description="amount (¥)", ordering="amount_fen")
     def amount(self, obj):
@@ -386,7 +365,10 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
     def reject(self, request, queryset):
         withdrawals = list(queryset.select_related("account").order_by("created_at", "id"))
         confirmed = "confirm" in request.POST
-        form = RejectForm(request.POST if confirmed else None)
+        form = RejectForm(
+            request.POST if confirmed else None,
+            help_text="Shown to the seller; the held amount returns to their available balance.",
+        )
         if confirmed and form.is_valid():
             reason = form.cleaned_data["reason"]
             self._run(

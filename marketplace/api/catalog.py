@@ -9,7 +9,6 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
-from ninja.renderers import JSONRenderer
 from ninja.throttling import AuthRateThrottle, BaseThrottle
 from pydantic import Field, StringConstraints, field_validator
 
@@ -41,6 +40,7 @@ from marketplace.selectors import (
     listings_of_seller,
     search_listings,
 )
+from project.wire import API_RENDERER, WireDateTime
 
 router = Router(tags=["catalog"])
 
@@ -93,7 +93,7 @@ class ListingSummaryOut(Schema):
     status: ListingStatus
     views: int
     seller: SellerOut
-    created_at: str
+    created_at: WireDateTime
 
 
 class FeatureOut(Schema):
@@ -112,9 +112,9 @@ class ListingDetailOut(ListingSummaryOut):
     images: list[str]
     thumbnails: list[str]
     category: CategoryRefOut
-    approved_at: str | None
+    approved_at: WireDateTime | None
     review_note: str
-    updated_at: str
+    updated_at: WireDateTime
 
 
 ListingPage = page_schema(ListingSummaryOut, "ListingPage")
@@ -225,13 +225,16 @@ def banners(request: HttpRequest):
     return active_banners()
 
 
-_RENDERER = JSONRenderer()  # the API's renderer (project/api.py keeps Ninja's default)
-_CONTENT_TYPE = f"{_RENDERER.media_type}; charset=utf-8"
-
-
 def _rendered(request: HttpRequest, schema: type[Schema], data: dict) -> bytes:
     """The body Ninja would send for `response=schema`."""
-    return _RENDERER.render(request, schema.model_validate(data).model_dump(), response_status=200)
+    body = schema.model_validate(data).model_dump()
+    return API_RENDERER.render(request, body, response_status=200)
+
+
+def _response(content: bytes) -> HttpResponse:
+    return HttpResponse(
+        content, content_type=f"{API_RENDERER.media_type}; charset={API_RENDERER.charset}"
+    )
 
 
 def _storefront_key(name: str) -> str:
@@ -248,7 +251,7 @@ def _storefront_response(
     if content is None:
         content = _rendered(request, schema, build())
         cache.set(key, content, storefront.STOREFRONT_CACHE_SECONDS)
-    return HttpResponse(content, content_type=_CONTENT_TYPE)
+    return _response(content)
 
 
 @router.get("/home", response=HomeOut, auth=None, summary="Banners, categories, hot and newest")
@@ -318,7 +321,7 @@ def listing_detail(request: HttpRequest, listing_id: int):
         catalog_actions.record_view(
             listing_id=listing_id, status=status, viewer_key=_viewer_key(request, viewer)
         )
-    return HttpResponse(content, content_type=_CONTENT_TYPE)
+    return _response(content)
 
 
 @router.post("/listings", response={201: ListingDetailOut}, summary="Publish (goes to review)")

@@ -6,20 +6,22 @@ first is still running gets 409 `request_in_progress`. An unexpected failure fre
 """
 
 import functools
+import json
 import re
 from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from marketplace.errors import Conflict, DomainError, InvalidInput
 from marketplace.models.orders import IdempotencyRecord
+from project.wire import WireJSONEncoder, render_response
 
 HEADER = "Idempotency-Key"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
 
 
-def _claim(request: HttpRequest, scope: str, key: str) -> IdempotencyRecord | JsonResponse:
+def _claim(request: HttpRequest, scope: str, key: str) -> IdempotencyRecord | HttpResponse:
     try:
         with transaction.atomic():
             return IdempotencyRecord.objects.create(user=request.auth, scope=scope, key=key)
@@ -30,7 +32,8 @@ def _claim(request: HttpRequest, scope: str, key: str) -> IdempotencyRecord | Js
         raise Conflict(
             "The first request with this key is still running.", code="request_in_progress"
         )
-    response = JsonResponse(first.body, status=first.status_code, safe=False)
+    # Rendered as the first answer was (UTF-8, the wire's time format), not by JsonResponse.
+    response = render_response(request, first.body, status=first.status_code)
     response["Idempotent-Replayed"] = "true"
     return response
 
@@ -50,7 +53,7 @@ def idempotent(scope: str) -> Callable:
                     code="invalid_idempotency_key",
                 )
             claimed = _claim(request, scope, key)
-            if isinstance(claimed, JsonResponse):
+            if isinstance(claimed, HttpResponse):
                 return claimed
             try:
                 result = view(request, *args, **kwargs)
@@ -64,8 +67,11 @@ def idempotent(scope: str) -> Callable:
             except BaseException:
                 IdempotencyRecord.objects.filter(pk=claimed.pk).delete()
                 raise
+            # Stored as JSON text would carry it (datetimes written in the wire format), so the
+            # JSON column takes it and a replay renders the same values.
+            body = json.loads(json.dumps(result.value, cls=WireJSONEncoder))
             IdempotencyRecord.objects.filter(pk=claimed.pk).update(
-                status_code=result.status_code, body=result.value
+                status_code=result.status_code, body=body
             )
             return result
 

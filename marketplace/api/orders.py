@@ -19,6 +19,7 @@ from marketplace.models.orders import Order
 from marketplace.pagination import PageParams, page_schema, paginate
 from marketplace.representations import order_data
 from marketplace.states import OrderStatus
+from project.wire import WireDateTime
 
 router = Router(tags=["orders"])
 notify_router = Router(tags=["payments"])
@@ -49,7 +50,7 @@ class HistoryOut(Schema):
     to: str
     actor: str
     reason: str
-    at: str
+    at: WireDateTime
 
     model_config = {"populate_by_name": True}
 
@@ -63,19 +64,19 @@ class OrderSummaryOut(Schema):
     status: OrderStatus
     price: int
     commission: int | None
-    deadline_at: str | None
+    deadline_at: WireDateTime | None
     refund_status: str
-    created_at: str
+    created_at: WireDateTime
 
 
 class OrderOut(OrderSummaryOut):
     address: AddressSnapshot
-    paid_at: str | None
+    paid_at: WireDateTime | None
     video_url: str | None
     carrier: str | None
     tracking_no: str | None
-    shipped_at: str | None
-    completed_at: str | None
+    shipped_at: WireDateTime | None
+    completed_at: WireDateTime | None
     history: list[HistoryOut]
 
 
@@ -241,11 +242,11 @@ class ReviewOut(Schema):
     order_no: str
     rating: int
     comment: str
-    created_at: str
+    created_at: WireDateTime
 
 
 class TrackingEventOut(Schema):
-    time: str
+    time: WireDateTime
     text: str
 
 
@@ -333,7 +334,7 @@ def review(request: HttpRequest, order_no: str, payload: ReviewIn):
             "order_no": order_no,
             "rating": created.rating,
             "comment": created.comment,
-            "created_at": created.created_at.isoformat(),
+            "created_at": created.created_at,
         },
     )
 

@@ -15,6 +15,7 @@ from marketplace.api.idempotency import idempotent
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Withdrawal
 from marketplace.pagination import PageParams, page_schema, paginate
 from marketplace.representations import account_data, entry_data, wallet_data, withdrawal_data
+from project.wire import WireDateTime
 
 router = Router(tags=["wallet"])
 
@@ -39,7 +40,7 @@ class EntryOut(Schema):
     frozen_after: int
     order_no: str | None
     withdrawal_id: int | None
-    at: str
+    at: WireDateTime
 
 
 EntryPage = page_schema(EntryOut, "WalletEntryPage")
@@ -58,7 +59,7 @@ class AccountOut(Schema):
     holder_name: str
     account_no: str = Field(description='Masked: "**** " and the last 4 characters.')
     bank_name: str | None
-    created_at: str
+    created_at: WireDateTime
 
 
 class WithdrawalIn(StrictSchema):
@@ -74,8 +75,8 @@ class WithdrawalOut(Schema):
     account: AccountOut
     transfer_reference: str | None
     reject_reason: str | None
-    created_at: str
-    decided_at: str | None
+    created_at: WireDateTime
+    decided_at: WireDateTime | None
 
 
 WithdrawalPage = page_schema(WithdrawalOut, "WithdrawalPage")
@@ -151,7 +152,10 @@ def create_withdrawal(request: HttpRequest, payload: WithdrawalIn):
     withdrawal = wallet_actions.request_withdrawal(
         user=request.auth, amount_fen=payload.amount, account_id=payload.account_id
     )
-    return Status(201, withdrawal_data(withdrawal))
+    # The body as the schema shows it (times in the wire format): @idempotent stores and
+    # replays exactly this dict.
+    body = WithdrawalOut.model_validate(withdrawal_data(withdrawal)).model_dump()
+    return Status(201, body)
 
 
 @router.get("/wallet/withdrawals/{withdrawal_id}", response=WithdrawalOut)
