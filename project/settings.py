@@ -140,8 +140,9 @@ if REDIS_URL:
     # collide with the layer's 5 s blocking reads and kill consumers (STACK_NOTES).
     CHANNEL_LAYERS = {
         "default": {
-            # channels-redis, made to honour cancellation on Python 3.11 (realtime/layers.py).
-            "BACKEND": "realtime.layers.RedisChannelLayer",
+            # The stock layer: Python 3.12's wait_for no longer loses cancellations, which is
+            # what a subclass worked around on 3.11 (tests/realtime/test_layer_cancellation.py).
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
