@@ -2,6 +2,7 @@
 
 import json
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -89,7 +90,7 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    errors = [
+    errors: list[dict[str, Any]] = [
         {
             "loc": [str(part) for part in error.get("loc", ())],
             "msg": str(error.get("msg", "")),

@@ -56,7 +56,7 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]  # ours, read by views
         # Not reset afterwards: Django logs the response (django.request) after the middleware
         # chain returns, and that line should carry the id too. The next request overwrites it.
         request_id_var.set(request_id)

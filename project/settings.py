@@ -7,6 +7,7 @@ DATABASE_URL (PostgreSQL), REDIS_URL, real credentials; see docs/operations.md.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -118,7 +119,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "marketplace.sqlite3",
+            "NAME": str(VAR_DIR / "marketplace.sqlite3"),
             "OPTIONS": {
                 # One writer at a time: take the write lock when the transaction begins, so a
                 # read-then-write transaction waits instead of failing with "database is locked".
@@ -126,7 +127,7 @@ else:
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
@@ -166,7 +167,7 @@ if REDIS_URL:
             "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "mkt"),
         }
     }
-    HUEY = {
+    HUEY: dict[str, Any] = {
         "huey_class": "project.huey.OutageTolerantRedisHuey",  # enqueue never 500s a commit
         "name": os.environ.get("HUEY_NAME", "marketplace"),
         "url": REDIS_URL,
@@ -281,7 +282,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

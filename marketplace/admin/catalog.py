@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
@@ -222,8 +223,8 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "listings": queryset,
             "form": form,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         }
         return TemplateResponse(request, "admin/marketplace/listing/reject_reason.html", context)
 
