@@ -3,6 +3,8 @@ realtime events carry the same (API.md: "`data` holds the object as the REST API
 
 from typing import Any
 
+from django.core.files.storage import storages
+
 from marketplace.models.orders import Order, OrderHistory, Refund
 
 
@@ -18,6 +20,12 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
         "reason": entry.reason,
         "at": _iso(entry.at),
     }
+
+
+def order_video_url(order: Order) -> str | None:
+    """Only the buyer and seller may watch it: on S3 a signed, expiring URL, never a CDN link
+    (settings.STORAGES["private"])."""
+    return storages["private"].url(order.video.name) if order.video else None
 
 
 def refund_status(order: Order) -> str:
@@ -40,7 +48,7 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
         "address": order.address,
         "deadline_at": _iso(order.deadline_at),
         "paid_at": _iso(order.paid_at),
-        "video_url": order.video.url if order.video else None,
+        "video_url": order_video_url(order),
         "carrier": order.carrier or None,
         "tracking_no": order.tracking_no or None,
         "shipped_at": _iso(order.shipped_at),
