@@ -128,12 +128,32 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if _is_pool_timeout(exc):
+        # Every connection of this process's pool stayed busy for DB_POOL_TIMEOUT: overload,
+        # not a bug. The client may retry; the log says which pool ran dry.
+        logger.warning("No database connection for %s %s: %s", request.method, request.path, exc)
+        response = _error(
+            request, 503, "database_busy", "The service is busy; retry in a moment."
+        )
+        response["Retry-After"] = "1"
+        return response
     logger.exception("Unhandled error on %s %s", request.method, request.path)
     if settings.DEBUG:
         message = f"{type(exc).__name__}: {exc}"
     else:
         message = "Something went wrong on our side; it has been logged."
     return _error(request, 500, "internal_error", message)
+
+
+def _is_pool_timeout(exc: BaseException) -> bool:
+    from psycopg_pool import PoolTimeout
+
+    seen: BaseException | None = exc
+    while seen is not None:  # Django re-raises the driver's error as its own, chained
+        if isinstance(seen, PoolTimeout):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _register_routers() -> None:

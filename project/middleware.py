@@ -169,3 +169,17 @@ def _reason_from(response: HttpResponse) -> str:
         return str(body.get("message") or response.reason_phrase)
     except (ValueError, AttributeError):
         return response.reason_phrase
+
+
+class EnvironmentLabelMiddleware:
+    """Labels every response of a staging deployment, so nobody mistakes it for production:
+    it runs production's settings on the sandbox, and screenshots and bug reports look alike."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.IS_STAGING:
+            response["X-Environment"] = "staging"
+        return response
