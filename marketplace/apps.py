@@ -1,5 +1,12 @@
+import sys
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
+
+# Importing it registers the deployment checks (project/checks.py).
+from project import checks
 
 
 class MarketplaceConfig(AppConfig):
@@ -14,3 +21,11 @@ class MarketplaceConfig(AppConfig):
         # Every app's tasks register with Huey in every process (web ones too), so that
         # project.tasking can queue a task by name without the action importing its module.
         autodiscover_modules("tasks")
+        post_migrate.connect(_tell_how_to_create_staff, sender=self)
+
+
+def _tell_how_to_create_staff(*, verbosity: int = 1, **kwargs: Any) -> None:
+    """A fresh production database has no staff login, and `make run`'s demo one is refused."""
+    hint = checks.first_staff_user_hint()
+    if hint and verbosity >= 1:
+        (kwargs.get("stdout") or sys.stdout).write(hint + "\n")

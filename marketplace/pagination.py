@@ -155,6 +155,6 @@ def page_schema(item_schema: type[BaseModel], name: str) -> type[BaseModel]:
 
     return create_model(
         name,
-        items=(list[item_schema], ...),
+        items=(list[item_schema], ...),  # type: ignore[valid-type]  # built at runtime
         next_cursor=(str | None, PydanticField(None, description="Pass as ?cursor= for more.")),
     )

@@ -8,6 +8,8 @@ one wire format (project/wire.py)."""
 
 from typing import Any
 
+from django.core.files.storage import storages
+
 from marketplace.media import storage_url
 from marketplace.models import Listing
 from marketplace.models.orders import Order, OrderHistory, Refund
@@ -22,6 +24,12 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
         "reason": entry.reason,
         "at": entry.at,
     }
+
+
+def order_video_url(order: Order) -> str | None:
+    """Only the buyer and seller may watch it: on S3 a signed, expiring URL, never a CDN link
+    (settings.STORAGES["private"])."""
+    return storages["private"].url(order.video.name) if order.video else None
 
 
 def refund_status(order: Order) -> str:
@@ -44,7 +52,7 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
         "address": order.address,
         "deadline_at": order.deadline_at,
         "paid_at": order.paid_at,
-        "video_url": order.video.url if order.video else None,
+        "video_url": order_video_url(order),
         "carrier": order.carrier or None,
         "tracking_no": order.tracking_no or None,
         "shipped_at": order.shipped_at,

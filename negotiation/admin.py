@@ -68,7 +68,7 @@ def _attach_to_listing_admin() -> None:
         return
     listing_admin = admin.site.get_model_admin(Listing)
     if ListingOfferInline not in listing_admin.inlines:
-        listing_admin.inlines = [*listing_admin.inlines, ListingOfferInline]
+        listing_admin.inlines = [*listing_admin.inlines, ListingOfferInline]  # type: ignore[misc]
 
 
 _attach_to_listing_admin()

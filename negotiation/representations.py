@@ -17,7 +17,7 @@ def offer_data(offer: Offer) -> dict[str, Any]:
         "status": offer.status,
         "expires_at": offer.expires_at,
         # The caller loaded the order with the offer (select_related) or just created it.
-        "order_no": offer.order.order_no if offer.order_id else None,
+        "order_no": offer.order.order_no if offer.order is not None else None,
         "decline_reason": offer.decline_reason or None,
         "created_at": offer.created_at,
     }

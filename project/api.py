@@ -2,6 +2,7 @@
 
 import json
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -10,6 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
+from psycopg_pool import PoolTimeout
 
 from marketplace.api import accounts, catalog, orders, wallet
 from marketplace.api.auth import BearerTokenAuth
@@ -94,7 +96,7 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    errors = [
+    errors: list[dict[str, Any]] = [
         {
             "loc": [str(part) for part in error.get("loc", ())],
             "msg": str(error.get("msg", "")),
@@ -132,12 +134,30 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if _is_pool_timeout(exc):
+        # Every connection of this process's pool stayed busy for DB_POOL_TIMEOUT: overload,
+        # not a bug. The client may retry; the log says which pool ran dry.
+        logger.warning("No database connection for %s %s: %s", request.method, request.path, exc)
+        response = _error(
+            request, 503, "database_busy", "The service is busy; retry in a moment."
+        )
+        response["Retry-After"] = "1"
+        return response
     logger.exception("Unhandled error on %s %s", request.method, request.path)
     if settings.DEBUG:
         message = f"{type(exc).__name__}: {exc}"
     else:
         message = "Something went wrong on our side; it has been logged."
     return _error(request, 500, "internal_error", message)
+
+
+def _is_pool_timeout(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:  # Django re-raises the driver's error as its own, chained
+        if isinstance(seen, PoolTimeout):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 for router in (

@@ -12,12 +12,16 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from project.checks import refuse_unusable_deployment  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
+
+# Production and staging refuse to serve with errors in `manage.py check --deploy`.
+refuse_unusable_deployment()
 
 # daphne serves the admin's static files itself in the embedded setup; production
 # collects them behind the proxy (docs/operations.md).
 http_application = (
-    django_asgi_app if settings.IS_PRODUCTION else ASGIStaticFilesHandler(django_asgi_app)
+    django_asgi_app if settings.IS_DEPLOYED else ASGIStaticFilesHandler(django_asgi_app)
 )
 
 application = ProtocolTypeRouter(

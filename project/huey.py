@@ -12,10 +12,18 @@ import logging
 import redis
 from huey import RedisHuey
 
+from project.checks import refuse_unusable_deployment
+
 logger = logging.getLogger("project.huey")
 
 
 class OutageTolerantRedisHuey(RedisHuey):
+    def create_consumer(self, **options):
+        # `manage.py run_huey` builds its consumer here, after Django is set up: a production
+        # worker refuses to start on the same errors as the servers (project/checks.py).
+        refuse_unusable_deployment()
+        return super().create_consumer(**options)
+
     def enqueue(self, task):
         try:
             return super().enqueue(task)

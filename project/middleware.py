@@ -56,7 +56,7 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]  # ours, read by views
         # Not reset afterwards: Django logs the response (django.request) after the middleware
         # chain returns, and that line should carry the id too. The next request overwrites it.
         request_id_var.set(request_id)
@@ -169,3 +169,17 @@ def _reason_from(response: HttpResponse) -> str:
         return str(body.get("message") or response.reason_phrase)
     except (ValueError, AttributeError):
         return response.reason_phrase
+
+
+class EnvironmentLabelMiddleware:
+    """Labels every response of a staging deployment, so nobody mistakes it for production:
+    it runs production's settings on the sandbox, and screenshots and bug reports look alike."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.IS_STAGING:
+            response["X-Environment"] = "staging"
+        return response

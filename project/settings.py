@@ -2,11 +2,15 @@
 
 Embedded (no environment): SQLite, in-memory channel layer, SQLite-backed Huey,
 local media and the WeChat/Kuaidi100 sandbox. Production (MARKETPLACE_ENV=production):
-DATABASE_URL (PostgreSQL), REDIS_URL, real credentials; see docs/operations.md.
+DATABASE_URL (PostgreSQL), REDIS_URL, real credentials; staging (MARKETPLACE_ENV=staging): the
+same stack on the sandbox, on a private host. What each needs is checked by project/checks.py
+(`manage.py check --deploy`; servers refuse to start on its errors); see docs/operations.md.
 """
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -28,6 +32,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if not value:
@@ -37,10 +46,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-never-use-in-production"  # noqa: S105
 
-IS_PRODUCTION = os.environ.get("MARKETPLACE_ENV", "development") == "production"
+MARKETPLACE_ENVIRONMENTS = ("development", "staging", "production")
+MARKETPLACE_ENV = os.environ.get("MARKETPLACE_ENV") or "development"
+if MARKETPLACE_ENV not in MARKETPLACE_ENVIRONMENTS:
+    # A misspelt "production" must not quietly mean development (no checks, the sandbox on).
+    raise ImproperlyConfigured(
+        f"MARKETPLACE_ENV={MARKETPLACE_ENV!r}: use one of {', '.join(MARKETPLACE_ENVIRONMENTS)}"
+    )
+IS_PRODUCTION = MARKETPLACE_ENV == "production"
+# Staging: production's settings and checks, on the sandbox instead of real partners.
+IS_STAGING = MARKETPLACE_ENV == "staging"
+IS_DEPLOYED = IS_PRODUCTION or IS_STAGING
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
-DEBUG = env_bool("DEBUG", not IS_PRODUCTION)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if not IS_PRODUCTION else [])
+DEBUG = env_bool("DEBUG", not IS_DEPLOYED)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if not IS_DEPLOYED else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # Base URL the outside world (WeChat Pay, Kuaidi100) uses to call us back.
@@ -73,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "project.middleware.ApiErrorEnvelopeMiddleware",
+    "project.middleware.EnvironmentLabelMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -96,6 +116,35 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+def _server_kind(argv: list[str]) -> str:
+    """Which process these settings are loaded into, for sizing its connection pool."""
+    program = Path(argv[0]) if argv else Path()
+    if "gunicorn" in (program.name, program.parent.name):  # `gunicorn`, `python -m gunicorn`
+        return "wsgi"
+    if argv[1:2] == ["run_huey"]:
+        return "huey"
+    return "asgi"  # daphne, `manage.py serve`, and commands (which need one or two)
+
+
+def _huey_workers(argv: list[str]) -> int:
+    for flag in ("--workers", "-w"):
+        if flag in argv[:-1] and argv[argv.index(flag) + 1].isdigit():
+            return int(argv[argv.index(flag) + 1])
+    return env_int("HUEY_WORKERS", 4)
+
+
+def _pool_size_for(kind: str) -> tuple[int, int]:
+    if kind == "wsgi":
+        # A sync worker handles one request at a time: one connection, one spare.
+        return 1, 2
+    if kind == "huey":
+        # One per worker thread, plus the consumer's scheduler (periodic sweeps).
+        return 1, _huey_workers(sys.argv) + 1
+    # Sync views and database_sync_to_async run on asgiref's executor: at most that many
+    # threads hold a connection at once (ASGI_THREADS, else Python's default executor size).
+    return 2, env_int("ASGI_THREADS", min(32, (os.cpu_count() or 1) + 4))
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     # Health checks: the pool tests a connection before lending it, so backends killed under us
@@ -106,18 +155,21 @@ if DATABASE_URL:
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Under ASGI every request would open a new connection without a pool (STACK_NOTES).
+        _pool_min, _pool_max = _pool_size_for(_server_kind(sys.argv))
         DATABASES["default"]["OPTIONS"] = {
             "pool": {
-                "min_size": env_int("DB_POOL_MIN", 2),
-                "max_size": env_int("DB_POOL_MAX", 20),
-                "timeout": env_int("DB_POOL_TIMEOUT", 30),
+                "min_size": env_int("DB_POOL_MIN", _pool_min),
+                "max_size": env_int("DB_POOL_MAX", _pool_max),
+                # A request still waiting for a connection after a few seconds has failed for its
+                # user already: answer 503 (project/api.py) instead of queueing it for 30 s.
+                "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
             },
         }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "marketplace.sqlite3",
+            "NAME": str(VAR_DIR / "marketplace.sqlite3"),
             "OPTIONS": {
                 # One writer at a time: take the write lock when the transaction begins, so a
                 # read-then-write transaction waits instead of failing with "database is locked".
@@ -125,7 +177,7 @@ else:
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
@@ -139,8 +191,9 @@ if REDIS_URL:
     # collide with the layer's 5 s blocking reads and kill consumers (STACK_NOTES).
     CHANNEL_LAYERS = {
         "default": {
-            # channels-redis, made to honour cancellation on Python 3.11 (realtime/layers.py).
-            "BACKEND": "realtime.layers.RedisChannelLayer",
+            # The stock layer: Python 3.12's wait_for no longer loses cancellations, which is
+            # what a subclass worked around on 3.11 (tests/realtime/test_layer_cancellation.py).
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
@@ -164,7 +217,7 @@ if REDIS_URL:
             "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "mkt"),
         }
     }
-    HUEY = {
+    HUEY: dict[str, Any] = {
         "huey_class": "project.huey.OutageTolerantRedisHuey",  # enqueue never 500s a commit
         "name": os.environ.get("HUEY_NAME", "marketplace"),
         "url": REDIS_URL,
@@ -205,16 +258,17 @@ RATE_LIMITS = {
 # --- Wallet: payout account numbers are encrypted at rest (docs/wallet.md) ---------------------
 # Fernet keys, comma-separated; the first encrypts, every one decrypts (prepend a new key to
 # rotate, then run `manage.py rotate_payout_keys`). The default is for the embedded stack only:
-# production refuses to start without its own keys.
+# production and staging refuse to start without their own keys.
 DEV_PAYOUT_ENCRYPTION_KEY = "eyTDa4wsx4pFZOGOPC0fCuktumzbQgeDR2X0Wttcb9c="
 PAYOUT_ENCRYPTION_KEYS = env_list(
-    "PAYOUT_ENCRYPTION_KEYS", [] if IS_PRODUCTION else [DEV_PAYOUT_ENCRYPTION_KEY]
+    "PAYOUT_ENCRYPTION_KEYS", [] if IS_DEPLOYED else [DEV_PAYOUT_ENCRYPTION_KEY]
 )
 
 # --- External services ------------------------------------------------------------------------
 WECHAT_APPID = os.environ.get("WECHAT_APPID", "")
 WECHAT_SECRET = os.environ.get("WECHAT_SECRET", "")
-SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", not (WECHAT_APPID and WECHAT_SECRET))
+# Staging always runs on the sandbox (project/checks.py refuses it otherwise).
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", IS_STAGING or not (WECHAT_APPID and WECHAT_SECRET))
 if SANDBOX_ENABLED:
     # Installed (tables, /sandbox/ URLs, periodic tasks) only here: production never has it.
     INSTALLED_APPS.append("sandbox")
@@ -281,21 +335,34 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-STORAGES = {
+# "private" names the same files as "default" but only ever hands out signed URLs: order videos
+# (marketplace.representations) go through it, listing images through "default".
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
-    # S3-compatible object storage; django-storages reads AWS_* from the environment.
+    # S3-compatible object storage. boto3 takes AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    # AWS_DEFAULT_REGION from the environment (tests/project/test_s3_storage.py).
+    _s3_options = {
+        "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+        "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+        "file_overwrite": False,
+        # Objects stay private (the bucket's own policy); URLs are signed for this long.
+        "default_acl": None,
+        "querystring_auth": True,
+        "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 3600),
+    }
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
-            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
-            "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None,
-            "file_overwrite": False,
-        },
+        # A CDN domain in front of the public media; its URLs are not signed.
+        "OPTIONS": {**_s3_options, "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None},
     }
+    # No custom domain here: django-storages signs only bucket URLs, and a CDN URL for a video
+    # would be readable by anyone who saw it, for ever.
+    STORAGES["private"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
 
 LANGUAGE_CODE = "zh-hans"
 TIME_ZONE = "Asia/Shanghai"
@@ -325,45 +392,27 @@ LOGGING = {
     },
 }
 
-if IS_PRODUCTION:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+# --- HTTPS behind the proxy (Django's deploy checks warn about each one left off) ---------------
+def _proxy_ssl_header(value: str | None) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto,https` (or Django's `HTTP_X_FORWARDED_PROTO,https`); empty: none."""
+    if value is None:
+        return ("HTTP_X_FORWARDED_PROTO", "https") if IS_DEPLOYED else None
+    if not value.strip():
+        return None
+    header, _, expected = (part.strip() for part in value.partition(","))
+    meta = header.upper().replace("-", "_")
+    return (meta if meta.startswith("HTTP_") else f"HTTP_{meta}", expected or "https")
 
 
-def _payout_key_problems() -> list[str]:
-    from cryptography.fernet import Fernet
-
-    if not PAYOUT_ENCRYPTION_KEYS or DEV_PAYOUT_ENCRYPTION_KEY in PAYOUT_ENCRYPTION_KEYS:
-        return ["PAYOUT_ENCRYPTION_KEYS must be set to this deployment's own Fernet key(s)"]
-    try:
-        for key in PAYOUT_ENCRYPTION_KEYS:
-            Fernet(key)
-    except ValueError:
-        return ["PAYOUT_ENCRYPTION_KEYS holds a value that is not a Fernet key"]
-    return []
-
-
-def check_production_settings() -> None:
-    """Refuse to boot production with development conveniences left on."""
-    if not IS_PRODUCTION:
-        return
-    problems = []
-    if SANDBOX_ENABLED:
-        problems.append("the sandbox is enabled (set WECHAT_APPID/WECHAT_SECRET and credentials)")
-    if DEBUG:
-        problems.append("DEBUG is on")
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
-        problems.append("SECRET_KEY is the development default or too short")
-    if not IS_POSTGRES:
-        problems.append("DATABASE_URL must point at PostgreSQL")
-    if not REDIS_URL:
-        problems.append("REDIS_URL must be set")
-    if not ALLOWED_HOSTS:
-        problems.append("ALLOWED_HOSTS must be set")
-    problems.extend(_payout_key_problems())
-    if problems:
-        raise ImproperlyConfigured("Production mode refuses to start: " + "; ".join(problems))
-
-
-check_production_settings()
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(os.environ.get("SECURE_PROXY_SSL_HEADER"))
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", IS_DEPLOYED)
+# The load balancer probes over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if IS_DEPLOYED else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", IS_DEPLOYED)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", IS_DEPLOYED)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", IS_DEPLOYED)
+# Joining the browsers' preload list is the domain owner's decision (hstspreload.org), and hard
+# to undo: opt in with SECURE_HSTS_PRELOAD=1 rather than be nagged into it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]

@@ -135,7 +135,7 @@ class LocalSockets:
                         self.consumers.discard(consumer)
                         await consumer.close(code=CLOSE_IDLE)
                     else:
-                        connections.setdefault(consumer.user_id, []).append(consumer.channel_name)
+                        connections.setdefault(consumer.user_id, []).append(consumer.channel_name)  # type: ignore[arg-type]  # mine: signed in
                 # In slices: one 5,000-entry refresh holds the GIL long enough to stall frames.
                 users = list(connections)
                 for start in range(0, len(users), SWEEP_SLICE):

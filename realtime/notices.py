@@ -26,7 +26,9 @@ def _cut(value, limit: int) -> str:
 
 
 def _title(data: dict) -> str:
-    listing = data.get("listing") if isinstance(data.get("listing"), dict) else {}
+    listing = data.get("listing")
+    if not isinstance(listing, dict):
+        listing = {}
     return data.get("title") or listing.get("title") or data.get("listing_title") or ""
 
 

@@ -20,7 +20,7 @@ def _ttl() -> int:
     return settings.REALTIME_PRESENCE_TTL_SECONDS
 
 
-def _live(entries: dict, now: float) -> dict:
+def _live(entries: dict | None, now: float) -> dict:
     return {conn: expires for conn, expires in (entries or {}).items() if expires > now}
 
 

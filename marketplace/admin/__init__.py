@@ -1,8 +1,16 @@
 """Django admin, one module per area; importing them registers the models."""
 
+from django.conf import settings
+from django.contrib import admin
+
 from marketplace.admin import (
     accounts,  # noqa: F401
     catalog,  # noqa: F401
     orders,  # noqa: F401
     wallet,  # noqa: F401
 )
+
+if settings.IS_STAGING:
+    # Staging looks like production and fakes payments: say so on every admin page.
+    admin.site.site_header = "测试环境 STAGING · 管理后台"
+    admin.site.site_title = "测试环境 STAGING"

@@ -29,7 +29,7 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
     )
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        *DjangoUserAdmin.fieldsets,  # type: ignore[misc]  # set on UserAdmin, never None
         (
             "Mini-program",
             {

@@ -1,6 +1,7 @@
 """Staff side of the catalog: the listing review queue, categories, banners."""
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
@@ -210,8 +211,8 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
             "opts": self.model._meta,
             "listings": queryset,
             "form": form,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         }
         return TemplateResponse(request, "admin/marketplace/listing/reject_reason.html", context)
 

@@ -153,7 +153,7 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 fulfilment.settle_dispute(
-                    staff=request.user,
+                    staff=request.user,  # type: ignore[arg-type]  # admin views: staff only
                     order_id=order.pk,
                     refund_fen=form.cleaned_data["refund_fen"],
                     note=form.cleaned_data["note"],
@@ -278,7 +278,7 @@ class PlatformSettingsForm(forms.ModelForm):
         fields = list(LIMITS)
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         try:
             check_platform_values({name: cleaned[name] for name in LIMITS if name in cleaned})
         except DomainError as exc:

@@ -2,6 +2,7 @@
 
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 from django.test import override_settings
 
 from marketplace.actions import wallet as wallet_actions
@@ -201,20 +202,17 @@ def test_key_rotation_keeps_numbers_readable(user):
         assert wallet_actions.reveal_account_no(account) is None  # old key retired
 
 
-def test_production_refuses_missing_or_development_payout_keys(monkeypatch):
-    import project.settings as project_settings
+def test_production_refuses_missing_or_development_payout_keys():
+    from project.checks import _payout_key_problems
 
-    monkeypatch.setattr(project_settings, "PAYOUT_ENCRYPTION_KEYS", [])
-    assert project_settings._payout_key_problems()
-    dev = project_settings.DEV_PAYOUT_ENCRYPTION_KEY
-    monkeypatch.setattr(project_settings, "PAYOUT_ENCRYPTION_KEYS", [dev])
-    assert project_settings._payout_key_problems()
-    monkeypatch.setattr(project_settings, "PAYOUT_ENCRYPTION_KEYS", ["not-a-key"])
-    assert "not a Fernet key" in project_settings._payout_key_problems()[0]
-    monkeypatch.setattr(
-        project_settings, "PAYOUT_ENCRYPTION_KEYS", [Fernet.generate_key().decode()]
-    )
-    assert project_settings._payout_key_problems() == []
+    def ids(keys: list[str]) -> list[str | None]:
+        with override_settings(PAYOUT_ENCRYPTION_KEYS=keys):
+            return [problem.id for problem in _payout_key_problems()]
+
+    assert ids([]) == ["marketplace.E020"]
+    assert ids([settings.DEV_PAYOUT_ENCRYPTION_KEY]) == ["marketplace.E020"]
+    assert ids(["not-a-key"]) == ["marketplace.E021"]
+    assert ids([Fernet.generate_key().decode()]) == []
 
 
 # --- Withdrawals -----------------------------------------------------------------------------

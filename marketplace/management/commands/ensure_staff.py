@@ -12,8 +12,11 @@ class Command(BaseCommand):
     help = "Create the demo staff user (embedded mode only) and print its credentials."
 
     def handle(self, *args, **options):
-        if settings.IS_PRODUCTION:
-            raise CommandError("Refusing: create production staff with createsuperuser.")
+        if settings.IS_DEPLOYED:
+            raise CommandError(
+                "Refusing: a known demo password has no place on a deployment; create its staff "
+                "with `python manage.py createsuperuser`."
+            )
         username = os.environ.get("DEMO_STAFF_USER", "admin")
         password = os.environ.get("DEMO_STAFF_PASSWORD", "admin-demo-2026")
         user, created = User.objects.get_or_create(username=username)

@@ -125,7 +125,7 @@ class Command(BaseCommand):
                     defaults={"username": f"wx_{spec['openid']}", "nickname": spec["nickname"]},
                 )
                 users.append(user)
-            sellers = [u for u in users if "seller" in u.openid]
+            sellers = [u for u in users if "seller" in (u.openid or "")]
             leaves = {}
             for root_order, (root_name, children) in enumerate(CATEGORIES.items()):
                 root, _ = Category.objects.get_or_create(
