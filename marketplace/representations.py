@@ -123,7 +123,7 @@ def entry_data(entry: LedgerEntry) -> dict:
         "balance_after": entry.available_after_fen,
         "frozen_delta": entry.frozen_delta_fen,
         "frozen_after": entry.frozen_after_fen,
-        "order_no": entry.order.order_no if entry.order_id else None,
+        "order_no": entry.order.order_no if entry.order is not None else None,
         "withdrawal_id": entry.withdrawal_id,
         "at": entry.created_at,
     }

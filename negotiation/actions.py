@@ -28,9 +28,9 @@ from marketplace.errors import Conflict, Forbidden, NotFound, RateLimited, Unpro
 from marketplace.models import Address, Listing, ListingStatus, User
 from marketplace.models.orders import Order
 from marketplace.selectors import platform_settings
-from negotiation.models import LIVE_STATUSES, DeclineReason, Offer, OfferHistory, OfferStatus
+from negotiation.models import DeclineReason, Offer, OfferHistory
 from negotiation.representations import offer_data
-from negotiation.states import OFFER
+from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
 from project.tasking import enqueue_on_commit
 from realtime.push import emit, lock_counters
 
@@ -330,6 +330,7 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
         check_can_buy(buyer=buyer, listing=listing)
         address = buyer_address(buyer=buyer, address_id=address_id)
         price = offer.price_fen if role == Actor.SELLER else offer.counter_price_fen
+        assert price is not None  # a countered offer has its counter price (OFFER table)
         return _accept_locked(
             offer, listing, price_fen=price, address=address, actor=role, actor_user=user
         )

@@ -139,7 +139,10 @@ def update_profile(*, user: User, nickname: str | None, avatar_url: str | None) 
 
 
 def _clear_other_defaults(*, user: User, keep_id: int | None) -> None:
-    Address.objects.filter(user=user, is_default=True).exclude(pk=keep_id).update(is_default=False)
+    others = Address.objects.filter(user=user, is_default=True)
+    if keep_id is not None:
+        others = others.exclude(pk=keep_id)
+    others.update(is_default=False)
 
 
 def create_address(*, user: User, data: dict) -> Address:

@@ -38,7 +38,7 @@ from negotiation.actions import decline_open_offers, on_order_closed
 logger = logging.getLogger("marketplace.orders")
 
 # Overdue paid orders are cancelled with a full refund: (reason, where the listing goes).
-OVERDUE_CANCELLATIONS = {
+OVERDUE_CANCELLATIONS: dict[str, tuple[str, str]] = {
     OrderStatus.AWAITING_VIDEO: (
         "seller did not upload the video in time",
         ListingStatus.OFF_SHELF,

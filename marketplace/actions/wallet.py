@@ -444,11 +444,9 @@ def reconciled_wallets() -> QuerySet[Wallet]:
 
 
 def is_balanced(wallet: Wallet) -> bool:
-    return (
-        wallet.available_fen == wallet.ledger_available
-        and wallet.frozen_fen == wallet.ledger_frozen
-        and wallet.total_earned_fen == wallet.ledger_earned
-    )
+    """For a wallet from `reconciled_wallets()` (its ledger sums annotated)."""
+    sums = (getattr(wallet, name) for name in ("ledger_available", "ledger_frozen", "ledger_earned"))
+    return (wallet.available_fen, wallet.frozen_fen, wallet.total_earned_fen) == tuple(sums)
 
 
 def commission_summary(*, start: datetime, end: datetime) -> dict:

@@ -3,6 +3,7 @@ form of the reject actions."""
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 
 
 class ReadOnlyMixin:
@@ -42,6 +43,8 @@ class ActionOnlyMixin:
 
 class SingletonSettingsMixin:
     """A settings model with one row, changed in place and never deleted."""
+
+    model: type[models.Model]
 
     def has_add_permission(self, request, obj=None):
         # One row; and creating it is changing the settings, which needs the permission.

@@ -12,9 +12,10 @@ from marketplace import selectors
 from marketplace.actions import wallet as wallet_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.models.wallet import LedgerEntry, PayoutAccount, Withdrawal
+from marketplace.models.wallet import LedgerEntry, PayoutAccount
 from marketplace.pagination import PageParams, page_schema, paginate
 from marketplace.representations import account_data, entry_data, wallet_data, withdrawal_data
+from marketplace.states import WithdrawalStatus
 from project.wire import WireDateTime
 
 router = Router(tags=["wallet"])
@@ -71,7 +72,7 @@ class WithdrawalIn(StrictSchema):
 class WithdrawalOut(Schema):
     id: int
     amount: int
-    status: Withdrawal.Status
+    status: WithdrawalStatus
     account: AccountOut
     transfer_reference: str | None
     reject_reason: str | None
@@ -83,7 +84,7 @@ WithdrawalPage = page_schema(WithdrawalOut, "WithdrawalPage")
 
 
 class WithdrawalFilters(PageParams):
-    status: Withdrawal.Status | None = None
+    status: WithdrawalStatus | None = None
 
 
 class WithdrawalThrottle(AuthRateThrottle):
