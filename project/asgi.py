@@ -14,6 +14,30 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from realtime.routing import websocket_application  # noqa: E402
 
+
+def _daphne_without_form_parsing() -> None:
+    """daphne's HTTP layer (Twisted) parses every form POST itself into `request.args`, which
+    daphne never uses: a whole multipart body read into memory and parsed by the email module
+    (a 100 MB upload cost several hundred MB), and a bare 400 with no error body, before the
+    application ran, for one it could not parse. The application parses its own bodies."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # another ASGI server
+        return
+    if getattr(WebRequest, "_parses_forms", True) is False:
+        return
+    original_init = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs):
+        kwargs["parsePOSTFormSubmission"] = False
+        original_init(self, *args, **kwargs)
+
+    WebRequest.__init__ = __init__
+    WebRequest._parses_forms = False
+
+
+_daphne_without_form_parsing()
+
 # daphne serves the admin's static files itself in the embedded setup; production
 # collects them behind the proxy (docs/operations.md).
 http_application = (

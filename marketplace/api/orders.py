@@ -2,7 +2,9 @@
 
 from typing import Annotated, Literal
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field, StringConstraints
@@ -13,7 +15,7 @@ from marketplace.actions import payments as payment_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.errors import InvalidInput, PayloadTooLarge
+from marketplace.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from marketplace.gateways.wechatpay import NotificationRejected
 from marketplace.models.orders import Order
 from marketplace.pagination import PageParams, page_schema, paginate
@@ -151,10 +153,22 @@ def cancel_order(request: HttpRequest, order_no: str, payload: CancelIn | None =
     return _detail(order)
 
 
+def _raw_body(request: HttpRequest) -> bytes:
+    """The exact bytes WeChat signed. Read here, not by a parser, so the signature is checked
+    over them; the declared-length check (BodySizeLimitMiddleware) cannot see a chunked body."""
+    try:
+        return request.body
+    except RequestDataTooBig as exc:
+        raise PayloadTooLarge() from exc
+    except RawPostDataException as exc:  # a multipart stream already parsed as a form
+        raise UnsupportedMediaType() from exc
+
+
 def _wechat_reply(request: HttpRequest, handler) -> HttpResponse:
     """WeChat Pay wants 200/204 to stop retrying; anything else means 'send it again'."""
+    body = _raw_body(request)
     try:
-        handler(headers=request.META, body=request.body)
+        handler(headers=request.META, body=body)
     except NotificationRejected as exc:
         return JsonResponse({"code": "FAIL", "message": f"rejected: {exc}"}, status=401)
     return HttpResponse(status=204)
