@@ -5,8 +5,7 @@ from typing import Annotated, Literal
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
-from ninja import File, Query, Router, Schema, Status
-from ninja.files import UploadedFile
+from ninja import Query, Router, Schema, Status
 from pydantic import Field, StringConstraints
 
 from marketplace.actions import fulfilment
@@ -15,7 +14,14 @@ from marketplace.actions import payments as payment_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from marketplace.api.throttling import UserRateThrottle
+from marketplace.errors import (
+    Conflict,
+    InvalidInput,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from marketplace.gateways.wechatpay import NotificationRejected
 from marketplace.models.orders import Order
 from marketplace.pagination import PageParams, page_schema, paginate
@@ -275,13 +281,58 @@ class TrackingOut(Schema):
     events: list[TrackingEventOut]
 
 
+# The body the operation takes, declared by hand: the view reads request.FILES itself, after
+# checking the order (a `File` parameter would make ninja parse the body before the view runs).
+VIDEO_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "title": "VideoUpload",
+                    "type": "object",
+                    "properties": {"file": {"title": "File", "type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+def _check_video_target(*, seller, order_no: str) -> None:
+    """Read-only and before the body: Django parses request.FILES lazily, on first access, so a
+    video for an order that does not exist, is someone else's or is not awaiting one is refused
+    without reading (or spooling to disk) up to 100 MB. fulfilment.upload_video checks again
+    under its lock; this only decides whether the body is worth reading."""
+    order = order_actions.access_order(user=seller, order_no=order_no, role="seller")
+    if order.status != OrderStatus.AWAITING_VIDEO:
+        raise Conflict(
+            f"Not possible while the order is {order.status}.", code="invalid_order_status"
+        )
+
+
+def _uploaded_file(request: HttpRequest, name: str = "file"):
+    upload = request.FILES.get(name)
+    if upload is None:
+        raise Unprocessable(
+            f"{name}: Field required",
+            errors=[{"loc": ["file", name], "msg": "Field required", "type": "missing"}],
+        )
+    return upload
+
+
 @router.post(
     "/orders/{order_no}/video",
     response=OrderOut,
     by_alias=True,
+    throttle=[UserRateThrottle("video_upload")],
+    openapi_extra=VIDEO_REQUEST_BODY,
     summary="Seller's video (MP4/MOV, ≤ 100 MB)",
 )
-def upload_video(request: HttpRequest, order_no: str, file: File[UploadedFile]):
+def upload_video(request: HttpRequest, order_no: str):
+    _check_video_target(seller=request.auth, order_no=order_no)
+    file = _uploaded_file(request)
     extension = video_extension(file)
     order = fulfilment.upload_video(
         seller=request.auth, order_no=order_no, file=file, extension=extension
