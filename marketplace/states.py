@@ -44,7 +44,7 @@ class Machine:
     def move(self, obj: models.Model, to: str, *, fields: Iterable[str] = ()) -> str:
         """Checks and saves `obj.status = to` with `fields` (set by the caller just before);
         returns the status it left. The caller holds the row lock."""
-        current = obj.status  # type: ignore[attr-defined]
+        current: str = obj.status  # type: ignore[attr-defined]
         self.check(current, to)
         obj.status = to  # type: ignore[attr-defined]
         update = ["status", *fields]
@@ -54,7 +54,7 @@ class Machine:
         return current
 
     def move_rows(
-        self, queryset: models.QuerySet, to: str, *, among: Iterable[str] | None = None, **values: Any
+        self, queryset: models.QuerySet[Any], to: str, *, among: Iterable[str] | None = None, **values: Any
     ) -> int:
         """The set-based move: rows of `queryset` in a status that may become `to` (narrowed to
         `among` when given) move in one UPDATE; rows in any other status are left alone."""

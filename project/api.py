@@ -5,8 +5,9 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
@@ -125,6 +126,21 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc, AuthorizationError):
         return _error(request, 403, "forbidden", "You may not do that.")
     return _error(request, exc.status_code, "http_error", str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # A body without a declared length (chunked, under ASGI) past the limit, found on reading.
+    return on_domain_error(request, PayloadTooLarge())
+
+
+@api.exception_handler(MultiPartParserError)
+@api.exception_handler(SuspiciousOperation)
+def on_unparsable_body(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # A multipart body too big for the form middleware to pre-read (an upload) is parsed when
+    # the view reads request.FILES: a malformed one (no boundary, endless part headers, too many
+    # fields) is the client's error.
+    return _error(request, 400, "bad_request", "The form body cannot be parsed.")
 
 
 @api.exception_handler(Http404)

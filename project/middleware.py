@@ -9,6 +9,7 @@ import uuid
 from urllib.parse import unquote_plus
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -116,15 +117,22 @@ class NulCharacterMiddleware:
                     length = int(request.META.get("CONTENT_LENGTH") or 0)
                 except ValueError:
                     length = 0
-                if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE or length == 0:
                     # An upload: its parts are files, streamed; reading it here would hold it
-                    # in memory. Its text fields are too few to matter.
+                    # in memory. Its text fields are too few to matter. Without a declared
+                    # length (a chunked body under ASGI) Django parses no multipart fields at
+                    # all, so there is nothing to check, and its size is unknown.
                     return self.get_response(request)
                 # Parsing a multipart stream leaves request.body unreadable, and views that
                 # verify signatures read the body: keep the (small) body so both work.
-                request.body  # noqa: B018
+                try:
+                    request.body  # noqa: B018
+                except RequestDataTooBig:
+                    return _too_large()
             try:
                 form = request.POST
+            except RequestDataTooBig:  # a chunked form body past the limit (ASGI)
+                return _too_large()
             except Exception:  # noqa: BLE001 - a malformed form (e.g. multipart, no boundary)
                 return error_response(400, "bad_request", "The form body cannot be parsed.")
             if any(
@@ -136,6 +144,14 @@ class NulCharacterMiddleware:
 
 def _has_nul(text: str) -> bool:
     return "\x00" in text
+
+
+def _too_large() -> JsonResponse:
+    return error_response(
+        413,
+        "payload_too_large",
+        f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+    )
 
 
 def _nul_error() -> JsonResponse:

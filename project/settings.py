@@ -246,6 +246,10 @@ MAX_ADDRESSES_PER_USER = 20
 # Plain JSON bodies; uploads have their own limits per endpoint.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BODY_BYTES", 256 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Every uploaded file streams to a temporary file in 64 KiB chunks, whatever length the request
+# declares: the in-memory handler trusts Content-Length, and a body without one (chunked, under
+# ASGI) counts as small.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 110 * 1024 * 1024)
 NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
 RATE_LIMITS = {
@@ -253,6 +257,9 @@ RATE_LIMITS = {
     "phone": os.environ.get("RATE_PHONE", "10/m"),
     "default_user": os.environ.get("RATE_USER", "600/m"),
     "withdrawal": os.environ.get("RATE_WITHDRAWAL", "10/h"),
+    # Per user, counted atomically (marketplace/api/throttling.py), before the body is read.
+    "image_upload": os.environ.get("RATE_IMAGE_UPLOAD", "60/m"),
+    "video_upload": os.environ.get("RATE_VIDEO_UPLOAD", "20/h"),
 }
 
 # --- Wallet: payout account numbers are encrypted at rest (docs/wallet.md) ---------------------

@@ -138,6 +138,16 @@ def update_profile(*, user: User, nickname: str | None, avatar_url: str | None) 
     return user
 
 
+def _lock_address_book(user: User) -> None:
+    """Every change to a user's addresses takes the user's row lock first, in the same order.
+
+    The default is a property of the whole set (one per user, a partial unique index): locking
+    only the address being changed let two 'set default' requests each clear the others, miss
+    the row the other was making default, and fail on the index.
+    """
+    User.objects.select_for_update().filter(pk=user.pk).first()
+
+
 def _clear_other_defaults(*, user: User, keep_id: int | None) -> None:
     others = Address.objects.filter(user=user, is_default=True)
     if keep_id is not None:
@@ -147,8 +157,8 @@ def _clear_other_defaults(*, user: User, keep_id: int | None) -> None:
 
 def create_address(*, user: User, data: dict) -> Address:
     with transaction.atomic(durable=True):
-        # Lock the user row so two concurrent creations cannot both pass the limit check.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        # Also keeps two concurrent creations from both passing the limit check.
+        _lock_address_book(user)
         existing = Address.objects.filter(user=user).count()
         if existing >= settings.MAX_ADDRESSES_PER_USER:
             raise Conflict(
@@ -176,6 +186,7 @@ def access_address(*, user: User, address_id: int, lock: bool = False) -> Addres
 
 def update_address(*, user: User, address_id: int, data: dict) -> Address:
     with transaction.atomic(durable=True):
+        _lock_address_book(user)
         address = access_address(user=user, address_id=address_id, lock=True)
         for name in ADDRESS_FIELDS:
             if data.get(name) is not None:
@@ -193,6 +204,7 @@ def update_address(*, user: User, address_id: int, data: dict) -> Address:
 
 def delete_address(*, user: User, address_id: int) -> None:
     with transaction.atomic(durable=True):
+        _lock_address_book(user)
         address = access_address(user=user, address_id=address_id, lock=True)
         was_default = address.is_default
         address.delete()

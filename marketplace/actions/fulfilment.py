@@ -49,10 +49,17 @@ def _require(order: Order, *statuses: str, code: str = "invalid_order_status") -
 # --- video -------------------------------------------------------------------------------------
 
 
-def upload_video(*, seller: User, order_no: str, file: File, extension: str) -> Order:
-    """Stores the seller's video of the item and asks the buyer to confirm it."""
+def check_video_upload(*, seller: User, order_no: str) -> Order:
+    """The seller's order that awaits its video, read without a lock: the API asks before it
+    reads an upload's body (up to 100 MB), `upload_video` asks again under the lock."""
     order = access_order(user=seller, order_no=order_no, role="seller")
     _require(order, OrderStatus.AWAITING_VIDEO)
+    return order
+
+
+def upload_video(*, seller: User, order_no: str, file: File, extension: str) -> Order:
+    """Stores the seller's video of the item and asks the buyer to confirm it."""
+    order = check_video_upload(seller=seller, order_no=order_no)
     # Saved before the transaction: storage writes can be slow (S3) and must not hold the lock.
     name = f"order-videos/{order.order_no}-{secrets.token_hex(6)}.{extension}"
     stored = default_storage.save(name, file)

@@ -1,7 +1,8 @@
 """Image uploads: judged by content, re-encoded (no EXIF), thumbnailed, stored via Django storage.
 
 Limits (docs/catalog.md "Uploads"): JPEG/PNG/WebP by content whatever the name says,
-≤ MAX_UPLOAD_BYTES, ≤ MAX_PIXELS (a small file can decode to gigabytes: a "decompression bomb").
+≤ MAX_UPLOAD_BYTES, ≤ MAX_PIXELS declared and ≤ MAX_DECODED_PIXELS decoded, one frame (a small
+file can decode to gigabytes: a "decompression bomb"); all judged from the header.
 """
 
 import io
@@ -21,7 +22,15 @@ from marketplace.models import ImageUpload, User
 logger = logging.getLogger("marketplace.uploads")
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # a 48 MP phone photo is 8000x6000; beyond that we refuse
+# The largest canvas a header may declare: a 50 MP phone photo is 8160x6120.
+MAX_PIXELS = 50_000_000
+# What an image may decode to in memory: 16 MP, 64 MB as RGBA. The header decides before any
+# pixel is decoded: a 151 KB PNG declaring 39.9 MP RGBA decoded to 160 MB, and eight at once
+# took a worker past 2 GB. JPEGs are decoded at a reduced scale (draft mode, 1/2 to 1/8), so a
+# large camera photo still fits; PNG and WebP decode in full and must fit as they are.
+MAX_DECODED_PIXELS = 16_000_000
+# Only the first frame is kept, so an animation is refused rather than half stored.
+MAX_FRAMES = 1
 MAX_SIDE = 2560  # stored images are downscaled to this; nobody needs more on a phone
 THUMB_SIDE = 480  # list-size thumbnail (cover in the two-column feed)
 ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -37,6 +46,25 @@ class InvalidImage(DomainError):
     message = "Send a JPEG, PNG or WebP image."
 
 
+def _too_large(width: int, height: int, limit: int) -> InvalidImage:
+    return InvalidImage(
+        f"The image is too large ({width}x{height}); at most {limit} pixels.",
+        code="image_too_large",
+    )
+
+
+def _jpeg_scale(width: int, height: int) -> int:
+    """The JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding: the smallest image whose long
+    side is still at least MAX_SIDE (what is stored), scaled further if that would still decode
+    to more than MAX_DECODED_PIXELS."""
+    scale = 1
+    while scale < 8 and max(width, height) // (scale * 2) >= MAX_SIDE:
+        scale *= 2
+    while scale < 8 and (width // scale) * (height // scale) > MAX_DECODED_PIXELS:
+        scale *= 2
+    return scale
+
+
 def _open_checked(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -48,12 +76,20 @@ def _open_checked(data: bytes) -> Image.Image:
                 )
             width, height = probe.size
             if width < 1 or height < 1 or width * height > MAX_PIXELS:
+                raise _too_large(width, height, MAX_PIXELS)
+            if getattr(probe, "n_frames", 1) > MAX_FRAMES:
                 raise InvalidImage(
-                    f"The image is too large ({width}x{height}); at most {MAX_PIXELS} pixels.",
-                    code="image_too_large",
+                    "Animated images are not accepted; send a still photo.", code="image_animated"
                 )
             probe.verify()  # structure and checksums, without decoding pixels
             image = Image.open(io.BytesIO(data))  # verify() leaves the image unusable
+            if image.format == "JPEG":
+                # The size shrinks now, before load() allocates anything.
+                scale = _jpeg_scale(width, height)
+                image.draft(image.mode, (width // scale, height // scale))
+            decoded_width, decoded_height = image.size
+            if decoded_width * decoded_height > MAX_DECODED_PIXELS:
+                raise _too_large(width, height, MAX_DECODED_PIXELS)
             image.load()
     except InvalidImage:
         raise
@@ -90,10 +126,13 @@ def process_image(data: bytes) -> tuple[bytes, bytes, str, int, int]:
         raise InvalidImage("The file is empty.")
     image = _open_checked(data)
     fmt = image.format
+    assert fmt is not None  # _open_checked admits known formats only
     try:
-        # Apply the camera's orientation first, since the EXIF that carries it is dropped.
-        image = ImageOps.exif_transpose(image)
+        # Downscaled in place first (the bounding box is square, so turning after gives the
+        # same picture, with one small copy instead of a full-size one); then the camera's
+        # orientation is applied, since the EXIF that carries it is dropped.
         image.thumbnail((MAX_SIDE, MAX_SIDE))
+        image = ImageOps.exif_transpose(image)
         main = _encode(image, fmt)
         thumb_image = image.copy()
         thumb_image.thumbnail((THUMB_SIDE, THUMB_SIDE))

@@ -1,9 +1,10 @@
 """What every admin module shares: what staff may do with rows the actions own, and the reason
 form of the reject actions."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
-from django.db import models
 
 
 class ReadOnlyMixin:
@@ -44,11 +45,12 @@ class ActionOnlyMixin:
 class SingletonSettingsMixin:
     """A settings model with one row, changed in place and never deleted."""
 
-    model: type[models.Model]
+    model: Any
 
     def has_add_permission(self, request, obj=None):
         # One row; and creating it is changing the settings, which needs the permission.
-        return super().has_add_permission(request) and not self.model.objects.exists()
+        allowed = super().has_add_permission(request)  # type: ignore[misc]  # mixed into ModelAdmin
+        return allowed and not self.model.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
-from ninja.throttling import AuthRateThrottle, BaseThrottle
+from ninja.throttling import BaseThrottle
 from pydantic import Field, StringConstraints, field_validator
 
 from marketplace import storefront
@@ -17,6 +17,7 @@ from marketplace.actions import catalog as catalog_actions
 from marketplace.actions import uploads as upload_actions
 from marketplace.actions.accounts import user_for_token
 from marketplace.api.accounts import StrictSchema
+from marketplace.api.throttling import UserRateThrottle
 from marketplace.errors import InvalidInput, NotFound, PayloadTooLarge
 from marketplace.media import storage_url
 from marketplace.models import ListingStatus, User
@@ -368,7 +369,7 @@ def my_listings(request: HttpRequest, query: Query[MyListingsQuery]):
 @router.post(
     "/uploads/images",
     response={201: UploadOut},
-    throttle=[AuthRateThrottle("60/m")],
+    throttle=[UserRateThrottle("image_upload")],
     summary="Upload an image (JPEG/PNG/WebP by content, ≤ 10 MB); attach it to one listing",
 )
 def upload_image(request: HttpRequest, file: File[UploadedFile]):

@@ -2,9 +2,10 @@
 
 from typing import Annotated, Literal
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import File, Query, Router, Schema, Status
-from ninja.files import UploadedFile
+from django.http.request import RawPostDataException
+from ninja import Query, Router, Schema, Status
 from pydantic import Field, StringConstraints
 
 from marketplace import selectors
@@ -13,7 +14,13 @@ from marketplace.actions import payments as payment_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.errors import InvalidInput, PayloadTooLarge
+from marketplace.api.throttling import UserRateThrottle
+from marketplace.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from marketplace.gateways.wechatpay import NotificationRejected
 from marketplace.models.orders import Order
 from marketplace.pagination import PageParams, page_schema, paginate
@@ -147,10 +154,22 @@ def cancel_order(request: HttpRequest, order_no: str, payload: CancelIn | None =
     return _detail(order)
 
 
+def _raw_body(request: HttpRequest) -> bytes:
+    """The exact bytes WeChat signed. Read here, not by a parser, so the signature is checked
+    over them; the declared-length check (BodySizeLimitMiddleware) cannot see a chunked body."""
+    try:
+        return request.body
+    except RequestDataTooBig as exc:
+        raise PayloadTooLarge() from exc
+    except RawPostDataException as exc:  # a multipart stream already parsed as a form
+        raise UnsupportedMediaType() from exc
+
+
 def _wechat_reply(request: HttpRequest, handler) -> HttpResponse:
     """WeChat Pay wants 200/204 to stop retrying; anything else means 'send it again'."""
+    body = _raw_body(request)
     try:
-        handler(headers=request.META, body=request.body)
+        handler(headers=request.META, body=body)
     except NotificationRejected as exc:
         return JsonResponse({"code": "FAIL", "message": f"rejected: {exc}"}, status=401)
     return HttpResponse(status=204)
@@ -257,13 +276,49 @@ class TrackingOut(Schema):
     events: list[TrackingEventOut]
 
 
+# The body the operation takes, declared by hand: the view reads request.FILES itself, after
+# checking the order (a `File` parameter would make ninja parse the body before the view runs).
+VIDEO_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "title": "VideoUpload",
+                    "type": "object",
+                    "properties": {"file": {"title": "File", "type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+def _uploaded_file(request: HttpRequest, name: str = "file"):
+    upload = request.FILES.get(name)
+    if upload is None:
+        raise Unprocessable(
+            f"{name}: Field required",
+            errors=[{"loc": ["file", name], "msg": "Field required", "type": "missing"}],
+        )
+    return upload
+
+
 @router.post(
     "/orders/{order_no}/video",
     response=OrderOut,
     by_alias=True,
+    throttle=[UserRateThrottle("video_upload")],
+    openapi_extra=VIDEO_REQUEST_BODY,
     summary="Seller's video (MP4/MOV, ≤ 100 MB)",
 )
-def upload_video(request: HttpRequest, order_no: str, file: File[UploadedFile]):
+def upload_video(request: HttpRequest, order_no: str):
+    # Read-only and before the body: Django parses request.FILES lazily, on first access, so a
+    # video for an order that does not exist, is someone else's or is not awaiting one is
+    # refused without reading (or spooling to disk) up to 100 MB.
+    fulfilment.check_video_upload(seller=request.auth, order_no=order_no)
+    file = _uploaded_file(request)
     extension = video_extension(file)
     order = fulfilment.upload_video(
         seller=request.auth, order_no=order_no, file=file, extension=extension

@@ -19,11 +19,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import requests
 from django.conf import settings
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from marketplace.errors import DomainError, InvalidInput
 from marketplace.gateways import partner_session
@@ -52,6 +61,7 @@ STATE_REFUSED = 14
 PUSH_STATUSES = frozenset({"polling", "shutdown", "abort", "updateall"})
 # The reply Kuaidi100 needs to stop re-sending a push.
 PUSH_ACK = {"result": True, "returnCode": "200", "message": "成功"}
+PUSH_REFUSED = {"result": False, "returnCode": "500"}
 
 # Common carriers accepted when a seller types a carrier code. Codes are Kuaidi100's own.
 CARRIERS: dict[str, str] = {
@@ -118,6 +128,11 @@ class PushRejected(DomainError):
     status = 400
     code = "invalid_push"
     message = "The push could not be verified."
+
+    def as_body(self) -> dict[str, Any]:
+        # The API error body, plus Kuaidi100's own failure reply (anything but result=true and
+        # returnCode 200 is "not received"): both readers understand it.
+        return {**super().as_body(), **PUSH_REFUSED}
 
 
 @dataclass(frozen=True)
@@ -266,7 +281,10 @@ def _failure(body: Any, what: str, retryable_codes: frozenset[str]) -> Kuaidi100
 
 def _parse_time(value: Any) -> datetime:
     naive = datetime.strptime(str(value), TIME_FORMAT)
-    return naive.replace(tzinfo=CHINA_TZ).astimezone(UTC)
+    try:
+        return naive.replace(tzinfo=CHINA_TZ).astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01 00:00 China time is before year 1 in UTC
+        raise ValueError("time out of range") from exc
 
 
 def _parse_events(data: Any) -> list[TrackingEvent]:
@@ -379,7 +397,12 @@ def detect_carrier(*, tracking_no: str) -> list[Carrier]:
 
 
 def parse_push(*, form: Mapping[str, str], salt: str) -> Push:
-    """Verify and decode a subscription push (form fields `param` and `sign`)."""
+    """Verify and decode a subscription push (form fields `param` and `sign`).
+
+    The signature proves who sent it, not that it is sane: the whole push is then validated
+    against `_PushParam` (types, lengths, no NUL, plausible dates, a carrier from CARRIERS), and
+    anything that does not fit is refused as a whole rather than stored in part.
+    """
     param = form.get("param")
     sign = form.get("sign")
     if not isinstance(param, str) or not isinstance(sign, str) or not param or not salt:
@@ -389,29 +412,134 @@ def parse_push(*, form: Mapping[str, str], salt: str) -> Push:
     if not hmac.compare_digest(expected.encode("ascii"), sign.strip().upper().encode("utf-8")):
         raise PushRejected("The push signature does not match.")
     try:
-        payload = json.loads(param)
-        if not isinstance(payload, dict):
-            raise TypeError("param is not an object")
-        status = str(payload.get("status", ""))
-        if status not in PUSH_STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        last = payload.get("lastResult") or {}
-        if not isinstance(last, dict):
-            raise TypeError("lastResult is not an object")
-        state = _parse_state(last["state"]) if last.get("state") not in (None, "") else None
-        events = _parse_events(last.get("data") or [])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise PushRejected(f"The push is malformed: {exc}") from exc
-    new_carrier = ""
-    if str(payload.get("autoCheck", "")) == "1" and payload.get("comNew"):
-        new_carrier = str(payload["comNew"])
+        # pydantic's JSON parser has a nesting limit (json.loads raised RecursionError).
+        payload = _PushParam.model_validate_json(param)
+    except ValidationError as exc:
+        raise PushRejected(f"The push is malformed: {_first_error(exc)}") from exc
+    last = payload.lastResult or _PushResult()
+    new_carrier = payload.comNew if payload.autoCheck == "1" and payload.comNew else ""
+    events = [
+        TrackingEvent(time=event.moment, text=event.context, location=event.place)
+        for event in last.data or []
+    ]
+    # Kuaidi100 sends newest first already; sorting keeps that true if one arrives out of order.
+    events.sort(key=lambda event: event.time, reverse=True)
     return Push(
-        status=status,
-        message=str(payload.get("message", "")),
-        carrier=str(last.get("com", "")),
-        tracking_no=str(last.get("nu", "")),
-        state=state,
-        is_signed=str(last.get("ischeck", "0")) == "1",
+        status=payload.status,
+        message=payload.message or "",
+        carrier=last.com,
+        tracking_no=last.nu,
+        state=last.state,
+        is_signed=last.ischeck == "1",
         events=events,
         new_carrier=new_carrier,
     )
+
+
+def _first_error(exc: ValidationError) -> str:
+    # Location and reason only: the input itself is not echoed back.
+    error = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+
+
+# --- the push schema --------------------------------------------------------------------------
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; no carrier writes one.
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+def _number_as_text(value: Any) -> Any:
+    """Kuaidi100 writes numbers as strings ("3"); an int is taken too, a bool never."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+_AS_TEXT = BeforeValidator(_number_as_text)
+_NO_NUL = AfterValidator(_no_nul)
+# Text fields of a push, by their longest allowed length (numbers Kuaidi100 sends as numbers
+# are taken as text; NUL is refused).
+Text19 = Annotated[str, _AS_TEXT, Field(max_length=19), _NO_NUL]
+Text30 = Annotated[str, _AS_TEXT, Field(max_length=30), _NO_NUL]
+Text32 = Annotated[str, _AS_TEXT, Field(max_length=32), _NO_NUL]
+Text200 = Annotated[str, _AS_TEXT, Field(max_length=200), _NO_NUL]
+Text500 = Annotated[str, _AS_TEXT, Field(max_length=500), _NO_NUL]
+Text1000 = Annotated[str, _AS_TEXT, Field(max_length=1000), _NO_NUL]
+
+
+def _state(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("state is not a number")
+    if value in (None, ""):
+        return None
+    return value
+
+
+_State = Annotated[Annotated[int, Field(ge=0, le=99)] | None, BeforeValidator(_state)]
+_Flag = Annotated[Literal["0", "1"], BeforeValidator(_number_as_text)]
+# Parcels tracked here were shipped after 2000 and before the end of this century: a date
+# outside that is an error upstream (year 0001 overflowed the conversion to UTC).
+_EARLIEST_EVENT_YEAR = 2000
+_LATEST_EVENT_YEAR = 2100
+
+
+class _PushModel(BaseModel):
+    # Kuaidi100 adds fields over time (areaCode, statusCode, routeInfo...): ignored, not refused.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _PushEvent(_PushModel):
+    time: Text19 | None = None
+    ftime: Text19 | None = None
+    context: Text1000 = ""
+    location: Text200 | None = None
+    areaName: Text200 | None = None  # noqa: N815 - Kuaidi100's name
+
+    @property
+    def moment(self) -> datetime:
+        return _parse_time(self.ftime or self.time)
+
+    @property
+    def place(self) -> str:
+        return self.location or self.areaName or ""
+
+    @model_validator(mode="after")
+    def _dated(self) -> "_PushEvent":
+        if not (self.ftime or self.time):
+            raise ValueError("the event has no time")
+        try:
+            moment = self.moment
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(f"the event time is not {TIME_FORMAT}") from exc
+        if not _EARLIEST_EVENT_YEAR <= moment.year <= _LATEST_EVENT_YEAR:
+            raise ValueError("the event date is implausible")
+        return self
+
+
+class _PushResult(_PushModel):
+    state: _State = None
+    ischeck: _Flag = "0"
+    com: Text30 = ""
+    nu: Text32 = ""
+    data: list[_PushEvent] | None = Field(default=None, max_length=1000)
+
+
+class _PushParam(_PushModel):
+    status: Literal["polling", "shutdown", "abort", "updateall"]
+    message: Text500 | None = None
+    lastResult: _PushResult | None = None  # noqa: N815 - Kuaidi100's names, here and below
+    autoCheck: _Flag | None = None  # noqa: N815
+    comNew: Text30 | None = None  # noqa: N815
+
+    @model_validator(mode="after")
+    def _known_carrier(self) -> "_PushParam":
+        # A correction becomes the order's carrier (and the next query's `com`): only a
+        # carrier from our list, as when a seller types one.
+        if self.autoCheck == "1" and self.comNew and self.comNew not in CARRIERS:
+            raise ValueError("comNew is not a carrier we accept")
+        return self

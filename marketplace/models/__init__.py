@@ -7,7 +7,6 @@ from marketplace.models.catalog import (
     ImageUpload,
     Listing,
     ListingReview,
-    ListingStatus,
     ListingView,
 )
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
@@ -21,6 +20,7 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.states import ListingStatus
 
 __all__ = [
     "Dispute",
