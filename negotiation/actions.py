@@ -1,14 +1,13 @@
 """Bargaining (SPEC §4): every write on offers. REST and socket handlers call these.
 
 Lock order, everywhere: the listing row, then offer rows (by id), then the realtime counters of
-everyone to be told (by user id, all at once). Every move on an offer, a direct purchase and a
-price edit start with the listing lock, so on one listing they happen one at a time. (A direct
-purchase emits its order event before declining the offers; were withdraw or expiry to lock
-only the offer, the two would wait on each other's counter and offer rows.)
+everyone to be told (by user id, all at once, before the first event: `realtime.push.
+lock_counters`; a later event to someone new could deadlock with a transaction locking in the
+other order, and the test settings refuse it). Every move on an offer, a direct purchase and a
+price edit start with the listing lock, so on one listing they happen one at a time.
 """
 
 import logging
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -32,6 +31,7 @@ from negotiation.models import DeclineReason, Offer, OfferHistory
 from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
 from project.tasking import enqueue_on_commit
+from project.transactions import retry_on_deadlock
 from realtime.push import emit, lock_counters
 
 logger = logging.getLogger("negotiation")
@@ -117,12 +117,6 @@ def _check_not_expired(offer: Offer, now: datetime) -> None:
 # --- effects -----------------------------------------------------------------------------------
 
 
-def lock_event_counters(user_ids: Iterable[int]) -> None:
-    """Everyone this transaction will tell, locked up front in one sorted statement (see
-    `realtime.push.lock_counters`): the action emits several events."""
-    lock_counters(user_ids)
-
-
 def _record(
     offer: Offer, action: str, *, actor: str, actor_user: User | None, price=None, reason: str = ""
 ) -> None:
@@ -154,14 +148,14 @@ def _finish(offer: Offer, status: str, *, reason: str = "") -> None:
     OFFER.move(offer, status, fields=["decline_reason"])
 
 
-def _lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list[Offer]:
+def lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list[Offer]:
     queryset = Offer.objects.filter(listing=listing, status__in=LIVE_STATUSES)
     if exclude_id is not None:
         queryset = queryset.exclude(pk=exclude_id)
     return list(queryset.select_for_update(of=("self",)).order_by("pk"))
 
 
-def _decline_all(offers: list[Offer], *, reason: str, actor_user: User | None = None) -> None:
+def decline_offers(offers: list[Offer], *, reason: str, actor_user: User | None = None) -> None:
     for offer in offers:
         _finish(offer, OfferStatus.DECLINED, reason=reason)
         _record(offer, Action.DECLINED, actor=Actor.SYSTEM, actor_user=actor_user, reason=reason)
@@ -176,11 +170,14 @@ def _accept_locked(
     address: dict,
     actor: str,
     actor_user: User | None,
+    others: list[Offer] | None = None,
 ) -> Offer:
     """The acceptance itself; the caller holds the listing and offer locks and checked the turn,
-    the expiry and that the listing is on sale. Order, offer, declines and events commit as one."""
-    others = _lock_live_offers(listing, exclude_id=offer.pk)
-    lock_event_counters([offer.buyer_id, offer.seller_id, *(o.buyer_id for o in others)])
+    the expiry and that the listing is on sale. Order, offer, declines and events commit as one.
+    `others`: the rival live offers when the caller has locked them already."""
+    if others is None:
+        others = lock_live_offers(listing, exclude_id=offer.pk)
+    lock_counters([offer.buyer_id, offer.seller_id, *(o.buyer_id for o in others)])
     order = reserve_listing_for(
         buyer=offer.buyer, listing=listing, price_fen=price_fen, address=address
     )
@@ -188,7 +185,7 @@ def _accept_locked(
     OFFER.move(offer, OfferStatus.ACCEPTED, fields=["order"])
     _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
     notify(offer, "offer.accepted")
-    _decline_all(others, reason=DeclineReason.LISTING_SOLD)
+    decline_offers(others, reason=DeclineReason.LISTING_SOLD)
     logger.info("offer %s accepted at %s fen: order %s", offer.pk, price_fen, order.order_no)
     return offer
 
@@ -196,6 +193,7 @@ def _accept_locked(
 # --- buyer -------------------------------------------------------------------------------------
 
 
+@retry_on_deadlock
 def make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
     """A new offer. Below the seller's floor it is declined at once; at or above the auto-accept
     price it is accepted at once (the order is created); otherwise it waits for the seller."""
@@ -242,9 +240,18 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             raise RateLimited(
                 f"At most {cap} offers per listing in 24 hours.", code="offer_rate_limited"
             )
+        floor, auto = listing.bargain_floor_fen, listing.auto_accept_fen
+        below_floor = floor is not None and price_fen < floor
+        accepting = not below_floor and auto is not None and price_fen >= auto
+        rivals = (
+            lock_live_offers(listing, exclude_id=previous.pk if previous else None)
+            if accepting
+            else []
+        )
+        if previous is not None or accepting:
+            # Several events: everyone they go to, locked at once before the first (module doc).
+            lock_counters([buyer.pk, listing.seller_id, *(rival.buyer_id for rival in rivals)])
         if previous is not None:
-            # Two events in one transaction: take both counters at once (see lock_event_counters).
-            lock_event_counters([buyer.pk, listing.seller_id])
             # Answering a counter with a new price (SPEC: "or make a new offer") replaces it.
             _finish(previous, OfferStatus.WITHDRAWN, reason="")
             _record(
@@ -259,8 +266,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             expires_at=now + timedelta(hours=settings_row.offer_expiry_hours),
         )
         _record(offer, Action.MADE, actor=Actor.BUYER, actor_user=buyer, price=price_fen)
-        floor, auto = listing.bargain_floor_fen, listing.auto_accept_fen
-        if floor is not None and price_fen < floor:
+        if below_floor:
             _finish(offer, OfferStatus.DECLINED, reason=DeclineReason.BELOW_FLOOR)
             _record(
                 offer,
@@ -270,7 +276,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
                 reason=DeclineReason.BELOW_FLOOR,
             )
             notify(offer, "offer.declined")
-        elif auto is not None and price_fen >= auto:
+        elif accepting:
             _accept_locked(
                 offer,
                 listing,
@@ -278,6 +284,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
                 address=address,
                 actor=Actor.SYSTEM,
                 actor_user=None,
+                others=rivals,
             )
         else:
             notify(offer, "offer.created")
@@ -285,6 +292,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
     return offer
 
 
+@retry_on_deadlock
 def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
     check_not_banned(buyer)
     offer = access_offer(user=buyer, offer_id=offer_id)
@@ -304,6 +312,7 @@ def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
 # --- either side -------------------------------------------------------------------------------
 
 
+@retry_on_deadlock
 def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) -> Offer:
     """The seller accepts an open offer at its price, or the buyer accepts a counter at the
     counter price: one transaction creates the order, reserves the listing, accepts this offer
@@ -336,6 +345,7 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
         )
 
 
+@retry_on_deadlock
 def decline_offer(*, user: User, offer_id: int) -> Offer:
     """The seller declines an open offer; the buyer may decline a counter (docs/negotiation.md)."""
     check_not_banned(user)
@@ -357,6 +367,7 @@ def decline_offer(*, user: User, offer_id: int) -> Offer:
 # --- seller ------------------------------------------------------------------------------------
 
 
+@retry_on_deadlock
 def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
     """The seller names a price between the buyer's offer and the listing price; the buyer's
     clock restarts."""
@@ -389,6 +400,7 @@ def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
     return offer
 
 
+@retry_on_deadlock
 def set_bargain_terms(
     *, seller: User, listing_id: int, floor_fen: int | None, auto_accept_fen: int | None
 ) -> Listing:
@@ -417,25 +429,15 @@ def set_bargain_terms(
         if floor_fen is not None:
             under = [
                 offer
-                for offer in _lock_live_offers(listing)
+                for offer in lock_live_offers(listing)
                 if offer.status == OfferStatus.OPEN and offer.price_fen < floor_fen
             ]
-            lock_event_counters([seller.pk, *(offer.buyer_id for offer in under)])
-            _decline_all(under, reason=DeclineReason.BELOW_FLOOR)
+            lock_counters([seller.pk, *(offer.buyer_id for offer in under)])
+            decline_offers(under, reason=DeclineReason.BELOW_FLOOR)
     return listing
 
 
 # --- hooks called by the marketplace app (inside its transaction, listing row locked) ---------
-
-
-def decline_open_offers(
-    *, listing: Listing, reason: str, except_offer_id: int | None = None
-) -> list[Offer]:
-    """Declines every live offer on the listing (a direct purchase sold it)."""
-    offers = _lock_live_offers(listing, exclude_id=except_offer_id)
-    lock_event_counters([listing.seller_id, *(offer.buyer_id for offer in offers)])
-    _decline_all(offers, reason=reason)
-    return offers
 
 
 def on_listing_price_changed(*, listing: Listing, new_price_fen: int) -> list[Offer]:
@@ -443,12 +445,12 @@ def on_listing_price_changed(*, listing: Listing, new_price_fen: int) -> list[Of
     it. Called by the catalog's edit with the listing locked."""
     offers = [
         offer
-        for offer in _lock_live_offers(listing)
+        for offer in lock_live_offers(listing)
         if offer.price_fen >= new_price_fen
         or (offer.counter_price_fen is not None and offer.counter_price_fen >= new_price_fen)
     ]
-    lock_event_counters([listing.seller_id, *(offer.buyer_id for offer in offers)])
-    _decline_all(offers, reason=DeclineReason.PRICE_CHANGED)
+    lock_counters([listing.seller_id, *(offer.buyer_id for offer in offers)])
+    decline_offers(offers, reason=DeclineReason.PRICE_CHANGED)
     return offers
 
 

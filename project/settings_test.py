@@ -41,3 +41,4 @@ if REDIS_URL:
             "KEY_PREFIX": f"test-{os.getpid()}",
         }
     }
+REALTIME_STRICT_LOCK_ORDER = True  # a late counter lock (a deadlock in waiting) fails the test

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -105,6 +106,50 @@ _RESERVE_SEQS_SQL = (
 )
 
 
+class CounterLockOrderError(RuntimeError):
+    """A transaction locked someone's event counter after it already held others' (see
+    `lock_counters`). Raised where settings.REALTIME_STRICT_LOCK_ORDER is on (the tests)."""
+
+
+_HELD_ATTRIBUTE = "_realtime_held_counters"
+
+
+def _held_counters() -> set[int]:
+    """The counters this transaction holds, remembered on the connection with the savepoints
+    open when they were taken and a marker among its commit hooks: a commit or a rollback drops
+    the hooks, and inside a test's wrapping transaction (whose hooks pile up) each action's own
+    block opens a savepoint of its own, so the memory never outlives the transaction."""
+    savepoints = tuple(connection.savepoint_ids)
+    state = getattr(connection, _HELD_ATTRIBUTE, None)
+    if state is not None:
+        held, marker, taken_under = state
+        if savepoints[: len(taken_under)] == taken_under and any(
+            hook[1] is marker for hook in connection.run_on_commit
+        ):
+            return held
+    held = set()
+
+    def forget() -> None:
+        return None
+
+    transaction.on_commit(forget)
+    setattr(connection, _HELD_ATTRIBUTE, (held, forget, savepoints))
+    return held
+
+
+def _note_locked(user_ids: Iterable[int]) -> None:
+    if not getattr(settings, "REALTIME_STRICT_LOCK_ORDER", False):
+        return  # a check for the test suite: it costs production nothing
+    held = _held_counters()
+    new = set(user_ids) - held
+    if held and new:
+        raise CounterLockOrderError(
+            f"event counters {sorted(new)} locked after {sorted(held)}: a transaction that tells "
+            "several people must take all their counters at once, first (lock_counters)"
+        )
+    held |= new
+
+
 def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
     """Reserves `counts[user]` numbers for each user; returns each user's last number.
 
@@ -113,6 +158,7 @@ def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
     emitter to the same user waits, then numbers after us. Works on PostgreSQL and SQLite
     (>= 3.35), where the whole database is locked."""
     users = sorted(counts)
+    _note_locked(users)
     last: dict[int, int] = {}
     with connection.cursor() as cursor:
         for start in range(0, len(users), 500):

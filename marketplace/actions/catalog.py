@@ -27,6 +27,7 @@ from marketplace.representations import listing_detail_data
 from marketplace.selectors import BANNER_CACHE_KEY, CATEGORY_CACHE_KEY
 from marketplace.states import LISTING
 from negotiation.actions import on_listing_price_changed
+from project.transactions import retry_on_deadlock
 from realtime.push import emit
 
 logger = logging.getLogger("marketplace.catalog")
@@ -152,6 +153,7 @@ def _check_editable(listing: Listing) -> None:
         raise Conflict("A reserved or sold listing cannot be changed.", code="listing_not_editable")
 
 
+@retry_on_deadlock
 def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Listing:
     """Seller edits. Content changes (text, category, features, images) go back to review;
     a price-only change keeps the status, except that a rejected listing is resubmitted."""

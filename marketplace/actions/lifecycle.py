@@ -33,7 +33,10 @@ from marketplace.gateways import wechatpay
 from marketplace.models import ListingStatus, User
 from marketplace.models.orders import Order
 from marketplace.states import PAID_BEFORE_SHIPMENT, OrderStatus
-from negotiation.actions import decline_open_offers, on_order_closed
+from negotiation.actions import decline_offers, lock_live_offers, on_order_closed
+from negotiation.models import DeclineReason
+from project.transactions import retry_on_deadlock
+from realtime.push import lock_counters
 
 logger = logging.getLogger("marketplace.orders")
 
@@ -55,6 +58,7 @@ AUTO_COMPLETE_REASON = "auto-completed"
 # --- buying -----------------------------------------------------------------------------------
 
 
+@retry_on_deadlock
 def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
     """Direct purchase at the listing price. The listing row lock makes racing buyers queue:
     the first reserves it, the rest find it reserved (409). Every open offer on the listing is
@@ -64,10 +68,14 @@ def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
         address = address_snapshot(buyer=buyer, address_id=address_id)
         listing = lock_listing(listing_id)
         check_can_buy(buyer=buyer, listing=listing)
+        offers = lock_live_offers(listing)
+        # Everyone this purchase tells (buyer, seller, each bargaining buyer), locked at once
+        # before the first event: one lock order for every path (realtime.push.lock_counters).
+        lock_counters([buyer.pk, listing.seller_id, *(offer.buyer_id for offer in offers)])
         order = reserve_listing_for(
             buyer=buyer, listing=listing, price_fen=listing.price_fen, address=address
         )
-        decline_open_offers(listing=listing, reason="listing_sold", except_offer_id=None)
+        decline_offers(offers, reason=DeclineReason.LISTING_SOLD)
     return order
 
 
@@ -117,6 +125,7 @@ def close_unpaid_order(
 # --- cancelling -------------------------------------------------------------------------------
 
 
+@retry_on_deadlock
 def cancel_order(*, user: User, order_no: str, reason: str = "") -> Order:
     """SPEC §3: the buyer may cancel before paying or while awaiting the video; the seller may
     cancel any paid order before shipping. Paid cancellations refund in full."""
