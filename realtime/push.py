@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -226,15 +227,20 @@ def emit_many(
     counts: dict[int, int] = {}
     for user_id, _, _ in pending:
         counts[user_id] = counts.get(user_id, 0) + 1
-    last = _reserve_seqs(counts)
-    next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in counts}
-    events = []
-    for user_id, type, payload in pending:
-        events.append(
-            Event(user_id=user_id, seq=next_seq[user_id], type=type, data=payload, created_at=now)
-        )
-        next_seq[user_id] += 1
-    _store(events)
+    if connection.vendor == "postgresql" and len(pending) < COPY_FROM:
+        events = _reserve_and_store(pending, counts, now)
+    else:
+        last = _reserve_seqs(counts)
+        next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in counts}
+        events = []
+        for user_id, type, payload in pending:
+            events.append(
+                Event(
+                    user_id=user_id, seq=next_seq[user_id], type=type, data=payload, created_at=now
+                )
+            )
+            next_seq[user_id] += 1
+        _store(events)
     messages = [
         (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": event_frame_text(event)})
         for event in events
@@ -243,6 +249,55 @@ def emit_many(
     important = [event for event in events if event.type in IMPORTANT_TYPES]
     if notify and important:
         transaction.on_commit(lambda: _enqueue_offline_notices(important))
+    return events
+
+
+# One round trip for a live action's events on PostgreSQL: the counters are bumped (locked in
+# user-id order, as `_reserve_seqs` does) and the events numbered from them and stored by the
+# same statement. `n` is an event's place among its user's events here, `total` their number.
+_EMIT_SQL = (
+    "WITH c AS ("
+    " INSERT INTO realtime_event_counter (user_id, last_seq) VALUES {counters}"
+    " ON CONFLICT (user_id) DO UPDATE"
+    " SET last_seq = realtime_event_counter.last_seq + excluded.last_seq"
+    " RETURNING user_id, last_seq)"
+    " INSERT INTO realtime_event (user_id, seq, type, data, created_at)"
+    " SELECT e.user_id, c.last_seq - e.total + e.n, e.type, e.data::jsonb, e.created_at"
+    " FROM (VALUES {events}) AS e (user_id, n, total, type, data, created_at)"
+    " JOIN c ON c.user_id = e.user_id"
+    " RETURNING id, user_id, seq"
+)
+
+
+def _reserve_and_store(
+    pending: list[tuple[int, str, dict]], counts: dict[int, int], now: datetime
+) -> list[Event]:
+    users = sorted(counts)
+    _note_locked(users)
+    place: dict[int, int] = {}
+    rows: list[Any] = []
+    events = []
+    for user_id, type, payload in pending:
+        place[user_id] = place.get(user_id, 0) + 1
+        rows += [user_id, place[user_id], counts[user_id], type, encode(payload), now]
+        events.append(Event(user_id=user_id, type=type, data=payload, created_at=now))
+    sql = _EMIT_SQL.format(
+        counters=", ".join(["(%s, %s)"] * len(users)),
+        events=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(pending)),
+    )
+    params = [value for user_id in users for value in (user_id, counts[user_id])] + rows
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        stored = cursor.fetchall()
+    by_place = {}
+    seen: dict[int, int] = {}
+    for pk, user_id, seq in sorted(stored, key=lambda row: (row[1], row[2])):
+        seen[user_id] = seen.get(user_id, 0) + 1
+        by_place[(user_id, seen[user_id])] = (pk, seq)
+    seen.clear()
+    for event in events:
+        seen[event.user_id] = seen.get(event.user_id, 0) + 1
+        event.pk, event.seq = by_place[(event.user_id, seen[event.user_id])]
     return events
 
 
