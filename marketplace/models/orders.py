@@ -196,6 +196,10 @@ class PaymentNotification(models.Model):
         PAYMENT = "payment"
         REFUND = "refund"
 
+    # The outcome of a verified notification that is not about us (marketplace/actions/
+    # notifications.py): the admin filters on it and the staff dashboard counts it.
+    REFUSED_PREFIX = "refused: "
+
     kind = models.CharField(max_length=10, choices=Kind.choices)
     notification_id = models.CharField(max_length=64, blank=True, db_index=True)
     event_type = models.CharField(max_length=40, blank=True)
