@@ -243,6 +243,9 @@ else:
 # --- Auth, tokens, limits ---------------------------------------------------------------------
 API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 30)
 MAX_ADDRESSES_PER_USER = 20
+# How long a request holds its Idempotency-Key before a retry may take it for dead: longer than
+# any request runs (the slowest partner call times out after WECHATPAY_TIMEOUT, 10 s).
+IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 60)
 # Plain JSON bodies; uploads have their own limits per endpoint.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BODY_BYTES", 256 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -1,9 +1,26 @@
-"""WeChat Pay notifications in: every one is kept raw for audit before it is trusted."""
+"""WeChat Pay notifications in: every one is kept raw for audit before it is trusted.
 
+Trust comes in two steps. The signature proves WeChat Pay sent it (`receive_notification`);
+the content must then be about us: our merchant number, our mini-program, an order or refund
+we have, its exact amount, currency and payer. A signed notification that fails the second
+step is *refused*: nothing is applied, the record keeps it with `refused: <reason>` (the admin
+filters on that, the staff dashboard counts it) and it is logged at ERROR on
+`marketplace.payments.refused`, the logger to alert staff on. It is still acknowledged to
+WeChat (204): the same signed bytes sent again would be refused again, and a payment that
+really is ours is still found by the deadline's query (docs/orders.md).
+"""
+
+import logging
 from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
 
 from marketplace.gateways import wechatpay
 from marketplace.models.orders import PaymentNotification
+
+REFUSED = PaymentNotification.REFUSED_PREFIX
+alert_logger = logging.getLogger("marketplace.payments.refused")
 
 _KEPT_HEADERS = (
     "WECHATPAY_SIGNATURE",
@@ -53,3 +70,31 @@ def receive_notification(
 def record_outcome(record: PaymentNotification, outcome: str) -> str:
     PaymentNotification.objects.filter(pk=record.pk).update(outcome=_storable(outcome)[:200])
     return outcome
+
+
+def mapping(value: Any) -> Mapping:
+    """A resource's sub-object, or an empty one: a signed resource is WeChat's, but its shape is
+    still checked rather than trusted (a list where an object belongs must not be a 500)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def check_merchant(resource: Mapping, *, with_appid: bool) -> str | None:
+    """The reason a resource is not addressed to our merchant (and mini-program), or None.
+    Refund and transfer resources carry no appid; transactions do."""
+    if not settings.WECHATPAY_MCHID or resource.get("mchid") != settings.WECHATPAY_MCHID:
+        return "mchid_mismatch"
+    if with_appid and (not settings.WECHAT_APPID or resource.get("appid") != settings.WECHAT_APPID):
+        return "appid_mismatch"
+    return None
+
+
+def refusal(reason: str, *, kind: str, about: str, detail: str = "") -> str:
+    """Alerts staff to a refused notification (or query answer) and returns its outcome."""
+    alert_logger.error(
+        "%s notification for %s refused: %s%s",
+        kind,
+        about,
+        reason,
+        f" ({detail})" if detail else "",
+    )
+    return REFUSED + reason

@@ -11,7 +11,13 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.actions.notifications import receive_notification, record_outcome
+from marketplace.actions.notifications import (
+    check_merchant,
+    mapping,
+    receive_notification,
+    record_outcome,
+    refusal,
+)
 from marketplace.actions.orders import Actor, access_order, release_listing, set_status
 from marketplace.actions.refunds import request_refund
 from marketplace.errors import Conflict, UpstreamUnavailable
@@ -28,6 +34,9 @@ logger = logging.getLogger("marketplace.payments")
 PREPAY_LIFETIME = timedelta(hours=2)
 PREPAY_RENEW_MARGIN = timedelta(minutes=5)
 LATE_PAYMENT_REASON = "paid after the order was closed"
+# Every prepay asks for CNY (gateways.wechatpay.prepay_jsapi); a payment in anything else is not
+# the one we asked for.
+CURRENCY = "CNY"
 
 
 def _payment_description(order: Order) -> str:
@@ -74,8 +83,30 @@ def start_payment(*, buyer: User, order_no: str, now: datetime | None = None) ->
     return {"order_no": order.order_no, "pay_params": wechatpay.pay_params(prepay_id=prepay_id)}
 
 
+def _payment_mismatch(order: Order, transaction_data: Mapping) -> tuple[str, str] | None:
+    """Why a transaction is not exactly this order's payment (reason, detail), or None."""
+    if str(transaction_data.get("out_trade_no", "")) != order.order_no:
+        return "out_trade_no_mismatch", f"out_trade_no {transaction_data.get('out_trade_no')!r}"
+    amount = mapping(transaction_data.get("amount"))
+    if amount.get("currency") != CURRENCY:
+        return "currency_mismatch", f"currency {amount.get('currency')!r}"
+    total = amount.get("total")
+    if isinstance(total, bool) or total != order.price_fen:
+        return "amount_mismatch", f"paid {total!r} fen, expected {order.price_fen}"
+    payer = mapping(transaction_data.get("payer")).get("openid")
+    if not order.buyer.openid or payer != order.buyer.openid:
+        return "payer_mismatch", "paid by another openid"
+    return None
+
+
 def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
-    """Applies a SUCCESS transaction (from a notification or a query) exactly once."""
+    """Applies a SUCCESS transaction (from a notification or a query) exactly once, when it is
+    exactly ours (merchant, mini-program, order, amount, currency, payer); anything else is
+    refused (`refused: <reason>`) and alerts staff."""
+    reason = check_merchant(transaction_data, with_appid=True)
+    if reason:
+        detail = f"mchid {transaction_data.get('mchid')!r}, appid {transaction_data.get('appid')!r}"
+        return refusal(reason, kind="payment", about=f"order {out_trade_no}", detail=detail)
     with transaction.atomic(durable=True):
         order = (
             Order.objects.select_for_update()
@@ -84,17 +115,11 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
             .first()
         )
         if order is None:
-            return "unknown_order"
-        amount = (transaction_data.get("amount") or {}).get("total")
-        payer = (transaction_data.get("payer") or {}).get("openid")
-        if amount != order.price_fen:
-            logger.error(
-                "order %s: paid %s fen, expected %s", order.order_no, amount, order.price_fen
-            )
-            return "amount_mismatch"
-        if payer != order.buyer.openid:
-            logger.error("order %s: paid by another openid", order.order_no)
-            return "payer_mismatch"
+            return refusal("unknown_order", kind="payment", about=f"order {out_trade_no}")
+        mismatch = _payment_mismatch(order, transaction_data)
+        if mismatch:
+            reason, detail = mismatch
+            return refusal(reason, kind="payment", about=f"order {order.order_no}", detail=detail)
         if order.transaction_id:
             return "duplicate"
         order.transaction_id = str(transaction_data.get("transaction_id", ""))[:64]
@@ -129,6 +154,11 @@ def handle_payment_notification(*, headers: Mapping[str, str], body: bytes) -> s
         kind=PaymentNotification.Kind.PAYMENT, headers=headers, body=body
     )
     resource = notification.resource
+    reason = check_merchant(resource, with_appid=True)
+    if reason:
+        detail = f"mchid {resource.get('mchid')!r}, appid {resource.get('appid')!r}"
+        about = f"order {record.out_trade_no or '?'}"
+        return record_outcome(record, refusal(reason, kind="payment", about=about, detail=detail))
     if notification.event_type != "TRANSACTION.SUCCESS" or resource.get("trade_state") != "SUCCESS":
         return record_outcome(record, "ignored: not a successful payment")
     outcome = apply_payment(out_trade_no=record.out_trade_no, transaction_data=resource)

@@ -8,7 +8,13 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.actions.notifications import receive_notification, record_outcome
+from marketplace.actions.notifications import (
+    check_merchant,
+    mapping,
+    receive_notification,
+    record_outcome,
+    refusal,
+)
 from marketplace.gateways import wechatpay
 from marketplace.models.orders import Order, PaymentNotification, Refund
 from marketplace.states import REFUND
@@ -149,20 +155,53 @@ def _settle(refund: Refund, wechat_status: str) -> None:
         refund.save(update_fields=["wechat_status"])
 
 
+def _refund_mismatch(refund: Refund, resource: Mapping) -> tuple[str, str] | None:
+    """Why a refund resource is not exactly this refund (reason, detail), or None."""
+    if str(resource.get("out_trade_no", "")) != refund.order.order_no:
+        return "out_trade_no_mismatch", f"out_trade_no {resource.get('out_trade_no')!r}"
+    amount = mapping(resource.get("amount"))
+    # WeChat's refund notification carries no currency; when one is there it must be ours.
+    if "currency" in amount and amount["currency"] != "CNY":
+        return "currency_mismatch", f"currency {amount['currency']!r}"
+    refunded, total = amount.get("refund"), amount.get("total")
+    if (
+        isinstance(refunded, bool)
+        or isinstance(total, bool)
+        or refunded != refund.amount_fen
+        or total != refund.order.price_fen
+    ):
+        return (
+            "amount_mismatch",
+            f"refund {refunded!r} of {total!r} fen, expected {refund.amount_fen} of "
+            f"{refund.order.price_fen}",
+        )
+    return None
+
+
 def handle_refund_notification(*, headers: Mapping[str, str], body: bytes) -> str:
-    """Verifies, records and settles a refund notification, once."""
+    """Verifies, records and settles a refund notification, once, when it is exactly one of our
+    refunds (merchant, refund and order numbers, amounts); anything else is refused."""
     record, notification = receive_notification(
         kind=PaymentNotification.Kind.REFUND, headers=headers, body=body
     )
     resource = notification.resource
+    about = f"refund {str(resource.get('out_refund_no', '?'))[:64]}"
+    reason = check_merchant(resource, with_appid=False)
+    if reason:
+        detail = f"mchid {resource.get('mchid')!r}"
+        return record_outcome(record, refusal(reason, kind="refund", about=about, detail=detail))
     with transaction.atomic(durable=True):
         refund = (
             Refund.objects.select_for_update()
+            .select_related("order")
             .filter(out_refund_no=str(resource.get("out_refund_no", "")))
             .first()
         )
+        mismatch = _refund_mismatch(refund, resource) if refund is not None else None
         if refund is None:
-            outcome = "unknown_refund"
+            outcome = refusal("unknown_refund", kind="refund", about=about)
+        elif mismatch:
+            outcome = refusal(mismatch[0], kind="refund", about=about, detail=mismatch[1])
         elif refund.status in {Refund.Status.SUCCEEDED, Refund.Status.NEEDS_ATTENTION}:
             outcome = "duplicate"
         else:

@@ -15,13 +15,24 @@ from django.db.models import Count, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 
-from marketplace.models import Dispute, Listing, ListingStatus, Order, Refund, Withdrawal
+from marketplace.models import (
+    Dispute,
+    Listing,
+    ListingStatus,
+    Order,
+    PaymentNotification,
+    Refund,
+    Withdrawal,
+)
 from marketplace.money import yuan
 from marketplace.states import OrderStatus
 
 # The platform's business day: turnover "today" is a China calendar day, whatever the server's
 # or the viewer's clock says.
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+# Refused notifications are incidents, not a queue staff can empty: the tile counts a recent
+# window so it is highlighted while one is fresh, not for ever after the first.
+REFUSED_NOTIFICATIONS_WINDOW = dt.timedelta(days=7)
 
 
 @dataclass
@@ -114,6 +125,24 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
                 str(stuck),
                 _changelist(Refund, status__exact=Refund.Status.NEEDS_ATTENTION),
                 is_attention=stuck > 0,
+            )
+        )
+
+    if _may_view(request, PaymentNotification):
+        since = now - REFUSED_NOTIFICATIONS_WINDOW
+        refused = PaymentNotification.objects.filter(
+            outcome__startswith=PaymentNotification.REFUSED_PREFIX, received_at__gte=since
+        ).count()
+        board.attention.append(
+            Tile(
+                "通知被拒绝",
+                str(refused),
+                _changelist(
+                    PaymentNotification, outcome_kind="refused", received_at__gte=since.isoformat()
+                ),
+                is_attention=refused > 0,
+                detail="signed WeChat Pay notifications not about our merchant, order or amount, "
+                "last 7 days",
             )
         )
 

@@ -207,10 +207,31 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
         self.message_user(request, f"{count} refund(s) resubmitted.")
 
 
+class NotificationOutcomeFilter(admin.SimpleListFilter):
+    """Refused = signed by WeChat Pay but not about us (another merchant, amount, payer...), the
+    ones staff are alerted to; rejected = failed verification (forged, stale, malformed)."""
+
+    title = "outcome"
+    parameter_name = "outcome_kind"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("refused", "refused (signed, not ours)"),
+            ("rejected", "rejected (not verified)"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "refused":
+            return queryset.filter(outcome__startswith=PaymentNotification.REFUSED_PREFIX)
+        if self.value() == "rejected":
+            return queryset.filter(outcome__startswith="rejected")
+        return queryset
+
+
 @admin.register(PaymentNotification)
 class PaymentNotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("received_at", "kind", "event_type", "out_trade_no", "is_verified", "outcome")
-    list_filter = ("kind", "is_verified", "event_type", "received_at")
+    list_filter = (NotificationOutcomeFilter, "kind", "is_verified", "event_type", "received_at")
     search_fields = ("out_trade_no", "notification_id", "outcome")
     readonly_fields = [field.name for field in PaymentNotification._meta.fields]
     ordering = ("-id",)

@@ -1,8 +1,11 @@
 """`Idempotency-Key` for POST endpoints that move money or stock (API.md conventions).
 
 The first request with a key runs and its answer (success or domain error) is stored; a repeat
-from the same user gets that answer back and does nothing. A repeat that arrives while the
-first is still running gets 409 `request_in_progress`. An unexpected failure frees the key.
+of the same request (method, path and body) from the same user gets that answer back and does
+nothing. Another request with the key is 422 `idempotency_key_reused`. A repeat that arrives
+while the first is still running gets 409 `request_in_progress`; once the first request's lease
+has run out unanswered (its process died), the repeat runs instead. An unexpected failure frees
+the key. The records are written by `marketplace.actions.idempotency`.
 """
 
 import functools
@@ -10,36 +13,33 @@ import json
 import re
 from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
+from ninja import Schema, Status
 
-from marketplace.errors import Conflict, DomainError, InvalidInput
-from marketplace.models.orders import IdempotencyRecord
+from marketplace.actions import idempotency as idempotency_actions
+from marketplace.errors import DomainError, InvalidInput
 from project.wire import WireJSONEncoder, render_response
 
 HEADER = "Idempotency-Key"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
 
 
-def _claim(request: HttpRequest, scope: str, key: str) -> IdempotencyRecord | HttpResponse:
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(user=request.auth, scope=scope, key=key)
-    except IntegrityError:
-        pass
-    first = IdempotencyRecord.objects.get(user=request.auth, scope=scope, key=key)
-    if first.status_code is None:
-        raise Conflict(
-            "The first request with this key is still running.", code="request_in_progress"
-        )
-    # Rendered as the first answer was (UTF-8, the wire's time format), not by JsonResponse.
-    response = render_response(request, first.body, status=first.status_code)
+def _replay(request: HttpRequest, answer: idempotency_actions.StoredAnswer) -> HttpResponse:
+    response = render_response(request, json.loads(answer.body), status=answer.status_code)
     response["Idempotent-Replayed"] = "true"
     return response
 
 
-def idempotent(scope: str) -> Callable:
-    """Wraps a view returning `Status(code, dict)`; the dict must already be the JSON body."""
+def _as_text(data: object) -> str:
+    # Times in the wire format, UTF-8 as the renderer writes it: the stored text, parsed again,
+    # renders to the same bytes for the first answer and every replay.
+    return json.dumps(data, cls=WireJSONEncoder, ensure_ascii=False)
+
+
+def idempotent(scope: str, *, response: type[Schema], by_alias: bool = False) -> Callable:
+    """Wraps a view returning `Status(code, value)`. `response` (and `by_alias`) must be the
+    route's own response schema for that code: the value is shaped by it here, once, so the
+    first answer and its replays are the same bytes."""
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -52,28 +52,39 @@ def idempotent(scope: str) -> Callable:
                     "Idempotency-Key must be 1-100 visible ASCII characters.",
                     code="invalid_idempotency_key",
                 )
-            claimed = _claim(request, scope, key)
-            if isinstance(claimed, HttpResponse):
-                return claimed
+            claimed = idempotency_actions.claim_key(
+                user=request.auth,
+                scope=scope,
+                key=key,
+                fingerprint=idempotency_actions.fingerprint(
+                    method=request.method or "POST",
+                    path=request.get_full_path(),
+                    body=request.body,
+                ),
+            )
+            if isinstance(claimed, idempotency_actions.StoredAnswer):
+                return _replay(request, claimed)
             try:
                 result = view(request, *args, **kwargs)
             except DomainError as exc:
-                stored = IdempotencyRecord.objects.filter(pk=claimed.pk)
                 if exc.status >= 500:  # a partner outage: let the client retry for real
-                    stored.delete()
+                    idempotency_actions.release_key(claim=claimed)
                 else:
-                    stored.update(status_code=exc.status, body=exc.as_body())
+                    idempotency_actions.store_answer(
+                        claim=claimed, status_code=exc.status, body=_as_text(exc.as_body())
+                    )
                 raise
             except BaseException:
-                IdempotencyRecord.objects.filter(pk=claimed.pk).delete()
+                idempotency_actions.release_key(claim=claimed)
                 raise
-            # Stored as JSON text would carry it (datetimes written in the wire format), so the
-            # JSON column takes it and a replay renders the same values.
-            body = json.loads(json.dumps(result.value, cls=WireJSONEncoder))
-            IdempotencyRecord.objects.filter(pk=claimed.pk).update(
-                status_code=result.status_code, body=body
+            if not isinstance(result, Status):
+                result = Status(200, result)
+            data = response.model_validate(result.value).model_dump(by_alias=by_alias)
+            text = _as_text(data)
+            idempotency_actions.store_answer(
+                claim=claimed, status_code=result.status_code, body=text
             )
-            return result
+            return render_response(request, json.loads(text), status=result.status_code)
 
         return wrapper
 

@@ -116,7 +116,7 @@ def _detail(order: Order) -> dict:
 @router.post(
     "/orders", response={201: OrderOut}, by_alias=True, summary="Order a listing at its price"
 )
-@idempotent("orders.create")
+@idempotent("orders.create", response=OrderOut, by_alias=True)
 def create_order(request: HttpRequest, payload: OrderIn):
     order = lifecycle.create_order(
         buyer=request.auth, listing_id=payload.listing_id, address_id=payload.address_id
@@ -142,7 +142,7 @@ def get_order(request: HttpRequest, order_no: str):
 
 
 @router.post("/orders/{order_no}/pay", response=PayOut, summary="WeChat Pay parameters")
-@idempotent("orders.pay")
+@idempotent("orders.pay", response=PayOut)
 def pay_order(request: HttpRequest, order_no: str):
     return Status(200, payment_actions.start_payment(buyer=request.auth, order_no=order_no))
 

@@ -196,6 +196,10 @@ class PaymentNotification(models.Model):
         PAYMENT = "payment"
         REFUND = "refund"
 
+    # The outcome of a verified notification that is not about us (marketplace/actions/
+    # notifications.py): the admin filters on it and the staff dashboard counts it.
+    REFUSED_PREFIX = "refused: "
+
     kind = models.CharField(max_length=10, choices=Kind.choices)
     notification_id = models.CharField(max_length=64, blank=True, db_index=True)
     event_type = models.CharField(max_length=40, blank=True)
@@ -215,13 +219,20 @@ class PaymentNotification(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The first answer to a request carrying an Idempotency-Key, replayed for repeats."""
+    """The first answer to a request carrying an Idempotency-Key, replayed for repeats of that
+    same request (marketplace/actions/idempotency.py)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     scope = models.CharField(max_length=40)
     key = models.CharField(max_length=100)
+    # SHA-256 of method, path and body: the request the key belongs to ("" on older records).
+    fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # When the request now holding the key claimed it; the in-flight lease runs from here.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    body = models.JSONField(null=True, blank=True)
+    # The answer as JSON text, not jsonb: PostgreSQL reorders jsonb keys, and a replay must be
+    # the first answer byte for byte.
+    body = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

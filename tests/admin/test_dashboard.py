@@ -11,7 +11,7 @@ from django.test import RequestFactory
 from marketplace.admin.dashboard import build_dashboard, business_day_bounds
 from marketplace.models import Listing, ListingStatus
 from marketplace.models.fulfilment import Dispute
-from marketplace.models.orders import Order, Refund
+from marketplace.models.orders import Order, PaymentNotification, Refund
 from marketplace.states import OrderStatus
 from tests.admin.helpers import admin_client, staff_in
 from tests.admin.test_roles import _pending_withdrawal
@@ -88,6 +88,18 @@ def world():
     )
     _pending_withdrawal(3000)
     _pending_withdrawal(1234)
+    # Payment notifications: two refused this week, one refused long ago, one rejected, one paid.
+    for outcome, days_ago in [
+        ("refused: mchid_mismatch", 1),
+        ("refused: amount_mismatch", 6),
+        ("refused: payer_mismatch", 8),
+        ("rejected: stale", 1),
+        ("paid", 1),
+    ]:
+        note = PaymentNotification.objects.create(kind="payment", body="{}", outcome=outcome)
+        PaymentNotification.objects.filter(pk=note.pk).update(
+            received_at=NOW - dt.timedelta(days=days_ago)
+        )
 
 
 def _request(user):
@@ -126,6 +138,9 @@ def test_superuser_sees_every_figure(world):
         "1",
         "/admin/marketplace/refund/?status__exact=needs_attention",
     )
+    refused_value, refused_url, _ = tiles["通知被拒绝"]
+    assert refused_value == "2"
+    assert refused_url.startswith("/admin/marketplace/paymentnotification/?outcome_kind=refused&")
     by_status = {label.split(" ")[0]: value for label, (value, _, _) in tiles.items()}
     assert by_status["awaiting_video"] == "1" and by_status["completed"] == "1"
     assert by_status["disputed"] == "1" and by_status["closed"] == "0"
@@ -157,12 +172,13 @@ def test_index_page_renders_the_dashboard_in_few_queries(world, django_assert_ma
 
 def test_queries_do_not_grow_with_the_data(world, django_assert_num_queries):
     request = _request(StaffFactory())
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         build_dashboard(request, now=NOW)
     for _ in range(5):
         make_order(OrderStatus.CLOSED)
         listing_on_sale(status=ListingStatus.PENDING_REVIEW)
-    with django_assert_num_queries(6):
+        PaymentNotification.objects.create(kind="payment", body="{}", outcome="refused: x")
+    with django_assert_num_queries(7):
         build_dashboard(request, now=NOW)
 
 
@@ -181,3 +197,17 @@ def test_each_role_sees_only_its_own_figures(world):
     page = admin_client(staff_in("reviewers")).get("/admin/").content.decode()
     assert "Turnover" not in page and "Listings awaiting review" in page
     assert Listing.objects.filter(status=ListingStatus.PENDING_REVIEW).count() == 2
+
+
+def test_the_refused_notifications_filter_lists_exactly_the_refused_ones(world):
+    client = admin_client(StaffFactory())
+    base = "/admin/marketplace/paymentnotification/"
+    refused = client.get(base, {"outcome_kind": "refused"}).context["cl"].result_list
+    assert sorted(note.outcome for note in refused) == [
+        "refused: amount_mismatch",
+        "refused: mchid_mismatch",
+        "refused: payer_mismatch",
+    ]
+    rejected = client.get(base, {"outcome_kind": "rejected"}).context["cl"].result_list
+    assert [note.outcome for note in rejected] == ["rejected: stale"]
+    assert client.get(base).context["cl"].result_count == 5

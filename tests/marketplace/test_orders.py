@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from marketplace.actions.lifecycle import handle_order_deadline, sweep_overdue_orders
@@ -233,13 +234,16 @@ def test_amount_mismatch_does_not_mark_the_order_paid(make_client):
     outcome = apply_payment(
         out_trade_no=order_no,
         transaction_data={
-            "amount": {"total": 1},
+            "appid": settings.WECHAT_APPID,
+            "mchid": settings.WECHATPAY_MCHID,
+            "out_trade_no": order_no,
+            "amount": {"total": 1, "currency": "CNY"},
             "payer": {"openid": buyer.user.openid},
             "transaction_id": "t",
         },
     )
 
-    assert outcome == "amount_mismatch"
+    assert outcome == "refused: amount_mismatch"
     assert Order.objects.get(order_no=order_no).status == OrderStatus.PENDING_PAYMENT
 
 
