@@ -1,5 +1,6 @@
 """Reads, with their joins applied. Views call these; they never write."""
 
+import uuid
 from typing import Any
 
 from django.core.cache import cache
@@ -16,9 +17,15 @@ from marketplace.models.wallet import LedgerEntry, Wallet, Withdrawal
 from marketplace.pagination import Page, paginate
 from marketplace.representations import listing_summary_data, media_url
 
+# Every live action reads the platform settings, which change a few times a year: each process
+# keeps a copy, valid while the version in the shared cache is the one it was read under. A
+# change bumps the version (`platform_settings_changed`), so every process reloads on its next
+# read; a cache flush or outage also means a reload, never a stale value.
+PLATFORM_VERSION_KEY = "platform:settings:version"
+_platform_copy: tuple[str, PlatformSettings] | None = None
 
-def platform_settings() -> PlatformSettings:
-    """The staff-set platform parameters (one row, created with its defaults on first read)."""
+
+def _load_platform_settings() -> PlatformSettings:
     current = PlatformSettings.objects.filter(pk=1).first()
     if current is None:
         try:
@@ -27,6 +34,36 @@ def platform_settings() -> PlatformSettings:
         except IntegrityError:  # created concurrently
             current = PlatformSettings.objects.get(pk=1)
     return current
+
+
+def platform_settings(*, fresh: bool = False) -> PlatformSettings:
+    """The staff-set platform parameters (one row, created with its defaults on first read).
+    `fresh` reads the row itself: for what is frozen onto an order in the caller's transaction
+    (the commission rate at payment). Callers must not modify the returned object."""
+    global _platform_copy
+    if fresh:
+        return _load_platform_settings()
+    version = cache.get(PLATFORM_VERSION_KEY)
+    if version is None:
+        cache.add(PLATFORM_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        version = cache.get(PLATFORM_VERSION_KEY)
+    if version is not None and _platform_copy is not None and _platform_copy[0] == version:
+        return _platform_copy[1]
+    current = _load_platform_settings()
+    if version is not None:
+        _platform_copy = (version, current)
+    return current
+
+
+def platform_settings_changed() -> None:
+    """Every process reloads the platform settings on its next read: at once, and again after
+    the change commits (a read between the two would otherwise keep the old row)."""
+
+    def bump() -> None:
+        cache.set(PLATFORM_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+
+    bump()
+    transaction.on_commit(bump)
 
 
 def public_user(*, user_id: int) -> User | None:

@@ -126,7 +126,7 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
         order.paid_at = timezone.now()
         if order.status == OrderStatus.PENDING_PAYMENT:
             # The rate in force at payment is frozen onto the order, read inside this transaction.
-            rate = platform_settings().commission_rate_bp
+            rate = platform_settings(fresh=True).commission_rate_bp
             order.commission_rate_bp = rate
             order.commission_fen, _ = sale_split(
                 price_fen=order.price_fen, refunded_fen=0, rate_bp=rate

@@ -7,7 +7,7 @@ from django.db import transaction
 from marketplace.errors import InvalidInput
 from marketplace.models import User
 from marketplace.models.orders import PlatformSettings, PlatformSettingsChange
-from marketplace.selectors import platform_settings
+from marketplace.selectors import platform_settings, platform_settings_changed
 
 logger = logging.getLogger("marketplace.platform")
 
@@ -52,4 +52,5 @@ def update_platform_settings(*, staff: User, values: dict[str, int]) -> Platform
             setattr(current, name, value)
             logger.info("platform setting %s: %s -> %s by %s", name, old, value, staff.username)
         current.save()
+        platform_settings_changed()
     return current

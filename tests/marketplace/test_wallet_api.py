@@ -1,3 +1,4 @@
+
 """Wallet API: balance, ledger, payout accounts, withdrawals (through the HTTP client)."""
 
 import pytest
@@ -9,7 +10,7 @@ from marketplace.actions import wallet as wallet_actions
 from marketplace.models import User
 from marketplace.models.orders import PlatformSettings
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
-from marketplace.selectors import platform_settings
+from marketplace.selectors import platform_settings, platform_settings_changed
 from realtime.models import Event
 from tests.conftest import assert_error
 from tests.marketplace.wallet_helpers import (
@@ -252,6 +253,7 @@ def test_withdrawal_limits(client_of, user):
     credit(user, 1000)
     account = make_account(user)
     PlatformSettings.objects.filter(pk=platform_settings().pk).update(min_withdrawal_fen=500)
+    platform_settings_changed()  # as staff changes do
     assert_error(_withdraw(client_of, 499, account.pk), 422, "amount_below_minimum")
     assert_error(_withdraw(client_of, 1001, account.pk), 409, "insufficient_balance")
     for bad in (0, -5, "100", 10**13, None, 1.5):

@@ -1,3 +1,4 @@
+
 """Property: any sequence of credits, withdrawals, payouts and rejections, refused ones included,
 keeps every balance equal to its ledger sums and never negative, and matches a simple model."""
 
@@ -12,7 +13,7 @@ from marketplace.errors import DomainError
 from marketplace.models import User
 from marketplace.models.orders import PlatformSettings
 from marketplace.models.wallet import LedgerEntry, Withdrawal
-from marketplace.selectors import platform_settings
+from marketplace.selectors import platform_settings, platform_settings_changed
 from tests.factories import UserFactory
 from tests.marketplace.wallet_helpers import assert_ledger_invariant, credit, make_account
 
@@ -37,6 +38,7 @@ def test_any_sequence_keeps_the_ledger_invariant(operations):
     PlatformSettings.objects.filter(pk=platform_settings().pk).update(
         min_withdrawal_fen=MIN_WITHDRAWAL
     )
+    platform_settings_changed()  # as staff changes do
     staff = User.objects.create(username=f"staff-{uuid.uuid4().hex[:12]}", is_staff=True)
     users = [UserFactory(), UserFactory()]
     accounts = [make_account(user) for user in users]

@@ -1,3 +1,4 @@
+
 """Bargaining over REST: the flows, every rule and every bad input (API.md "Negotiation")."""
 
 from datetime import timedelta
@@ -9,6 +10,7 @@ from django.utils import timezone
 from marketplace.actions.lifecycle import close_unpaid_order
 from marketplace.models import Listing, ListingStatus
 from marketplace.models.orders import Order, PlatformSettings
+from marketplace.selectors import platform_settings_changed
 from marketplace.states import OrderStatus
 from negotiation.models import Offer, OfferHistory
 from tests.conftest import assert_error
@@ -215,6 +217,7 @@ def test_one_live_offer_per_buyer_per_listing(make_client):
 
 def test_daily_cap_per_buyer_per_listing_is_429_and_staff_settable(make_client):
     PlatformSettings.objects.update_or_create(pk=1, defaults={"offers_per_listing_per_day": 2})
+    platform_settings_changed()  # as staff changes do
     _, listing = seller_and_listing(make_client)
     _, other_listing = seller_and_listing(make_client)
     alice = buyer(make_client)

@@ -1,3 +1,4 @@
+
 """Offers expire by their task (scheduled on commit at expires_at) and by the sweeper."""
 
 from datetime import UTC, timedelta
@@ -7,6 +8,7 @@ from django.utils import timezone
 from huey.contrib.djhuey import HUEY
 
 from marketplace.models.orders import PlatformSettings
+from marketplace.selectors import platform_settings_changed
 from negotiation import tasks
 from negotiation.actions import handle_offer_expiry, sweep_expired_offers
 from negotiation.models import Offer
@@ -39,6 +41,7 @@ def test_the_expiry_task_is_scheduled_on_commit_and_expires_the_offer(
     make_client, django_capture_on_commit_callbacks
 ):
     PlatformSettings.objects.update_or_create(pk=1, defaults={"offer_expiry_hours": 2})
+    platform_settings_changed()  # as staff changes do
     seller, listing = seller_and_listing(make_client)
     alice = buyer(make_client)
     with django_capture_on_commit_callbacks(execute=True):
