@@ -84,6 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
+    "project.middleware.MethodOverrideMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
     "project.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
