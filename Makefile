@@ -13,8 +13,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketplace
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-embedded test-real lint typecheck venv venv-dev demo bench bench-full \
-	migrate clean lock check-locks
+.PHONY: run test test-embedded test-real test-sdk sdk-deps lint typecheck venv venv-dev demo bench \
+	bench-full migrate clean lock check-locks
 
 define install_lock
 	@test -n "$(PYTHON)" || exit 1
@@ -67,7 +67,7 @@ lint: venv-dev
 typecheck: venv-dev
 	$(BIN)/mypy
 
-test: lint typecheck check-locks test-embedded test-real
+test: lint typecheck check-locks sdk-deps test-embedded test-real test-sdk
 
 # Embedded defaults: SQLite, in-memory channel layer, sandbox.
 test-embedded: venv-dev
@@ -78,6 +78,23 @@ test-real: venv-dev
 	$(BIN)/python scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+# The SDK (sdk/, docs/sdk.md): its node_modules from the committed lock, reinstalled when the lock
+# changed since the last install (npm writes node_modules/.package-lock.json on every install).
+SDK_STAMP := sdk/node_modules/.package-lock.json
+$(SDK_STAMP): sdk/package-lock.json
+	cd sdk && npm ci --no-audit --no-fund
+	@touch $@
+
+sdk-deps: $(SDK_STAMP)
+
+# Generated types up to date, the SDK and the example mini-program type-checked, built, and its
+# suite run against a server it starts (embedded defaults, sandbox); then the server tests once
+# more on PostgreSQL + Redis (a database of their own, created and dropped by the suite).
+test-sdk: venv-dev sdk-deps
+	cd sdk && env -u DATABASE_URL -u REDIS_URL npm test
+	cd sdk && env -u DATABASE_URL -u REDIS_URL SDK_DATABASE_URL="$(TEST_DATABASE_URL)" \
+	  SDK_REDIS_URL="$(TEST_REDIS_URL)" npx vitest run test/e2e.test.ts
 
 demo: venv
 	$(BIN)/python scripts/demo.py --base-url $${BASE_URL:-http://127.0.0.1:8000}
@@ -90,4 +107,4 @@ bench-full: venv-dev
 	bench/run.sh --full
 
 clean:
-	rm -rf var/ .pytest_cache .ruff_cache
+	rm -rf var/ .pytest_cache .ruff_cache sdk/dist

@@ -8,8 +8,6 @@ one wire format (project/wire.py)."""
 
 from typing import Any
 
-from django.core.files.storage import storages
-
 from marketplace.media import storage_url
 from marketplace.models import Listing
 from marketplace.models.orders import Order, OrderHistory, Refund
@@ -29,7 +27,7 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
 def order_video_url(order: Order) -> str | None:
     """Only the buyer and seller may watch it: on S3 a signed, expiring URL, never a CDN link
     (settings.STORAGES["private"])."""
-    return storages["private"].url(order.video.name) if order.video else None
+    return storage_url(order.video.name, storage="private") if order.video else None
 
 
 def refund_status(order: Order) -> str:

@@ -1,16 +1,18 @@
 """Bargaining over the socket (API.md "Realtime"): the same schemas and actions as REST.
 
 Frames carry `action` and the client's `id` besides the fields; only the fields are validated,
-so the REST schemas (which refuse unknown fields) apply unchanged.
+so the REST schemas (which refuse unknown fields) apply unchanged. Each action declares the
+schemas its frame carries and its reply, and the offer events declare their `data`: the
+AsyncAPI document (`GET /api/asyncapi.json`) is generated from these declarations.
 """
 
 from pydantic import BaseModel
 
 from marketplace.models import User
 from negotiation import actions
-from negotiation.api import AcceptIn, CounterIn, Id, OfferIn
+from negotiation.api import AcceptIn, CounterIn, Id, OfferIn, OfferOut
 from negotiation.representations import offer_data
-from realtime.dispatch import socket_action
+from realtime.dispatch import socket_action, socket_event
 
 
 class OfferRef(BaseModel):
@@ -29,33 +31,50 @@ def _offer_id(frame: dict) -> int:
     return OfferRef.model_validate(_fields(frame, "offer_id")).offer_id
 
 
-@socket_action("offer.make")
+@socket_action("offer.make", payload=[ListingRef, OfferIn], reply=OfferOut)
 def make_offer(*, user: User, frame: dict) -> dict:
+    """The buyer offers a price for a listing (as POST /api/listings/{id}/offers)."""
     listing_id = ListingRef.model_validate(_fields(frame, "listing_id")).listing_id
     body = OfferIn.model_validate(_fields(frame, "price"))
     return offer_data(actions.make_offer(buyer=user, listing_id=listing_id, price_fen=body.price))
 
 
-@socket_action("offer.accept")
+@socket_action("offer.accept", payload=[OfferRef, AcceptIn], reply=OfferOut)
 def accept_offer(*, user: User, frame: dict) -> dict:
+    """The seller accepts an offer, or the buyer a counter: the order is created."""
     offer_id = _offer_id(frame)
     body = AcceptIn.model_validate(_fields(frame, "address_id"))
     offer = actions.accept_offer(user=user, offer_id=offer_id, address_id=body.address_id)
     return offer_data(offer)
 
 
-@socket_action("offer.decline")
+@socket_action("offer.decline", payload=[OfferRef], reply=OfferOut)
 def decline_offer(*, user: User, frame: dict) -> dict:
+    """The seller declines an offer, or the buyer a counter."""
     return offer_data(actions.decline_offer(user=user, offer_id=_offer_id(frame)))
 
 
-@socket_action("offer.counter")
+@socket_action("offer.counter", payload=[OfferRef, CounterIn], reply=OfferOut)
 def counter_offer(*, user: User, frame: dict) -> dict:
+    """The seller answers an offer with a counter price."""
     offer_id = _offer_id(frame)
     body = CounterIn.model_validate(_fields(frame, "price"))
     return offer_data(actions.counter_offer(seller=user, offer_id=offer_id, price_fen=body.price))
 
 
-@socket_action("offer.withdraw")
+@socket_action("offer.withdraw", payload=[OfferRef], reply=OfferOut)
 def withdraw_offer(*, user: User, frame: dict) -> dict:
+    """The buyer withdraws their open or countered offer."""
     return offer_data(actions.withdraw_offer(buyer=user, offer_id=_offer_id(frame)))
+
+
+# Both sides get every offer event; `data` is the offer as GET /api/offers shows it.
+for _type, _summary in (
+    ("offer.created", "A buyer made an offer (to the seller and the buyer)."),
+    ("offer.countered", "The seller countered."),
+    ("offer.accepted", "The offer was accepted: `order_no` is the new order."),
+    ("offer.declined", "The offer was declined (`decline_reason` says why)."),
+    ("offer.withdrawn", "The buyer withdrew the offer."),
+    ("offer.expired", "The offer expired unanswered."),
+):
+    socket_event(_type, OfferOut, summary=_summary)

@@ -42,6 +42,26 @@ def is_api_path(path: str) -> bool:
     return path.startswith("/api/")
 
 
+class MethodOverrideMiddleware:
+    """`POST` + `X-HTTP-Method-Override: PATCH` is a PATCH under /api/: the mini-program's
+    `wx.request` has no PATCH method. Only that pair: a GET never becomes a write, and no other
+    method can be reached this way."""
+
+    HEADER = "HTTP_X_HTTP_METHOD_OVERRIDE"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            request.method == "POST"
+            and request.META.get(self.HEADER, "").upper() == "PATCH"
+            and is_api_path(request.path)
+        ):
+            request.method = "PATCH"
+        return self.get_response(request)
+
+
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()

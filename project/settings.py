@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Only for /api/docs: Swagger UI from django-ninja's own static files, not a CDN.
+    "ninja",
     "huey.contrib.djhuey",
     "marketplace",
     "negotiation",
@@ -82,6 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "project.middleware.RequestIdMiddleware",
+    "project.middleware.MethodOverrideMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
     "project.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -344,6 +347,9 @@ if SANDBOX_ENABLED:
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
+# The origin every media URL the API and the socket return starts with (marketplace/media.py):
+# a CDN in front of MEDIA_URL, or by default this server itself.
+MEDIA_BASE_URL = os.environ.get("MEDIA_BASE_URL", PUBLIC_BASE_URL).rstrip("/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # "private" names the same files as "default" but only ever hands out signed URLs: order videos
 # (marketplace.representations) go through it, listing images through "default".

@@ -1,13 +1,16 @@
-"""HTTP fallback for the socket: the same events, after a sequence number."""
+"""HTTP fallback for the socket: the same events, after a sequence number; and the socket's
+protocol as an AsyncAPI document (realtime/asyncapi.py), as JSON and as an offline page."""
 
 from typing import Annotated, Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from ninja import Field, Query, Router, Schema
 from pydantic import StringConstraints
 
 from project.wire import WireDateTime
 from realtime import selectors
+from realtime.asyncapi import build_document, page_context
 from realtime.push import event_frame
 
 router = Router(tags=["realtime"])
@@ -52,3 +55,19 @@ def events(request: HttpRequest, query: Query[EventsQuery]):
         "next_cursor": str(rows[-1].seq) if has_more else None,
         "latest_seq": selectors.latest_seq(user_id),
     }
+
+
+@router.get(
+    "/asyncapi.json",
+    auth=None,
+    response=dict[str, Any],
+    summary="The socket's protocol (/ws/) as an AsyncAPI 3 document",
+)
+def asyncapi_document(request: HttpRequest):
+    return build_document()
+
+
+@router.get("/asyncapi", auth=None, include_in_schema=False)
+def asyncapi_page(request: HttpRequest) -> HttpResponse:
+    # Rendered on the server from the same document, with no script: it loads offline.
+    return render(request, "realtime/asyncapi.html", page_context(build_document()))

@@ -13,21 +13,50 @@ An app registers a handler next to its API:
 Handlers are synchronous (they run in a database thread), parse their input with the same
 schema the REST endpoint uses and raise the same DomainErrors; the consumer turns the result
 into an `ack` frame and errors into `error` frames.
+
+The same modules declare the socket's protocol for clients: `payload=` (the schemas whose fields
+the frame carries) and `reply=` (the `ack`'s `data`) on each action, and `socket_event(type,
+schema)` for each event type the app emits. `GET /api/asyncapi.json` (realtime/asyncapi.py) is
+generated from these registries, so a new action or event type appears there by declaring it.
 """
 
 import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.module_loading import autodiscover_modules
+from pydantic import BaseModel
 
 logger = logging.getLogger("realtime.dispatch")
 
 Handler = Callable[..., dict]
 
 _registry: dict[str, Handler] = {}
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    summary: str
+    payload: tuple[type[BaseModel], ...]
+    reply: type[BaseModel] | None
+
+
+Model = type[BaseModel]
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    summary: str
+    schema: Model
+
+
+_actions: dict[str, ActionSpec] = {}
+_events: dict[str, EventSpec] = {}
 _discovered = False
 _discover_lock = threading.Lock()
 # Modules an app may keep its socket handlers in; the API modules (imported through the URL
@@ -35,7 +64,16 @@ _discover_lock = threading.Lock()
 DISCOVERY_MODULES = ("socket_actions", "sockets")
 
 
-def socket_action(name: str) -> Callable[[Handler], Handler]:
+def socket_action(
+    name: str,
+    *,
+    payload: Sequence[type[BaseModel]] = (),
+    reply: type[BaseModel] | None = None,
+) -> Callable[[Handler], Handler]:
+    """`payload`: the schemas whose fields the frame carries (beside `action` and `id`);
+    `reply`: the schema of the `ack`'s `data`. The handler's docstring is the action's summary
+    in the AsyncAPI document."""
+
     def register(handler: Handler) -> Handler:
         existing = _registry.get(name)
         if existing is not None and existing is not handler:
@@ -43,9 +81,20 @@ def socket_action(name: str) -> Callable[[Handler], Handler]:
             if qualified != f"{handler.__module__}.{handler.__qualname__}":
                 raise RuntimeError(f"socket action {name!r} is already registered by {qualified}")
         _registry[name] = handler
+        summary = (handler.__doc__ or name).strip().splitlines()[0]
+        _actions[name] = ActionSpec(name=name, summary=summary, payload=tuple(payload), reply=reply)
         return handler
 
     return register
+
+
+def socket_event(type: str, schema: type[BaseModel], *, summary: str) -> None:
+    """Declares the `data` schema of an event type (one of `realtime.push.EVENT_TYPES`): the
+    object as the REST API shows it, so the same schema documents both."""
+    existing = _events.get(type)
+    if existing is not None and existing.schema is not schema:
+        raise RuntimeError(f"socket event {type!r} is already declared with {existing.schema}")
+    _events[type] = EventSpec(type=type, summary=summary, schema=schema)
 
 
 def discover() -> None:
@@ -73,3 +122,13 @@ def get_handler(name: str) -> Handler | None:
 def registered_actions() -> list[str]:
     discover()
     return sorted(_registry)
+
+
+def action_specs() -> list[ActionSpec]:
+    discover()
+    return [_actions[name] for name in sorted(_actions)]
+
+
+def event_specs() -> list[EventSpec]:
+    discover()
+    return [_events[type] for type in sorted(_events)]

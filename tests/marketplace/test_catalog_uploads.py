@@ -5,6 +5,7 @@ import struct
 import zlib
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import default_storage
 from PIL import Image
 
@@ -22,7 +23,7 @@ def test_accepted_formats_are_stored_with_a_thumbnail(client_of, fmt):
     assert response.status_code == 201, response.content
     body = response.json()
     upload = ImageUpload.objects.get(pk=body["id"], owner=client_of.user)
-    assert upload.format == fmt.lower() and body["url"].startswith("/media/listings/")
+    assert upload.format == fmt.lower() and body["url"].startswith(settings.MEDIA_BASE_URL + "/media/listings/")
     with default_storage.open(upload.thumbnail) as thumb:
         assert max(Image.open(thumb).size) == 480
     with default_storage.open(upload.file) as main:

@@ -1,0 +1,47 @@
+"""The events marketplace actions emit, declared for the socket's AsyncAPI document
+(realtime/dispatch.py): each `data` is the object as the REST API's own response schema shows
+it, so the document and the REST API cannot drift. No client actions yet: orders, catalog and
+wallet are driven over REST."""
+
+from marketplace.api.catalog import ListingDetailOut
+from marketplace.api.orders import OrderOut, TrackingOut
+from marketplace.api.wallet import EntryOut, WalletOut, WithdrawalOut
+from realtime.dispatch import socket_event
+
+
+class WalletCreditedOut(EntryOut):
+    """The ledger entry (as GET /api/wallet/entries shows it) with the wallet after it."""
+
+    wallet: WalletOut
+
+
+socket_event(
+    "order.status_changed",
+    OrderOut,
+    summary="An order moved (to the buyer and the seller); `data` is GET /api/orders/{no}.",
+)
+socket_event(
+    "order.video_ready",
+    OrderOut,
+    summary="The seller uploaded the item's video (to the buyer): watch and confirm or reject.",
+)
+socket_event(
+    "order.shipping_update",
+    TrackingOut,
+    summary="New tracking events (to both sides); `data` is GET /api/orders/{no}/tracking.",
+)
+socket_event(
+    "listing.reviewed",
+    ListingDetailOut,
+    summary="Staff approved or rejected a listing (to the seller); `data` is the listing detail.",
+)
+socket_event(
+    "wallet.credited",
+    WalletCreditedOut,
+    summary="A completed sale was credited (to the seller): the entry and the new balance.",
+)
+socket_event(
+    "withdrawal.updated",
+    WithdrawalOut,
+    summary="Finance paid or rejected a withdrawal (to its owner).",
+)
