@@ -6,6 +6,7 @@ negotiation/representations.py.
 Times stay datetimes here: the response schemas and the event encoder write them, both in the
 one wire format (project/wire.py)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from marketplace.media import storage_url
@@ -37,7 +38,18 @@ def refund_status(order: Order) -> str:
         return "none"
 
 
-def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
+_LOADED = object()
+
+
+def order_data(
+    order: Order,
+    *,
+    with_history: bool = True,
+    history: Sequence[OrderHistory] | None = None,
+    refund: Any = _LOADED,
+) -> dict[str, Any]:
+    """`history` and `refund` (a Refund or None) when the caller knows them, so they are not
+    read again (a just-created order); by default they are read from the order."""
     data: dict[str, Any] = {
         "order_no": order.order_no,
         "listing_id": order.listing_id,
@@ -55,11 +67,14 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
         "tracking_no": order.tracking_no or None,
         "shipped_at": order.shipped_at,
         "completed_at": order.completed_at,
-        "refund_status": refund_status(order),
+        "refund_status": refund_status(order) if refund is _LOADED else (
+            refund.status if refund is not None else "none"
+        ),
         "created_at": order.created_at,
     }
     if with_history:
-        data["history"] = [history_data(entry) for entry in order.history.all()]
+        entries = order.history.all() if history is None else history
+        data["history"] = [history_data(entry) for entry in entries]
     return data
 
 
@@ -68,8 +83,6 @@ def order_data(order: Order, *, with_history: bool = True) -> dict[str, Any]:
 
 def media_url(name: str) -> str:
     return storage_url(name)
-
-
 
 
 def listing_summary_data(*, listing: Listing) -> dict[str, Any]:

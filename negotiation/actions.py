@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from marketplace.actions.accounts import check_not_banned
@@ -32,7 +33,7 @@ from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
 from project.tasking import enqueue_on_commit
 from project.transactions import retry_on_deadlock
-from realtime.push import emit, lock_counters
+from realtime.push import batched, emit, lock_counters
 
 logger = logging.getLogger("negotiation")
 Actor = OfferHistory.Actor
@@ -86,13 +87,27 @@ def buyer_address(*, buyer: User, address_id: int | None = None) -> dict:
 
 def access_offer(*, user: User, offer_id: int, lock: bool = False) -> Offer:
     """The offer if `user` is its buyer or seller; 404 otherwise (never reveal it exists)."""
-    queryset = Offer.objects.filter(pk=offer_id).select_related("order")
+    queryset = Offer.objects.filter(pk=offer_id).select_related("order", "buyer")
     if lock:
         queryset = queryset.select_for_update(of=("self",))
     offer = queryset.first()
     if offer is None or user.pk not in (offer.buyer_id, offer.seller_id):
         raise NotFound("No such offer.", code="offer_not_found")
     return offer
+
+
+def lock_listing_of_offer(offer_id: int) -> Listing:
+    """The listing lock every move on an offer starts with, found from the offer in the same
+    statement (no read of the offer first); 404 when there is no such offer."""
+    listing = (
+        Listing.objects.select_for_update(of=("self",))
+        .select_related("seller")
+        .filter(pk=Subquery(Offer.objects.filter(pk=offer_id).values("listing_id")[:1]))
+        .first()
+    )
+    if listing is None:
+        raise NotFound("No such offer.", code="offer_not_found")
+    return listing
 
 
 def _role(user: User, offer: Offer) -> str:
@@ -155,10 +170,26 @@ def lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list
     return list(queryset.select_for_update(of=("self",)).order_by("pk"))
 
 
-def decline_offers(offers: list[Offer], *, reason: str, actor_user: User | None = None) -> None:
+def decline_offers(offers: list[Offer], *, reason: str) -> None:
+    """The system declines these locked live offers (the listing sold, a new floor or price):
+    one UPDATE and one history insert for all of them, then each one's event."""
+    if not offers:
+        return
     for offer in offers:
-        _finish(offer, OfferStatus.DECLINED, reason=reason)
-        _record(offer, Action.DECLINED, actor=Actor.SYSTEM, actor_user=actor_user, reason=reason)
+        OFFER.check(offer.status, OfferStatus.DECLINED)
+    now = timezone.now()
+    OFFER.move_rows(
+        Offer.objects.filter(pk__in=[offer.pk for offer in offers]),
+        OfferStatus.DECLINED,
+        decline_reason=reason,
+        updated_at=now,
+    )
+    OfferHistory.objects.bulk_create(
+        OfferHistory(offer=offer, action=Action.DECLINED, actor=Actor.SYSTEM, reason=reason)
+        for offer in offers
+    )
+    for offer in offers:
+        offer.status, offer.decline_reason, offer.updated_at = OfferStatus.DECLINED, reason, now
         notify(offer, "offer.declined")
 
 
@@ -177,7 +208,6 @@ def _accept_locked(
     `others`: the rival live offers when the caller has locked them already."""
     if others is None:
         others = lock_live_offers(listing, exclude_id=offer.pk)
-    lock_counters([offer.buyer_id, offer.seller_id, *(o.buyer_id for o in others)])
     order = reserve_listing_for(
         buyer=offer.buyer, listing=listing, price_fen=price_fen, address=address
     )
@@ -210,7 +240,7 @@ def make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
 
 def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
     now = timezone.now()
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), batched():
         # The listing lock orders this offer against acceptance and purchase: an offer can
         # never stay open on a listing that was just reserved.
         listing = lock_listing(listing_id)
@@ -221,11 +251,15 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
         check_can_buy(buyer=buyer, listing=listing)
         check_offer_price(price_fen=price_fen, listing=listing)
         address = buyer_address(buyer=buyer)
-        previous = (
-            Offer.objects.select_for_update()
-            .filter(listing=listing, buyer=buyer, status__in=LIVE_STATUSES)
-            .first()
+        # The buyer's live offer here and those of the last 24 hours (the daily cap), at once.
+        recent = list(
+            Offer.objects.select_for_update(of=("self",)).filter(
+                Q(status__in=LIVE_STATUSES) | Q(created_at__gt=now - DAY),
+                listing=listing,
+                buyer=buyer,
+            )
         )
+        previous = next((o for o in recent if o.status in LIVE_STATUSES), None)
         if previous is not None and previous.status == OfferStatus.OPEN:
             raise Conflict(
                 "You already have an open offer on this listing; withdraw it first.",
@@ -233,9 +267,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             )
         settings_row = platform_settings()
         cap = settings_row.offers_per_listing_per_day
-        made_today = Offer.objects.filter(
-            listing=listing, buyer=buyer, created_at__gt=now - DAY
-        ).count()
+        made_today = sum(1 for o in recent if o.created_at > now - DAY)
         if made_today >= cap:
             raise RateLimited(
                 f"At most {cap} offers per listing in 24 hours.", code="offer_rate_limited"
@@ -248,9 +280,6 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             if accepting
             else []
         )
-        if previous is not None or accepting:
-            # Several events: everyone they go to, locked at once before the first (module doc).
-            lock_counters([buyer.pk, listing.seller_id, *(rival.buyer_id for rival in rivals)])
         if previous is not None:
             # Answering a counter with a new price (SPEC: "or make a new offer") replaces it.
             _finish(previous, OfferStatus.WITHDRAWN, reason="")
@@ -295,9 +324,8 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
 @retry_on_deadlock
 def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
     check_not_banned(buyer)
-    offer = access_offer(user=buyer, offer_id=offer_id)
     with transaction.atomic(durable=True):
-        lock_listing(offer.listing_id)
+        lock_listing_of_offer(offer_id)
         offer = access_offer(user=buyer, offer_id=offer_id, lock=True)
         if offer.buyer_id != buyer.pk:
             raise Forbidden("Only the buyer can withdraw an offer.", code="buyer_only")
@@ -319,23 +347,21 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
     and declines every other live one. Racing acceptances, purchases and expiries all meet at
     the listing lock (then the offer lock), so exactly one of them wins."""
     check_not_banned(user)
-    offer = access_offer(user=user, offer_id=offer_id)
-    role = _role(user, offer)
-    if address_id is not None and role != Actor.BUYER:
-        raise Unprocessable(
-            "Only the buyer chooses the delivery address.", code="address_not_allowed"
-        )
-    with transaction.atomic(durable=True):
-        listing = lock_listing(offer.listing_id)
+    with transaction.atomic(durable=True), batched():
+        listing = lock_listing_of_offer(offer_id)
         offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        role = _role(user, offer)
+        if address_id is not None and role != Actor.BUYER:
+            raise Unprocessable(
+                "Only the buyer chooses the delivery address.", code="address_not_allowed"
+            )
         expected = OfferStatus.OPEN if role == Actor.SELLER else OfferStatus.COUNTERED
         if offer.status != expected:
             raise _not_your_turn(offer)
         _check_not_expired(offer, timezone.now())
-        buyer = User.objects.get(pk=offer.buyer_id)
+        buyer = offer.buyer
         if buyer.is_banned:
             raise Conflict("The buyer can no longer order.", code="buyer_unavailable")
-        offer.buyer = buyer
         check_can_buy(buyer=buyer, listing=listing)
         address = buyer_address(buyer=buyer, address_id=address_id)
         price = offer.price_fen if role == Actor.SELLER else offer.counter_price_fen
@@ -349,9 +375,8 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
 def decline_offer(*, user: User, offer_id: int) -> Offer:
     """The seller declines an open offer; the buyer may decline a counter (docs/negotiation.md)."""
     check_not_banned(user)
-    offer = access_offer(user=user, offer_id=offer_id)
     with transaction.atomic(durable=True):
-        lock_listing(offer.listing_id)
+        lock_listing_of_offer(offer_id)
         offer = access_offer(user=user, offer_id=offer_id, lock=True)
         role = _role(user, offer)
         expected = OfferStatus.OPEN if role == Actor.SELLER else OfferStatus.COUNTERED
@@ -372,13 +397,12 @@ def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
     """The seller names a price between the buyer's offer and the listing price; the buyer's
     clock restarts."""
     check_not_banned(seller)
-    offer = access_offer(user=seller, offer_id=offer_id)
-    if offer.seller_id != seller.pk:
-        raise Forbidden("Only the seller can counter an offer.", code="seller_only")
     with transaction.atomic(durable=True):
         # The listing lock reads a price no edit can change until we commit.
-        listing = lock_listing(offer.listing_id)
+        listing = lock_listing_of_offer(offer_id)
         offer = access_offer(user=seller, offer_id=offer_id, lock=True)
+        if offer.seller_id != seller.pk:
+            raise Forbidden("Only the seller can counter an offer.", code="seller_only")
         if offer.status != OfferStatus.OPEN:
             raise _not_your_turn(offer)
         now = timezone.now()

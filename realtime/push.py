@@ -7,11 +7,12 @@ the codebase touches the channel layer.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -207,21 +208,60 @@ def emit_many(
     items: Iterable[tuple[Iterable[int], str, dict]], *, notify: bool = True
 ) -> list[Event]:
     """`emit` for many events at once (a sweeper cancelling thousands of orders): one counter
-    statement per distinct user and one bulk insert, in the same order-preserving numbering."""
+    statement per distinct user and one bulk insert, in the same order-preserving numbering.
+    Inside `batched()` the events join the block's batch (and nothing is returned yet)."""
     if not connection.in_atomic_block:
         raise RuntimeError("emit() must run inside the caller's transaction.atomic block")
+    checked = [(user_ids, type, _normalised(type, data), notify) for user_ids, type, data in items]
+    batch = getattr(connection, _BATCH_ATTRIBUTE, None)
+    if batch is not None:
+        batch.extend(checked)
+        return []
+    return _emit(checked)
+
+
+_BATCH_ATTRIBUTE = "_realtime_event_batch"
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Every event the block emits is stored when it ends, all in one round trip (one counter
+    statement for everyone, so no lock order between them either), in the order emitted. Use it
+    inside the action's transaction around a live action that tells several people; nothing is
+    stored if the block raises. A nested block joins the outer one."""
+    if getattr(connection, _BATCH_ATTRIBUTE, None) is not None:
+        yield
+        return
+    batch: list[tuple[Iterable[int], str, dict, bool]] = []
+    setattr(connection, _BATCH_ATTRIBUTE, batch)
+    try:
+        yield
+    finally:
+        setattr(connection, _BATCH_ATTRIBUTE, None)
+    if batch:
+        _emit(batch)
+
+
+def _normalised(type: str, data: dict) -> dict:
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    if not isinstance(data, dict):
+        raise TypeError("event data must be a dict")
+    # Normalise once (datetimes and decimals become strings): the live frame and every replay
+    # then carry byte-identical data, and a non-serialisable payload fails inside the caller's
+    # transaction instead of after commit.
+    return json.loads(encode(data))
+
+
+def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     now = timezone.now()
     pending: list[tuple[int, str, dict]] = []
-    for user_ids, type, data in items:
-        if type not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {type!r}")
-        if not isinstance(data, dict):
-            raise TypeError("event data must be a dict")
-        # Normalise once (datetimes and decimals become strings): the live frame and every
-        # replay then carry byte-identical data, and a non-serialisable payload fails inside
-        # the caller's transaction instead of after commit.
-        payload = json.loads(encode(data))
-        pending.extend((user_id, type, payload) for user_id in sorted({int(u) for u in user_ids}))
+    quiet: set[int] = set()  # places in `pending` opted out of the offline fallback
+    for user_ids, type, payload, notify in items:
+        for user_id in sorted({int(u) for u in user_ids}):
+            if not notify:
+                quiet.add(len(pending))
+            pending.append((user_id, type, payload))
     if not pending:
         return []
     counts: dict[int, int] = {}
@@ -246,8 +286,12 @@ def emit_many(
         for event in events
     ]
     transaction.on_commit(lambda: _send(messages))
-    important = [event for event in events if event.type in IMPORTANT_TYPES]
-    if notify and important:
+    important = [
+        event
+        for place, event in enumerate(events)
+        if event.type in IMPORTANT_TYPES and place not in quiet
+    ]
+    if important:
         transaction.on_commit(lambda: _enqueue_offline_notices(important))
     return events
 

@@ -36,7 +36,7 @@ from marketplace.states import PAID_BEFORE_SHIPMENT, OrderStatus
 from negotiation.actions import decline_offers, lock_live_offers, on_order_closed
 from negotiation.models import DeclineReason
 from project.transactions import retry_on_deadlock
-from realtime.push import lock_counters
+from realtime.push import batched
 
 logger = logging.getLogger("marketplace.orders")
 
@@ -64,14 +64,13 @@ def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
     the first reserves it, the rest find it reserved (409). Every open offer on the listing is
     declined (SPEC §4)."""
     check_not_banned(buyer)
-    with transaction.atomic(durable=True):
+    # batched(): everyone this purchase tells (buyer, seller, each bargaining buyer) is told in
+    # one statement at the end, which takes all their counters at once (one lock order).
+    with transaction.atomic(durable=True), batched():
         address = address_snapshot(buyer=buyer, address_id=address_id)
         listing = lock_listing(listing_id)
         check_can_buy(buyer=buyer, listing=listing)
         offers = lock_live_offers(listing)
-        # Everyone this purchase tells (buyer, seller, each bargaining buyer), locked at once
-        # before the first event: one lock order for every path (realtime.push.lock_counters).
-        lock_counters([buyer.pk, listing.seller_id, *(offer.buyer_id for offer in offers)])
         order = reserve_listing_for(
             buyer=buyer, listing=listing, price_fen=listing.price_fen, address=address
         )

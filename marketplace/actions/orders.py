@@ -22,7 +22,7 @@ from marketplace.representations import order_data
 from marketplace.selectors import platform_settings
 from marketplace.states import LISTING, ORDER, OrderStatus
 from project.tasking import enqueue_on_commit
-from realtime.push import emit_many
+from realtime.push import emit, emit_many
 
 logger = logging.getLogger("marketplace.orders")
 Actor = OrderHistory.Actor
@@ -188,7 +188,13 @@ def lock_order(order_id: int) -> Order:
 
 
 def lock_listing(listing_id: int) -> Listing:
-    listing = Listing.objects.select_for_update().filter(pk=listing_id).first()
+    """The listing row locked, with its seller (every buyer's check reads the seller's ban)."""
+    listing = (
+        Listing.objects.select_for_update(of=("self",))
+        .select_related("seller")
+        .filter(pk=listing_id)
+        .first()
+    )
     if listing is None:
         raise NotFound("No such listing.", code="listing_not_found")
     return listing
@@ -233,10 +239,15 @@ def reserve_listing_for(*, buyer: User, listing: Listing, price_fen: int, addres
             OrderStatus.PENDING_PAYMENT, now=now, settings=platform_settings()
         ),
     )
-    OrderHistory.objects.create(
+    created = OrderHistory.objects.create(
         order=order, from_status="", to_status=order.status, actor=Actor.BUYER, actor_user=buyer
     )
-    notify_order_status_changed(order)
+    # A new order has this one history row and no refund: no need to read them back.
+    emit(
+        user_ids=[order.buyer_id, order.seller_id],
+        type="order.status_changed",
+        data=order_data(order, history=[created], refund=None),
+    )
     schedule_deadline(order)
     return order
 

@@ -148,3 +148,12 @@ def test_each_step_of_an_order_sends_the_order_as_the_api_shows_it(make_client):
     assert seller.get(f"/api/orders/{order_no}").json() == shown
     # Both sides of one step get the same document.
     assert all(events[i].data == events[i + 1].data for i in range(0, 6, 2))
+
+
+def test_a_new_order_is_announced_exactly_as_the_api_shows_it(make_client):
+    """Its event is built without reading the order back: it must still be the GET's body."""
+    mark = _last_event_id()
+    buyer, _, order_no = _unpaid(make_client)
+    events = list(Event.objects.filter(pk__gt=mark, data__order_no=order_no).order_by("pk"))
+    assert [event.type for event in events] == ["order.status_changed"] * 2
+    assert events[0].data == buyer.get(f"/api/orders/{order_no}").json()
