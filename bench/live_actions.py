@@ -103,7 +103,7 @@ def measure(name: str, calls) -> dict:
 
 
 def main() -> None:
-    print(f"load average before the run: {open('/proc/loadavg').read().strip()}")
+    print(f"load average before the run: {Path('/proc/loadavg').read_text().strip()}")
     os.environ.update(ENV)
     clear_redis_keys(REDIS_URL, ENV["CHANNELS_PREFIX"])
     recreate_database(DATABASE)

@@ -53,6 +53,7 @@ BENCHES = {
         [],
         {},
     ),
+    "live_actions": ([], {"BENCH_ACTIONS": "300"}, [], {"BENCH_ACTIONS": "1000"}),
 }
 TIMEOUT_SECONDS = {"bounded": 600, "full": 3600}
 
@@ -235,6 +236,23 @@ def parse_negotiation(out: str) -> list[Row]:
     return rows
 
 
+def parse_live_actions(out: str) -> list[Row]:
+    rows = []
+    for name in ("offer", "accept"):
+        m = re.search(
+            rf"^{name}\s+python\s+{NUM} ms p50.*?target ≤ {NUM} ms.*?round trips {NUM} "
+            rf"\(target ≤ {NUM}\)",
+            out,
+            re.M,
+        )
+        if m:
+            rows.append(Row("live_actions", f"{name}: python", num(m.group(1)), "ms", num(m.group(2))))
+            rows.append(
+                Row("live_actions", f"{name}: round trips", num(m.group(3)), "", num(m.group(4)))
+            )
+    return rows
+
+
 PARSERS = {
     "servers": parse_servers,
     "catalog": parse_catalog,
@@ -243,6 +261,7 @@ PARSERS = {
     "wallet": parse_wallet,
     "realtime": parse_realtime,
     "negotiation": parse_negotiation,
+    "live_actions": parse_live_actions,
 }
 
 
