@@ -124,6 +124,8 @@ class Order(models.Model):
             models.Index(fields=["buyer", "-id"], name="order_buyer"),
             models.Index(fields=["seller", "-id"], name="order_seller"),
             models.Index(fields=["status", "deadline_at"], name="order_deadline"),
+            # The sweep walks one status's orders by id (lifecycle.overdue_order_ids).
+            models.Index(fields=["status", "id"], name="order_status_id"),
         ]
 
     def __str__(self) -> str:
