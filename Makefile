@@ -12,6 +12,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketplace
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+# Both halves run on two pytest-xdist workers (one per core); `make test PYTEST_WORKERS=0` for one.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
 .PHONY: run test test-embedded test-real test-sdk sdk-deps lint typecheck venv venv-dev demo bench \
 	bench-full migrate clean lock check-locks
@@ -71,13 +74,13 @@ test: lint typecheck check-locks sdk-deps test-embedded test-real test-sdk
 
 # Embedded defaults: SQLite, in-memory channel layer, sandbox.
 test-embedded: venv-dev
-	env -u DATABASE_URL -u REDIS_URL $(BIN)/pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL -u REDIS_URL $(PYTEST) $(PYTEST_ARGS)
 
 # The production stack: PostgreSQL + Redis. Fails loudly (never skips) when they are unreachable.
 test-real: venv-dev
 	$(BIN)/python scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
-	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(BIN)/pytest $(PYTEST_ARGS)
+	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(PYTEST) $(PYTEST_ARGS)
 
 # The SDK (sdk/, docs/sdk.md): its node_modules from the committed lock, reinstalled when the lock
 # changed since the last install (npm writes node_modules/.package-lock.json on every install).
