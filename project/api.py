@@ -18,6 +18,7 @@ from marketplace.api import accounts, catalog, orders, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
+from project.transactions import caused_by
 from project.wire import API_RENDERER
 from realtime.api import router as events_router
 
@@ -168,12 +169,7 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 def _is_pool_timeout(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:  # Django re-raises the driver's error as its own, chained
-        if isinstance(seen, PoolTimeout):
-            return True
-        seen = seen.__cause__
-    return False
+    return caused_by(exc, PoolTimeout)
 
 
 for router in (

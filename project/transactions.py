@@ -19,13 +19,19 @@ RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 ATTEMPTS = 3
 
 
-def is_retryable(exc: BaseException) -> bool:
+def caused_by(exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+    """Whether `exc` or an error it was raised from is one of `kinds` (Django re-raises the
+    driver's error as its own, chained)."""
     seen: BaseException | None = exc
-    while seen is not None:  # Django re-raises the driver's error as its own, chained
-        if isinstance(seen, RETRYABLE):
+    while seen is not None:
+        if isinstance(seen, kinds):
             return True
         seen = seen.__cause__
     return False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return caused_by(exc, RETRYABLE)
 
 
 def retry_on_deadlock[**P, R](func: Callable[P, R]) -> Callable[P, R]:
