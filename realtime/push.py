@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -460,10 +461,12 @@ async def _group_send_all(layer, messages: list[tuple[int, dict]]) -> None:
             await layer.group_send(group_for(user_id), message)
         return
     # Many at once (a sweep): send concurrently, per user in order, so Redis round trips
-    # overlap instead of adding up.
+    # overlap instead of adding up; and only to users with a socket listening.
     by_user: dict[int, list[dict]] = {}
     for user_id, message in messages:
         by_user.setdefault(user_id, []).append(message)
+    listening = await _listening(layer, list(by_user))
+    by_user = {user_id: queue for user_id, queue in by_user.items() if user_id in listening}
 
     # Bounded, so a sweep of thousands never opens thousands of Redis connections.
     limit = asyncio.Semaphore(SEND_CONCURRENCY)
@@ -474,6 +477,26 @@ async def _group_send_all(layer, messages: list[tuple[int, dict]]) -> None:
                 await layer.group_send(group_for(user_id), message)
 
     await asyncio.gather(*(send_in_order(u, q) for u, q in by_user.items()))
+
+
+async def _listening(layer, user_ids: list[int]) -> set[int]:
+    """The users whose group has a member (a socket joined it), one pipelined ZCARD per Redis
+    shard: a sweep telling thousands of users, most of them offline, would otherwise spend two
+    round trips per user finding an empty group. A socket that joins after this check resumes
+    from the event log (the events are committed before any send), so skipping is safe."""
+    if not isinstance(layer, RedisChannelLayer):
+        return set(user_ids)
+    by_shard: dict[int, list[int]] = {}
+    for user_id in user_ids:
+        by_shard.setdefault(layer.consistent_hash(group_for(user_id)), []).append(user_id)
+    listening: set[int] = set()
+    for shard, users in by_shard.items():
+        pipe = layer.connection(shard).pipeline(transaction=False)
+        for user_id in users:
+            pipe.zcard(layer._group_key(group_for(user_id)))
+        sizes = await pipe.execute()
+        listening.update(user for user, size in zip(users, sizes, strict=True) if size)
+    return listening
 
 
 def _log_failure(future) -> None:

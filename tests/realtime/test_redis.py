@@ -139,3 +139,32 @@ async def test_events_cross_server_processes_and_resume_on_another(member):
                 process.wait(timeout=10)
         for log in logs:
             log.close()
+
+
+async def test_a_large_batch_is_sent_only_to_users_with_a_socket(member, make_member, monkeypatch):
+    """A sweep tells thousands, mostly offline: their empty groups are found in one pipelined
+    round trip and skipped; a user with a socket still gets every frame, in order."""
+    from channels.layers import get_channel_layer
+    from channels_redis.core import RedisChannelLayer
+
+    from realtime import push
+
+    user, token = member
+    offline = [(await make_member())[0] for _ in range(4)]
+    communicator = await connected(token)
+    sent_to: list[str] = []
+    real_group_send = RedisChannelLayer.group_send
+
+    async def counting(self, group, message):
+        sent_to.append(group)
+        return await real_group_send(self, group, message)
+
+    monkeypatch.setattr(RedisChannelLayer, "group_send", counting)
+    messages = [
+        (who, {"type": push.MESSAGE_TYPE, "seq": n, "text": json.dumps({"seq": n, "type": "x"})})
+        for n, who in enumerate([user.pk, *(u.pk for u in offline), user.pk], start=1)
+    ]
+    await push._group_send_all(get_channel_layer(), messages)
+    assert sent_to == [push.group_for(user.pk)] * 2
+    assert [(await receive(communicator))["seq"] for _ in range(2)] == [1, 6]
+    await communicator.disconnect()
