@@ -216,7 +216,7 @@ def overdue_order_ids(
     return sorted(ids)[:limit]
 
 
-def sweep_overdue_orders(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+def sweep_overdue_orders(*, now: datetime | None = None, batch: int = 2000) -> dict[str, int]:
     """The backstop for lost deadline tasks: handles every overdue order once per sweep
     (walking ids upwards, so an order that stays overdue after a failure cannot stall it).
     Cancellations go in batches through the task's own function; closing unpaid orders (a
