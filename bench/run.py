@@ -80,7 +80,8 @@ def parse_catalog(out: str, name: str = "catalog") -> list[Row]:
     rows, found = [], {}
     for line in out.splitlines():
         m = re.match(
-            rf"^(healthz \(trivial\)|home|category list|keyword search|detail)\s+{NUM}\s+{NUM}\s+{NUM}",
+            rf"^(healthz \(trivial\)|home|category list|keyword search|detail"
+            rf"|uncached [a-z0-9 -]+?)\s+{NUM}\s+{NUM}\s+{NUM}",
             line,
         )
         if m:
@@ -91,13 +92,15 @@ def parse_catalog(out: str, name: str = "catalog") -> list[Row]:
             rows.append(Row(name, "/healthz req/s", rps, "req/s"))
             rows.append(Row(name, "/healthz p99", p99, "ms"))
             continue
-        target = 100 if endpoint == "keyword search" else 50
+        uncached = endpoint.startswith("uncached")
+        target = 150 if uncached else 100 if endpoint == "keyword search" else 50
+        wanted = 0.15 if uncached else 0.5
         ratio = f"{p99 / base[2]:.1f}x p99" if base and base[2] else None
         rows.append(Row(name, f"{endpoint} p99", p99, "ms", target, "lower", ratio))
         share = rps / base[0] if base and base[0] else None
         rows.append(
-            Row(name, f"{endpoint} req/s (target ≥ 50% of /healthz)", rps, "req/s",
-                base[0] * 0.5 if base else None, "higher", f"{share:.0%}" if share else None)
+            Row(name, f"{endpoint} req/s (target ≥ {wanted:.0%} of /healthz)", rps, "req/s",
+                base[0] * wanted if base else None, "higher", f"{share:.0%}" if share else None)
         )  # fmt: skip
     return rows
 

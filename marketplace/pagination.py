@@ -122,11 +122,8 @@ def paginate(
     limit = max(1, min(int(limit), MAX_LIMIT))
     keys = [(name.lstrip("-"), name.startswith("-")) for name in ordering]
     opts = queryset.model._meta
-    model_fields = [(fields or {}).get(name) or opts.get_field(name) for name, _ in keys]
     tag = ",".join(ordering)
-    if cursor:
-        values = decode_cursor(cursor, tag, model_fields)
-        queryset = queryset.filter(_after(keys, values))
+    queryset = after_cursor(queryset, ordering, cursor, fields=fields)
     rows = list(queryset.order_by(*ordering)[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]
@@ -136,6 +133,29 @@ def paginate(
         next_cursor = encode_cursor(tag, [getattr(last, _attname(opts, name)) for name, _ in keys])
     items = transform(rows) if transform else rows
     return Page(items=items, next_cursor=next_cursor)
+
+
+def after_cursor(
+    queryset: QuerySet,
+    ordering: Sequence[str],
+    cursor: str | None,
+    *,
+    fields: dict[str, Field] | None = None,
+) -> QuerySet:
+    """`queryset` narrowed to the rows after `cursor` in `ordering` (400 `invalid_cursor` for a
+    bad one); for queries that page by keyset without `paginate`."""
+    if not cursor:
+        return queryset
+    keys = [(name.lstrip("-"), name.startswith("-")) for name in ordering]
+    opts = queryset.model._meta
+    model_fields = [(fields or {}).get(name) or opts.get_field(name) for name, _ in keys]
+    values = decode_cursor(cursor, ",".join(ordering), model_fields)
+    return queryset.filter(_after(keys, values))
+
+
+def cursor_for(ordering: Sequence[str], key: Sequence[Any]) -> str:
+    """The cursor of the row whose sort key (in `ordering`'s order) is `key`."""
+    return encode_cursor(",".join(ordering), key)
 
 
 def _attname(opts, name: str) -> str:

@@ -167,6 +167,11 @@ if DATABASE_URL:
                 # user already: answer 503 (project/api.py) instead of queueing it for 30 s.
                 "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
             },
+            # JIT compiling costs ~15 ms whenever the planner's estimate passes jit_above_cost,
+            # as for the catalog search's rarely-run second step (docs/catalog.md "Search"): a
+            # price no short OLTP query recovers. (Behind PgBouncer, set DB_OPTIONS="" and
+            # turn jit off in the server's configuration.)
+            "options": os.environ.get("DB_OPTIONS", "-c jit=off"),
         }
 else:
     DATABASES = {

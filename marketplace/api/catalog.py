@@ -245,13 +245,9 @@ def _storefront_key(name: str) -> str:
 def _storefront_response(
     request: HttpRequest, *, name: str, schema: type[Schema], build: Callable[[], dict]
 ) -> HttpResponse:
-    """The rendered response, kept in the storefront cache under the current generation
-    (marketplace/storefront.py)."""
-    key = _storefront_key(name)
-    content = cache.get(key)
-    if content is None:
-        content = _rendered(request, schema, build())
-        cache.set(key, content, storefront.STOREFRONT_CACHE_SECONDS)
+    """The rendered response, kept in the storefront cache under the current generation and
+    built once at a time (marketplace/storefront.py)."""
+    content = storefront.cached(_storefront_key(name), lambda: _rendered(request, schema, build()))
     return _response(content)
 
 

@@ -2,11 +2,15 @@
 rendered from the cache, exactly as built, and every change a public list shows is visible on
 the next read."""
 
+import threading
+import time
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from marketplace import storefront
 from marketplace.actions import catalog as catalog_actions
 from marketplace.actions.accounts import ban_user, unban_user
 from marketplace.actions.orders import release_listing
@@ -141,3 +145,84 @@ def test_the_seller_reads_their_listing_from_the_database(make_client, cats):
     _get(client, f"/api/listings/{listing.pk}")
     _, queries = _get(client, f"/api/listings/{listing.pk}")
     assert queries > 0
+
+
+# --- single flight (marketplace/storefront.py `cached`) -------------------------------------
+# Pure cache tests: on the real stack they run against Redis (threads sharing one cache across
+# connections, as the server's processes do), embedded against the local-memory cache.
+
+
+def _racing_reads(key, build, threads=16):
+    barrier = threading.Barrier(threads)
+    results, errors = [], []
+
+    def read():
+        barrier.wait()
+        try:
+            results.append(storefront.cached(key, build))
+        except Exception as exc:  # pragma: no cover - reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=read) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10)
+    assert errors == []
+    return results
+
+
+def _slow_build(calls, content=b"built"):
+    lock = threading.Lock()
+
+    def build():
+        with lock:
+            calls.append(1)
+        time.sleep(0.3)
+        return content
+
+    return build
+
+
+def test_an_expired_entry_is_rebuilt_once_while_the_others_serve_the_stale_copy():
+    key = f"storefront:test:{time.time_ns()}"
+    cache.set(key, (time.time() - 1, b"stale"), 60)
+    calls = []
+    started = time.monotonic()
+    results = _racing_reads(key, _slow_build(calls))
+    assert len(calls) == 1
+    assert sorted(set(results)) == [b"built", b"stale"]
+    assert results.count(b"built") == 1
+    assert time.monotonic() - started < 2
+    assert storefront.cached(key, _slow_build(calls, b"again")) == b"built"  # fresh now
+    assert len(calls) == 1
+
+
+def test_a_missing_entry_is_built_once_and_the_others_wait_for_it():
+    key = f"storefront:test:{time.time_ns()}"
+    calls = []
+    results = _racing_reads(key, _slow_build(calls))
+    assert len(calls) == 1
+    assert results == [b"built"] * 16
+
+
+def test_a_failed_build_frees_the_lock_for_the_next_reader():
+    key = f"storefront:test:{time.time_ns()}"
+
+    def broken():
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError):
+        storefront.cached(key, broken)
+    calls = []
+    assert storefront.cached(key, _slow_build(calls)) == b"built"
+    assert len(calls) == 1
+
+
+def test_a_reader_waits_only_briefly_for_a_stuck_builder(monkeypatch):
+    key = f"storefront:test:{time.time_ns()}"
+    monkeypatch.setattr(storefront, "BUILD_WAIT_SECONDS", 0.2)
+    cache.add(f"{key}:building", 1, 60)  # a builder that never finishes
+    started = time.monotonic()
+    assert storefront.cached(key, lambda: b"mine") == b"mine"
+    assert time.monotonic() - started < 1
