@@ -103,6 +103,6 @@ def _run(statements):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("marketplace", "0008_staff_groups")]
+    dependencies = [("marketplace", "0010_order_status_id")]
 
     operations = [migrations.RunPython(_run(PG_FORWARD), _run(PG_BACKWARD))]
