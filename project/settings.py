@@ -195,7 +195,10 @@ MAX_ADDRESSES_PER_USER = 20
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BODY_BYTES", 256 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 110 * 1024 * 1024)
-NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
+# How many proxies in front of us append to X-Forwarded-For; unset or 0 means none, so the
+# header is the client's own text and the socket address is used (project/client_address.py).
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
+NINJA_NUM_PROXIES = NUM_PROXIES
 RATE_LIMITS = {
     "sign_in": os.environ.get("RATE_SIGN_IN", "10/m"),
     "phone": os.environ.get("RATE_PHONE", "10/m"),

@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 from ninja.renderers import JSONRenderer
-from ninja.throttling import AuthRateThrottle, BaseThrottle
 from pydantic import Field, StringConstraints, field_validator
 
 from marketplace import storefront
@@ -40,6 +39,8 @@ from marketplace.selectors import (
     listings_of_seller,
     search_listings,
 )
+from project.client_address import client_address
+from project.ratelimit import RateLimit
 
 router = Router(tags=["catalog"])
 
@@ -199,7 +200,7 @@ def _optional_viewer(request: HttpRequest) -> User | None:
 def _viewer_key(request: HttpRequest, viewer: User | None) -> str:
     if viewer is not None:
         return f"u{viewer.pk}"
-    return f"ip{BaseThrottle().get_ident(request) or '-'}"
+    return f"ip{client_address(request) or '-'}"
 
 
 def _listing_fields(payload: ListingIn | ListingPatch) -> dict:
@@ -364,7 +365,7 @@ def my_listings(request: HttpRequest, query: Query[MyListingsQuery]):
 @router.post(
     "/uploads/images",
     response={201: UploadOut},
-    throttle=[AuthRateThrottle("60/m")],
+    throttle=[RateLimit("upload", "60/m")],
     summary="Upload an image (JPEG/PNG/WebP by content, ≤ 10 MB); attach it to one listing",
 )
 def upload_image(request: HttpRequest, file: File[UploadedFile]):

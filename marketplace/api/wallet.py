@@ -5,7 +5,6 @@ from typing import Annotated
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.throttling import AuthRateThrottle
 from pydantic import Field, StrictInt, StringConstraints
 
 from marketplace.actions import wallet as wallet_actions
@@ -13,6 +12,7 @@ from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 from marketplace.pagination import PageParams, page_schema, paginate
+from project.ratelimit import RateLimit
 
 router = Router(tags=["wallet"])
 
@@ -83,10 +83,6 @@ class WithdrawalFilters(PageParams):
     status: Withdrawal.Status | None = None
 
 
-class WithdrawalThrottle(AuthRateThrottle):
-    scope = "withdrawal"
-
-
 @router.get("/wallet", response=WalletOut, summary="My balance")
 def get_wallet(request: HttpRequest):
     wallet = Wallet.objects.filter(user=request.auth).first()
@@ -146,7 +142,7 @@ def list_withdrawals(request: HttpRequest, filters: Query[WithdrawalFilters]):
 @router.post(
     "/wallet/withdrawals",
     response={201: WithdrawalOut},
-    throttle=[WithdrawalThrottle(settings.RATE_LIMITS["withdrawal"])],
+    throttle=[RateLimit("withdrawal", settings.RATE_LIMITS["withdrawal"])],
     summary="Withdraw: the amount is held at once, staff pay it out",
 )
 @idempotent("wallet.withdraw")
