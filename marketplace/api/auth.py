@@ -14,6 +14,12 @@ LAST_USED_RESOLUTION_SECONDS = 300
 
 def user_for_token(raw: str) -> User | None:
     """The token's user, or None when the token is unknown, expired or revoked."""
+    token = live_token(raw)
+    return token.user if token is not None else None
+
+
+def live_token(raw: str) -> ApiToken | None:
+    """The token (with its user), or None when it is unknown, expired or revoked."""
     if not raw or len(raw) > 200:
         return None
     now = timezone.now()
@@ -29,7 +35,7 @@ def user_for_token(raw: str) -> User | None:
         or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
     ):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
 
 
 class BearerTokenAuth(HttpBearer):
