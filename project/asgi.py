@@ -12,7 +12,11 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from project.daphne_denial import install as install_daphne_denial  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
+
+# Unknown socket paths answer 404 under daphne too (project/daphne_denial.py).
+install_daphne_denial()
 
 # daphne serves the admin's static files itself in the embedded setup; production
 # collects them behind the proxy (docs/operations.md).

@@ -136,6 +136,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # After Redis restarts, the channel layer's pooled connections are dead sockets that
+    # redis-py 8's asyncio pool lends out and never retries: the first handshakes per server
+    # process answered 500 (tests/realtime/test_redis_restart.py). Ping a connection idle for a
+    # while before use, and reconnect once and retry a command whose connection was closed
+    # (the sync pool of the cache already recovers by itself).
+    LAYER_RESILIENCE = {
+        "health_check_interval": 10,
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError],
+    }
+
     # channels-redis 4.3 on redis-py 8: the defaults (socket_timeout=5, max_connections=100)
     # collide with the layer's 5 s blocking reads and kill consumers (STACK_NOTES).
     CHANNEL_LAYERS = {
@@ -144,7 +159,12 @@ if REDIS_URL:
             "BACKEND": "realtime.layers.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "max_connections": 5000,
+                        **LAYER_RESILIENCE,
+                    },
                 ],
                 "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
                 # Frames queued for one server process (all its sockets share one Redis list in

@@ -17,6 +17,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from marketplace.errors import DomainError
+from project.client_address import scope_client_address
 from realtime import dispatch, presence, selectors
 from realtime.heap import heap
 from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, encode, group_for
@@ -30,6 +31,9 @@ BEARER_PREFIX = "bearer."
 CLOSE_IDLE = 4408
 REPLAY_BATCH = 500
 MAX_REF_LENGTH = 64
+# Real frames nest two or three levels. Deeper is refused before anything walks it: the JSON
+# decoder itself raises RecursionError at about a thousand levels (16 KB of brackets).
+MAX_FRAME_DEPTH = 32
 SWEEP_SLICE = 200
 # Sockets' objects join the frozen heap after this many connects (realtime/heap.py).
 FREEZE_EVERY_CONNECTS = 200
@@ -174,6 +178,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         origin = headers.get(b"origin", b"").decode("latin-1")
         if origin and not origin_allowed(origin):
             # Refused during the handshake (HTTP 403): a foreign web page gets nothing.
+            logger.info("socket refused: origin not allowed, client %s", self._client())
             await self.close()
             return
         raw, offered = credentials_from(self.scope)
@@ -181,6 +186,11 @@ class EventConsumer(AsyncWebsocketConsumer):
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
         user_id, is_banned, last_seq, token_id = await _pooled(selectors.socket_user)(raw)
         if user_id is None or is_banned:
+            logger.info(
+                "socket refused: %s, client %s",
+                "user banned" if is_banned else "no valid token",
+                self._client(),
+            )
             await self.accept(subprotocol)
             await self.close(code=CLOSE_BANNED if is_banned else CLOSE_UNAUTHENTICATED)
             return
@@ -198,6 +208,9 @@ class EventConsumer(AsyncWebsocketConsumer):
         )
         await self.accept(subprotocol)
         _local.add(self)
+
+    def _client(self) -> str:
+        return scope_client_address(self.scope) or "-"
 
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:
@@ -234,8 +247,11 @@ class EventConsumer(AsyncWebsocketConsumer):
                 frame = json.loads(text_data)
             except ValueError:
                 raise FrameError("malformed_json", "The frame is not valid JSON.") from None
+            except RecursionError:
+                raise FrameError("bad_frame", _TOO_DEEP) from None
             if not isinstance(frame, dict):
                 raise FrameError("bad_frame", "A frame is a JSON object with an action.")
+            check_frame_content(frame)
             ref = _ref(frame.get("id"))
             action = frame.get("action")
             if not isinstance(action, str) or not action:
@@ -248,6 +264,12 @@ class EventConsumer(AsyncWebsocketConsumer):
                 await self._run_action(action, frame, ref)
         except FrameError as exc:
             await self._send_error(ref, exc.code, exc.message)
+        except Exception:
+            # A bug in handling one frame must not take the socket down (a 1011 close).
+            logger.exception("socket frame failed for user %s", self.user_id)
+            await self._send_error(
+                ref, "internal_error", "Something went wrong on our side; it has been logged."
+            )
 
     async def _send_error(self, ref, code: str, message: str) -> None:
         await self.send(
@@ -397,6 +419,40 @@ def _pooled(function):
     # shared thread pool (ASGI_THREADS) instead of the one thread-sensitive thread, so a
     # reconnect storm authenticates in parallel and actions of many sockets run at once.
     return database_sync_to_async(function, thread_sensitive=False)
+
+
+_TOO_DEEP = f"Frames nest at most {MAX_FRAME_DEPTH} levels."
+
+
+def check_frame_content(frame: dict) -> None:
+    """Refuses frames nested too deeply or holding a lone surrogate (reachable only through a
+    JSON escape such as \\ud800): echoed back in a ref or an error message it cannot be
+    encoded as UTF-8, and the server closed the socket with 1011. Iterative, so no frame can
+    make it recurse."""
+    pending: list[tuple[object, int]] = [(frame, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if not _is_utf8(value):
+                raise FrameError("bad_frame", "The frame holds invalid Unicode (a lone surrogate).")
+        elif isinstance(value, dict | list):
+            if depth > MAX_FRAME_DEPTH:
+                raise FrameError("bad_frame", _TOO_DEEP)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    pending.append((key, depth))
+                pending.append((item, depth + 1))
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ref(value):
