@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "marketplace.gateways.sandbox",
     "negotiation",
     "realtime",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "project.middleware.ApiErrorEnvelopeMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -225,6 +228,25 @@ RATE_LIMITS = {
     "default_user": os.environ.get("RATE_USER", "600/m"),
     "withdrawal": os.environ.get("RATE_WITHDRAWAL", "10/h"),
 }
+
+# --- Staff sign-in lockout (django-axes; the admin is the only password sign-in) ---------------
+# Attempts are rows in the database, so every server process counts together. Locked out after
+# AXES_FAILURE_LIMIT failures either for the account (from any address) or for the address
+# (whatever account it tries), for an hour; the address is the one rate limits use.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_SIGN_IN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("ADMIN_SIGN_IN_LOCKOUT_HOURS", 1)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "project.client_address.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+AXES_COOLOFF_MESSAGE = "登录失败次数过多，已暂时锁定，请一小时后再试。"
+AXES_PERMALOCK_MESSAGE = AXES_COOLOFF_MESSAGE
+# The log says which staff account was tried from which address (the password never is).
+AXES_SENSITIVE_PARAMETERS: list[str] = []
 
 # --- Wallet: payout account numbers are encrypted at rest (docs/wallet.md) ---------------------
 # Fernet keys, comma-separated; the first encrypts, every one decrypts (prepend a new key to
