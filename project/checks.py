@@ -75,7 +75,7 @@ def _core_problems() -> list[checks.CheckMessage]:
                 "Set ALLOWED_HOSTS to the host names clients use, comma-separated.",
             )
         )
-    if getattr(settings, "NINJA_NUM_PROXIES", None) is None:
+    if getattr(settings, "NUM_PROXIES", None) is None:
         found.append(
             _error(
                 4,

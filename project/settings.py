@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "marketplace",
     "negotiation",
     "realtime",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +97,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "project.middleware.ApiErrorEnvelopeMiddleware",
     "project.middleware.EnvironmentLabelMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -195,6 +198,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # After Redis restarts, the channel layer's pooled connections are dead sockets that
+    # redis-py 8's asyncio pool lends out and never retries: the first handshakes per server
+    # process answered 500 (tests/realtime/test_redis_restart.py). Ping a connection idle for a
+    # while before use, and reconnect once and retry a command whose connection was closed
+    # (the sync pool of the cache already recovers by itself).
+    LAYER_RESILIENCE = {
+        "health_check_interval": 10,
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError],
+    }
+
     # channels-redis 4.3 on redis-py 8: the defaults (socket_timeout=5, max_connections=100)
     # collide with the layer's 5 s blocking reads and kill consumers (STACK_NOTES).
     CHANNEL_LAYERS = {
@@ -204,7 +222,12 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 5000},
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "max_connections": 5000,
+                        **LAYER_RESILIENCE,
+                    },
                 ],
                 "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
                 # Frames queued for one server process (all its sockets share one Redis list in
@@ -262,16 +285,39 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # ASGI) counts as small.
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 110 * 1024 * 1024)
-NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
+# How many proxies in front of us append to X-Forwarded-For; unset or 0 means none, so the
+# header is the client's own text and the socket address is used (project/client_address.py).
+# None (unset) means no proxy, as 0 does; deployments must say which (project/checks.py).
+NUM_PROXIES: int | None = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
+NINJA_NUM_PROXIES = NUM_PROXIES
 RATE_LIMITS = {
     "sign_in": os.environ.get("RATE_SIGN_IN", "10/m"),
     "phone": os.environ.get("RATE_PHONE", "10/m"),
     "default_user": os.environ.get("RATE_USER", "600/m"),
     "withdrawal": os.environ.get("RATE_WITHDRAWAL", "10/h"),
-    # Per user, counted atomically (marketplace/api/throttling.py), before the body is read.
+    # Per user, counted atomically (project/ratelimit.py), before the body is read.
     "image_upload": os.environ.get("RATE_IMAGE_UPLOAD", "60/m"),
     "video_upload": os.environ.get("RATE_VIDEO_UPLOAD", "20/h"),
 }
+
+# --- Staff sign-in lockout (django-axes; the admin is the only password sign-in) ---------------
+# Attempts are rows in the database, so every server process counts together. Locked out after
+# AXES_FAILURE_LIMIT failures either for the account (from any address) or for the address
+# (whatever account it tries), for an hour; the address is the one rate limits use.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_SIGN_IN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("ADMIN_SIGN_IN_LOCKOUT_HOURS", 1)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "project.client_address.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/lockout.html"
+AXES_COOLOFF_MESSAGE = "登录失败次数过多，已暂时锁定，请一小时后再试。"
+AXES_PERMALOCK_MESSAGE = AXES_COOLOFF_MESSAGE
+# The log says which staff account was tried from which address (the password never is).
+AXES_SENSITIVE_PARAMETERS: list[str] = []
 
 # --- Wallet: payout account numbers are encrypted at rest (docs/wallet.md) ---------------------
 # Fernet keys, comma-separated; the first encrypts, every one decrypts (prepend a new key to

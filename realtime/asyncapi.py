@@ -40,6 +40,7 @@ SOCKET_ERROR_CODES = (
     "not_found",
     "events_pruned",
     "user_banned",
+    "unauthorized",
     "internal_error",
 )
 

@@ -13,24 +13,28 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404
+from django.utils import timezone
 from pydantic import ValidationError
 
 from marketplace.errors import DomainError
-from marketplace.models import User
+from marketplace.models import ApiToken
+from project.client_address import scope_client_address
 from realtime import dispatch, presence, selectors
 from realtime.heap import heap
-from realtime.push import encode, group_for
+from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, encode, group_for
 
 logger = logging.getLogger("realtime.socket")
 
 SUBPROTOCOL = "marketplace.v1"
 BEARER_PREFIX = "bearer."
-# Close codes the client can see (a close before the handshake would hide them behind a 403).
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_BANNED = 4403
+# Close codes the client can see (a close before the handshake would hide them behind a 403);
+# 4401 and 4403 are shared with the actions that revoke tokens and ban (realtime/push.py).
 CLOSE_IDLE = 4408
 REPLAY_BATCH = 500
 MAX_REF_LENGTH = 64
+# Real frames nest two or three levels. Deeper is refused before anything walks it: the JSON
+# decoder itself raises RecursionError at about a thousand levels (16 KB of brackets).
+MAX_FRAME_DEPTH = 32
 SWEEP_SLICE = 200
 # Sockets' objects join the frozen heap after this many connects (realtime/heap.py).
 FREEZE_EVERY_CONNECTS = 200
@@ -128,6 +132,7 @@ class LocalSockets:
             if not mine:
                 continue
             try:
+                mine = await self._close_lapsed(mine)
                 now = time.monotonic()
                 connections: dict[int, list[str]] = {}
                 for consumer in mine:
@@ -146,29 +151,51 @@ class LocalSockets:
             except Exception:
                 logger.exception("socket sweep failed")
 
+    async def _close_lapsed(self, consumers: list["EventConsumer"]) -> list["EventConsumer"]:
+        """Closes sockets whose token was revoked, expired or deleted, or whose user was banned,
+        in one query: the close message of a logout or ban may have been lost (Redis away)."""
+        live = await _pooled(selectors.live_socket_tokens)({c.token_id for c in consumers})
+        kept = []
+        for consumer in consumers:
+            if consumer.token_id in live:
+                kept.append(consumer)
+            else:
+                self.consumers.discard(consumer)
+                await consumer.shut(CLOSE_UNAUTHENTICATED)
+        return kept
+
 
 _local = LocalSockets()
 
 
 class EventConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
+    token_id: int | None = None
+    # Set once the server decided to close: nothing more is sent or acted on.
+    is_shut = False
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])
         origin = headers.get(b"origin", b"").decode("latin-1")
         if origin and not origin_allowed(origin):
             # Refused during the handshake (HTTP 403): a foreign web page gets nothing.
+            logger.info("socket refused: origin not allowed, client %s", self._client())
             await self.close()
             return
         raw, offered = credentials_from(self.scope)
         # Never echo the token back as the protocol: proxies log the handshake headers.
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        user_id, is_banned, last_seq = await _pooled(selectors.socket_user)(raw)
+        user_id, is_banned, last_seq, token_id = await _pooled(selectors.socket_user)(raw)
         if user_id is None or is_banned:
+            logger.info(
+                "socket refused: %s, client %s",
+                "user banned" if is_banned else "no valid token",
+                self._client(),
+            )
             await self.accept(subprotocol)
             await self.close(code=CLOSE_BANNED if is_banned else CLOSE_UNAUTHENTICATED)
             return
-        self.user_id = user_id
+        self.user_id, self.token_id = user_id, token_id
         self.group = group_for(user_id)
         # Read before joining: an event committed in between is fetched by the gap fill when
         # the next one arrives (or by the client's resume), never dropped as a duplicate.
@@ -183,6 +210,9 @@ class EventConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol)
         _local.add(self)
 
+    def _client(self) -> str:
+        return scope_client_address(self.scope) or "-"
+
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:
             return
@@ -195,8 +225,14 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     # --- frames from the client ------------------------------------------------------------
 
+    async def shut(self, code: int) -> None:
+        if self.is_shut:
+            return
+        self.is_shut = True
+        await self.close(code=code)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.user_id is None:
+        if self.user_id is None or self.is_shut:
             return
         self.last_activity = time.monotonic()
         ref = None
@@ -212,8 +248,11 @@ class EventConsumer(AsyncWebsocketConsumer):
                 frame = json.loads(text_data)
             except ValueError:
                 raise FrameError("malformed_json", "The frame is not valid JSON.") from None
+            except RecursionError:
+                raise FrameError("bad_frame", _TOO_DEEP) from None
             if not isinstance(frame, dict):
                 raise FrameError("bad_frame", "A frame is a JSON object with an action.")
+            check_frame_content(frame)
             ref = _ref(frame.get("id"))
             action = frame.get("action")
             if not isinstance(action, str) or not action:
@@ -226,6 +265,12 @@ class EventConsumer(AsyncWebsocketConsumer):
                 await self._run_action(action, frame, ref)
         except FrameError as exc:
             await self._send_error(ref, exc.code, exc.message)
+        except Exception:
+            # A bug in handling one frame must not take the socket down (a 1011 close).
+            logger.exception("socket frame failed for user %s", self.user_id)
+            await self._send_error(
+                ref, "internal_error", "Something went wrong on our side; it has been logged."
+            )
 
     async def _send_error(self, ref, code: str, message: str) -> None:
         await self.send(
@@ -288,10 +333,14 @@ class EventConsumer(AsyncWebsocketConsumer):
             # Not on the one thread-sensitive thread, where every socket of the process queued
             # behind every other socket's action. A socket's own frames are still handled one
             # after another, so its actions keep their order.
-            result = await _pooled(_call)(handler, self.user_id, frame)
+            result = await _pooled(_call)(handler, self.user_id, self.token_id, frame)
         except BannedError:
             await self._send_error(ref, "user_banned", "This account is suspended.")
-            await self.close(code=CLOSE_BANNED)
+            await self.shut(CLOSE_BANNED)
+            return
+        except RevokedError:
+            await self._send_error(ref, "unauthorized", "Signed out; sign in again.")
+            await self.shut(CLOSE_UNAUTHENTICATED)
             return
         except DomainError as exc:
             raise FrameError(exc.code, exc.message) from None
@@ -308,8 +357,17 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     # --- events from the channel layer -----------------------------------------------------
 
-    async def realtime_event(self, message: dict) -> None:
+    async def realtime_close(self, message: dict) -> None:
+        """A logout (this socket's token) or a ban (every socket of the user) committed."""
         if self.user_id is None:
+            return
+        token_id = message.get("token_id")
+        if token_id is None or token_id == self.token_id:
+            _local.discard(self)
+            await self.shut(int(message["code"]))
+
+    async def realtime_event(self, message: dict) -> None:
+        if self.user_id is None or self.is_shut:
             return
         seq = message["seq"]
         if seq <= self.last_sent:
@@ -329,9 +387,23 @@ class BannedError(Exception):
     pass
 
 
-def _call(handler, user_id: int, frame: dict) -> dict:
-    # Fresh for every action: a ban (or profile change) since the socket opened applies.
-    user = User.objects.get(pk=user_id)
+class RevokedError(Exception):
+    pass
+
+
+def _call(handler, user_id: int, token_id: int, frame: dict) -> dict:
+    # Fresh for every action, in the one query that loaded the user before: a logout, an
+    # expiry or a ban since the socket opened applies even if its close message was lost.
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(
+            pk=token_id, user_id=user_id, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .first()
+    )
+    if token is None:
+        raise RevokedError()
+    user = token.user
     if user.is_banned:
         raise BannedError()
     result = handler(user=user, frame=frame)
@@ -346,6 +418,40 @@ def _pooled(function):
     # shared thread pool (ASGI_THREADS) instead of the one thread-sensitive thread, so a
     # reconnect storm authenticates in parallel and actions of many sockets run at once.
     return database_sync_to_async(function, thread_sensitive=False)
+
+
+_TOO_DEEP = f"Frames nest at most {MAX_FRAME_DEPTH} levels."
+
+
+def check_frame_content(frame: dict) -> None:
+    """Refuses frames nested too deeply or holding a lone surrogate (reachable only through a
+    JSON escape such as \\ud800): echoed back in a ref or an error message it cannot be
+    encoded as UTF-8, and the server closed the socket with 1011. Iterative, so no frame can
+    make it recurse."""
+    pending: list[tuple[object, int]] = [(frame, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if not _is_utf8(value):
+                raise FrameError("bad_frame", "The frame holds invalid Unicode (a lone surrogate).")
+        elif isinstance(value, dict | list):
+            if depth > MAX_FRAME_DEPTH:
+                raise FrameError("bad_frame", _TOO_DEEP)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    pending.append((key, depth))
+                pending.append((item, depth + 1))
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ref(value):

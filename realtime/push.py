@@ -504,6 +504,21 @@ def _log_failure(future) -> None:
         logger.error("live send failed; clients will resume", exc_info=future.exception())
 
 
+# Close codes of the user's sockets (the client tells "sign in again" from "suspended").
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_BANNED = 4403
+CLOSE_MESSAGE_TYPE = "realtime.close"
+
+
+def close_sockets_on_commit(*, user_id: int, code: int, token_id: int | None = None) -> None:
+    """After commit, closes the user's open sockets in every server process: those signed in
+    with `token_id`, or all of them. Through the user's group, the same way as events, so the
+    close cannot overtake an event committed before it. A lost message (Redis away) is made
+    up by the socket sweep, which re-checks every socket's token (realtime/consumers.py)."""
+    message = {"type": CLOSE_MESSAGE_TYPE, "code": code, "token_id": token_id}
+    transaction.on_commit(lambda: _send([(user_id, message)]))
+
+
 def _enqueue_offline_notices(events: list[Event]) -> None:
     for event in events:
         try:

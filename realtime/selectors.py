@@ -1,6 +1,9 @@
 """Reads of the event store, shaped for the socket (seq + ready frame text) and the API."""
 
-from marketplace.actions.accounts import user_for_token
+from django.utils import timezone
+
+from marketplace.actions.accounts import live_token
+from marketplace.models import ApiToken
 from realtime.models import Event, EventCounter
 from realtime.push import event_frame_text
 
@@ -10,14 +13,30 @@ def latest_seq(user_id: int) -> int:
     return int(value or 0)
 
 
-def socket_user(raw_token: str) -> tuple[int | None, bool, int]:
-    """(user id, is banned, latest seq) for a socket's token; (None, False, 0) when unknown."""
-    user = user_for_token(raw_token) if raw_token else None
-    if user is None:
-        return None, False, 0
-    if user.is_banned:
-        return user.pk, True, 0
-    return user.pk, False, latest_seq(user.pk)
+def socket_user(raw_token: str) -> tuple[int | None, bool, int, int | None]:
+    """(user id, is banned, latest seq, token id) for a socket's token; (None, False, 0, None)
+    when the token is unknown, expired or revoked."""
+    token = live_token(raw_token) if raw_token else None
+    if token is None:
+        return None, False, 0, None
+    if token.user.is_banned:
+        return token.user_id, True, 0, token.pk
+    return token.user_id, False, latest_seq(token.user_id), token.pk
+
+
+def live_socket_tokens(token_ids: set[int]) -> set[int]:
+    """The ids among `token_ids` whose token still admits a socket: not revoked, not expired,
+    its user not banned (one query for every socket of a process)."""
+    if not token_ids:
+        return set()
+    return set(
+        ApiToken.objects.filter(
+            pk__in=token_ids,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            user__is_banned=False,
+        ).values_list("pk", flat=True)
+    )
 
 
 def events_after(user_id: int, after: int, limit: int) -> list[Event]:

@@ -13,6 +13,7 @@ from marketplace import storefront
 from marketplace.errors import Conflict, Forbidden, NotFound
 from marketplace.gateways import wechat
 from marketplace.models import Address, ApiToken, User
+from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, close_sockets_on_commit
 
 logger = logging.getLogger("marketplace.accounts")
 
@@ -34,6 +35,12 @@ LAST_USED_RESOLUTION_SECONDS = 300
 
 def user_for_token(raw: str) -> User | None:
     """The token's user, or None when the token is unknown, expired or revoked."""
+    token = live_token(raw)
+    return token.user if token is not None else None
+
+
+def live_token(raw: str) -> ApiToken | None:
+    """The token (with its user), or None when it is unknown, expired or revoked."""
     if not raw or len(raw) > 200:
         return None
     now = timezone.now()
@@ -49,7 +56,7 @@ def user_for_token(raw: str) -> User | None:
         or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
     ):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
 
 
 def issue_token(*, user: User) -> str:
@@ -63,15 +70,28 @@ def issue_token(*, user: User) -> str:
 
 
 def revoke_token(*, raw: str) -> None:
-    ApiToken.objects.filter(key_hash=hash_token(raw), revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    """Signs one device out: the token stops working and its open sockets close (4401)."""
+    with transaction.atomic(durable=True):
+        token = (
+            ApiToken.objects.filter(key_hash=hash_token(raw), revoked_at__isnull=True)
+            .values("pk", "user_id")
+            .first()
+        )
+        if token is None:
+            return
+        ApiToken.objects.filter(pk=token["pk"]).update(revoked_at=timezone.now())
+        close_sockets_on_commit(
+            user_id=token["user_id"], token_id=token["pk"], code=CLOSE_UNAUTHENTICATED
+        )
 
 
-def revoke_all_tokens(*, user: User) -> int:
-    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
+def revoke_all_tokens(*, user: User, close_code: int = CLOSE_UNAUTHENTICATED) -> int:
+    """Signs the user out everywhere, sockets included (closed with `close_code`)."""
+    revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    close_sockets_on_commit(user_id=user.pk, code=close_code)
+    return revoked
 
 
 def _find_or_create_wechat_user(*, openid: str, unionid: str | None) -> tuple[User, bool]:
@@ -222,7 +242,7 @@ def ban_user(*, user: User, reason: str) -> None:
         User.objects.filter(pk=user.pk).update(
             is_banned=True, banned_at=timezone.now(), ban_reason=reason[:200]
         )
-        revoke_all_tokens(user=user)
+        revoke_all_tokens(user=user, close_code=CLOSE_BANNED)
         storefront.changed()
     logger.info("banned user=%s", user.pk)
 

@@ -5,12 +5,12 @@ from typing import Annotated
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
-from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 from pydantic import ConfigDict, StringConstraints
 
 from marketplace.actions import accounts as account_actions
 from marketplace.errors import NotFound
 from marketplace.selectors import addresses_of, public_user
+from project.ratelimit import RateLimit
 
 router = Router(tags=["accounts"])
 
@@ -103,21 +103,12 @@ class AddressOut(Schema):
     is_default: bool
 
 
-class SignInThrottle(AnonRateThrottle):
-    """Per client address: sign-in is the one unauthenticated write."""
-
-    scope = "sign_in"
-
-
-class PhoneThrottle(AuthRateThrottle):
-    scope = "phone"
-
-
 @router.post(
     "/auth/wechat-login",
     auth=None,
     response=LoginOut,
-    throttle=[SignInThrottle(settings.RATE_LIMITS["sign_in"])],
+    # Per client address: sign-in is the one unauthenticated write.
+    throttle=[RateLimit("sign_in", settings.RATE_LIMITS["sign_in"], per="address")],
     summary="Sign in with a wx.login code",
 )
 def wechat_login(request: HttpRequest, payload: LoginIn):
@@ -137,7 +128,7 @@ def logout(request: HttpRequest):
 @router.post(
     "/auth/phone",
     response=PhoneOut,
-    throttle=[PhoneThrottle(settings.RATE_LIMITS["phone"])],
+    throttle=[RateLimit("phone", settings.RATE_LIMITS["phone"])],
     summary="Bind the phone number",
 )
 def bind_phone(request: HttpRequest, payload: PhoneIn):

@@ -9,7 +9,6 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from ninja import File, Query, Router, Schema, Status
 from ninja.files import UploadedFile
-from ninja.throttling import BaseThrottle
 from pydantic import Field, StringConstraints, field_validator
 
 from marketplace import storefront
@@ -17,7 +16,6 @@ from marketplace.actions import catalog as catalog_actions
 from marketplace.actions import uploads as upload_actions
 from marketplace.actions.accounts import user_for_token
 from marketplace.api.accounts import StrictSchema
-from marketplace.api.throttling import UserRateThrottle
 from marketplace.errors import InvalidInput, NotFound, PayloadTooLarge
 from marketplace.media import storage_url
 from marketplace.models import ListingStatus, User
@@ -41,6 +39,8 @@ from marketplace.selectors import (
     listings_of_seller,
     search_listings,
 )
+from project.client_address import client_address
+from project.ratelimit import RateLimit
 from project.wire import API_RENDERER, WireDateTime
 
 router = Router(tags=["catalog"])
@@ -201,7 +201,7 @@ def _optional_viewer(request: HttpRequest) -> User | None:
 def _viewer_key(request: HttpRequest, viewer: User | None) -> str:
     if viewer is not None:
         return f"u{viewer.pk}"
-    return f"ip{BaseThrottle().get_ident(request) or '-'}"
+    return f"ip{client_address(request) or '-'}"
 
 
 def _listing_fields(payload: ListingIn | ListingPatch) -> dict:
@@ -365,7 +365,7 @@ def my_listings(request: HttpRequest, query: Query[MyListingsQuery]):
 @router.post(
     "/uploads/images",
     response={201: UploadOut},
-    throttle=[UserRateThrottle("image_upload")],
+    throttle=[RateLimit("image_upload")],
     summary="Upload an image (JPEG/PNG/WebP by content, ≤ 10 MB); attach it to one listing",
 )
 def upload_image(request: HttpRequest, file: File[UploadedFile]):

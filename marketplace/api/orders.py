@@ -14,7 +14,6 @@ from marketplace.actions import payments as payment_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.api.throttling import UserRateThrottle
 from marketplace.errors import (
     InvalidInput,
     PayloadTooLarge,
@@ -26,6 +25,7 @@ from marketplace.models.orders import Order
 from marketplace.pagination import PageParams, page_schema, paginate
 from marketplace.representations import order_data
 from marketplace.states import OrderStatus
+from project.ratelimit import RateLimit
 from project.wire import WireDateTime
 
 router = Router(tags=["orders"])
@@ -309,7 +309,7 @@ def _uploaded_file(request: HttpRequest, name: str = "file"):
     "/orders/{order_no}/video",
     response=OrderOut,
     by_alias=True,
-    throttle=[UserRateThrottle("video_upload")],
+    throttle=[RateLimit("video_upload")],
     openapi_extra=VIDEO_REQUEST_BODY,
     summary="Seller's video (MP4/MOV, ≤ 100 MB)",
 )

@@ -5,7 +5,6 @@ from typing import Annotated
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.throttling import AuthRateThrottle
 from pydantic import Field, StrictInt, StringConstraints
 
 from marketplace import selectors
@@ -16,6 +15,7 @@ from marketplace.models.wallet import LedgerEntry, PayoutAccount
 from marketplace.pagination import PageParams, page_schema, paginate
 from marketplace.representations import account_data, entry_data, wallet_data, withdrawal_data
 from marketplace.states import WithdrawalStatus
+from project.ratelimit import RateLimit
 from project.wire import WireDateTime
 
 router = Router(tags=["wallet"])
@@ -87,10 +87,6 @@ class WithdrawalFilters(PageParams):
     status: WithdrawalStatus | None = None
 
 
-class WithdrawalThrottle(AuthRateThrottle):
-    scope = "withdrawal"
-
-
 @router.get("/wallet", response=WalletOut, summary="My balance")
 def get_wallet(request: HttpRequest):
     return wallet_data(selectors.wallet_of(user=request.auth))
@@ -145,7 +141,7 @@ def list_withdrawals(request: HttpRequest, filters: Query[WithdrawalFilters]):
 @router.post(
     "/wallet/withdrawals",
     response={201: WithdrawalOut},
-    throttle=[WithdrawalThrottle(settings.RATE_LIMITS["withdrawal"])],
+    throttle=[RateLimit("withdrawal", settings.RATE_LIMITS["withdrawal"])],
     summary="Withdraw: the amount is held at once, staff pay it out",
 )
 @idempotent("wallet.withdraw", response=WithdrawalOut)

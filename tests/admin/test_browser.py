@@ -53,7 +53,7 @@ pytestmark = [
 
 
 @pytest.fixture
-def browser_page(scene, monkeypatch):
+def browser_page(monkeypatch):
     from playwright.sync_api import sync_playwright
 
     if not HAS_CHROMIUM:
@@ -165,3 +165,33 @@ def test_staff_review_settle_and_pay_out_in_chromium(live_server, scene, browser
     assert withdrawal.status == Withdrawal.Status.PAID and withdrawal.decided_by == staff
     assert withdrawal.transfer_reference == "ALIPAY-20260301-0001"
     assert Listing.objects.filter(status=ListingStatus.PENDING_REVIEW).count() == 0
+
+
+@pytest.fixture
+def lockout_staff(transactional_db):
+    return staff_in("support", username="ops-zhou")
+
+
+def test_staff_sign_in_is_locked_after_repeated_failures_in_chromium(
+    live_server, lockout_staff, browser_page
+):
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/")
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        page.fill("#id_username", "ops-zhou")
+        page.fill("#id_password", f"wrong-{attempt}")
+        page.click('input[type="submit"]')
+        if attempt < settings.AXES_FAILURE_LIMIT - 1:
+            page.wait_for_selector(".errornote")
+    # Locked: the right password is refused too, with the lockout page in Chinese.
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "ops-zhou")
+    page.fill("#id_password", "staff-pass-123")
+    with page.expect_response(lambda response: "/admin/login/" in response.url) as answer:
+        page.click('input[type="submit"]')
+    assert answer.value.status == 429
+    page.wait_for_selector("#sign-in-locked")
+    assert "登录失败次数过多" in page.inner_text("#sign-in-locked")
+    _shot(page, "08-sign-in-locked")
+    page.goto(f"{live_server.url}/admin/")
+    assert page.locator("#staff-dashboard").count() == 0

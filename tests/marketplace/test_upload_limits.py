@@ -11,10 +11,10 @@ from django.conf import settings
 from django.test import Client
 from PIL import Image
 
-from marketplace.api.throttling import UserRateThrottle
 from marketplace.models import ImageUpload
 from marketplace.models.orders import Order
 from marketplace.states import OrderStatus
+from project.ratelimit import RateLimit
 from tests.conftest import assert_error
 from tests.marketplace.catalog_factories import image_bytes, post_upload
 from tests.marketplace.fulfilment_helpers import paid_order
@@ -156,7 +156,7 @@ def test_video_uploads_are_throttled_per_user_before_the_body_is_read(make_clien
 def test_the_upload_counter_is_atomic_under_concurrency(user):
     """Read-then-write counting (ninja's own throttles) lets a burst through; add + incr in
     Redis does not."""
-    throttle = UserRateThrottle("race_test", "5/h")
+    throttle = RateLimit("race_test", "5/h")
 
     class Request:
         auth = user
