@@ -11,7 +11,6 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Subquery
 from django.utils import timezone
@@ -31,6 +30,7 @@ from marketplace.selectors import platform_settings
 from negotiation.models import DeclineReason, Offer, OfferHistory
 from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
+from project.ratelimit import hit
 from project.tasking import enqueue_on_commit
 from project.transactions import retry_on_deadlock
 from realtime.push import batched, emit, lock_counters
@@ -48,18 +48,12 @@ DAY = timedelta(hours=24)
 
 
 def check_offer_rate(*, buyer: User) -> None:
-    """Flood guard across all listings: a fixed window per user in the shared cache, so every
-    server process counts together. The per-listing daily cap is enforced separately, exactly,
+    """Flood guard across all listings: the shared sliding-window counter every limit uses
+    (project.ratelimit), per user id, so every server process counts together and a minute's
+    edge is no fresh allowance. The per-listing daily cap is enforced separately, exactly,
     under the listing lock."""
     limit = int(getattr(settings, "OFFER_RATE_PER_MINUTE", 20))
-    key = f"offer-rate:{buyer.pk}:{int(timezone.now().timestamp() // 60)}"
-    cache.add(key, 0, timeout=120)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr: count this one as the first
-        cache.set(key, 1, timeout=120)
-        count = 1
-    if count > limit:
+    if not hit(f"offer:user:{buyer.pk}", limit=limit, period=60).allowed:
         raise RateLimited(f"At most {limit} offers a minute; wait a moment.", code="rate_limited")
 
 
