@@ -12,7 +12,10 @@ DEV_STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/marketplace
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
-# Both halves run on two pytest-xdist workers (one per core); `make test PYTEST_WORKERS=0` for one.
+# The embedded half runs on two pytest-xdist workers (one per core; PYTEST_WORKERS=0 for one).
+# The real-stack half runs in one process: its race tests hold up to 50 pooled connections and
+# its server tests start processes with pools of their own, and two such workers went past
+# PostgreSQL's 100 connections (PoolTimeout in CI).
 PYTEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
@@ -80,7 +83,7 @@ test-embedded: venv-dev
 test-real: venv-dev
 	$(BIN)/python scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
-	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(PYTEST) $(PYTEST_ARGS)
+	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 # The SDK (sdk/, docs/sdk.md): its node_modules from the committed lock, reinstalled when the lock
 # changed since the last install (npm writes node_modules/.package-lock.json on every install).

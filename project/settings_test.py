@@ -21,6 +21,9 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_run}"}
     # Race tests run up to 50 threads at once, each holding a connection.
     DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = 60
+    # ... and gives them back soon after, so the server processes later tests start find
+    # PostgreSQL's connection slots free.
+    DATABASES["default"]["OPTIONS"]["pool"]["max_idle"] = 10
 
 DEBUG = False
 # Freezing the heap (realtime/heap.py) is for server processes; in the test process it would
