@@ -826,4 +826,4 @@ export type ActionName = keyof ActionFrames;
 /** The fields an action's frame carries besides `action` and `id`. */
 export type ActionPayload<A extends ActionName> = Omit<ActionFrames[A], "action" | "id">;
 export const CLOSE_CODES = {"4401":4401,"4403":4403,"4408":4408} as const;
-export const SOCKET_ERROR_CODES = ["malformed_json","bad_frame","frame_too_large","rate_limited","unknown_action","validation_error","not_found","events_pruned","user_banned","internal_error"] as const;
+export const SOCKET_ERROR_CODES = ["malformed_json","bad_frame","frame_too_large","rate_limited","unknown_action","validation_error","not_found","events_pruned","user_banned","unauthorized","internal_error"] as const;
