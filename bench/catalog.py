@@ -9,7 +9,7 @@ in chunks, with a progress line; the search index is dropped during the load and
 after (faster than maintaining it row by row). A seeded database is kept and reused (1M rows
 stay 1M; run with --skip-seed to skip even the migration check). Then starts the production
 REST server (--server: gunicorn gthread 2 x 4 by default, docs/performance.md; or daphne), in
-production mode (MARKETPLACE_ENV=production, DEBUG=0, no sandbox), and loads each endpoint
+production settings (MARKETPLACE_ENV=staging: the deploy checks, DEBUG=0, the sandbox on), and loads each endpoint
 with concurrent keep-alive clients (64 by default), printing p50/p99, req/s, the ratio of each
 to /healthz measured in the same run, and the target of each row.
 

@@ -9,22 +9,27 @@ import subprocess
 import sys
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-BENCH_SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnop"
+BENCH_SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789"
 
 
 def production_env(
     *, database_url: str, redis_url: str, prefix: str, **overrides: str
 ) -> dict[str, str]:
-    """MARKETPLACE_ENV=production (DEBUG off, no sandbox) on a bench database, with this
-    benchmark's own channel, cache and queue prefixes so runs never see each other's keys."""
+    """Production's settings (DEBUG off, every deploy check) under MARKETPLACE_ENV=staging, on a
+    bench database, with this benchmark's own channel, cache and queue prefixes so runs never
+    see each other's keys. Staging, because production refuses to start without real partner
+    credentials, which a benchmark has none of; staging is production on the sandbox (which
+    these benchmarks never call but for payments in bench/orders.py)."""
     from cryptography.fernet import Fernet
 
     env = dict(os.environ)
     env.update(
-        MARKETPLACE_ENV="production",
+        MARKETPLACE_ENV="staging",
+        NUM_PROXIES="0",  # clients connect to the servers directly
+        SECURE_SSL_REDIRECT="0",  # plain HTTP on the loopback: TLS ends at the proxy
         SECRET_KEY=BENCH_SECRET_KEY,
         DEBUG="0",
-        SANDBOX_ENABLED="0",
+        SANDBOX_ENABLED="1",
         WECHAT_APPID="wxbench",
         WECHAT_SECRET="bench",
         DATABASE_URL=database_url,

@@ -3,7 +3,8 @@
     .venv/bin/python bench/live_actions.py              # PostgreSQL and Redis on 127.0.0.1
     BENCH_ACTIONS=1000 .venv/bin/python bench/live_actions.py
 
-Production settings (MARKETPLACE_ENV=production, sandbox off) on a throwaway database. Each
+Production settings (MARKETPLACE_ENV=staging: every deploy check, the sandbox never called) on a
+throwaway database. Each
 offer is made on a fresh listing by a buyer with an address, each acceptance is the seller's
 and declines RIVALS other live offers. Printed per action: the calling thread's CPU time
 (`time.thread_time`: the Python the action costs, without the live sends that run on the
