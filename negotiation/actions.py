@@ -1,9 +1,9 @@
 """Bargaining (SPEC §4): every write on offers. REST and socket handlers call these.
 
 Lock order, everywhere: the listing row, then offer rows (by id), then the realtime counters of
-everyone to be told (by user id, all at once, before the first event: `realtime.push.
-lock_counters`; a later event to someone new could deadlock with a transaction locking in the
-other order, and the test settings refuse it). Every move on an offer, a direct purchase and a
+everyone to be told (by user id, all at once: an action telling several people stores its
+events in one statement, `realtime.push.batched`; a later event to someone new could deadlock
+with a transaction locking in the other order, and the test settings refuse it). Every move on an offer, a direct purchase and a
 price edit start with the listing lock, so on one listing they happen one at a time.
 """
 
@@ -33,7 +33,7 @@ from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
 from project.ratelimit import hit
 from project.tasking import enqueue_on_commit
 from project.transactions import retry_on_deadlock
-from realtime.push import batched, emit, lock_counters
+from realtime.push import batched, emit
 
 logger = logging.getLogger("negotiation")
 Actor = OfferHistory.Actor
@@ -182,9 +182,12 @@ def decline_offers(offers: list[Offer], *, reason: str) -> None:
         OfferHistory(offer=offer, action=Action.DECLINED, actor=Actor.SYSTEM, reason=reason)
         for offer in offers
     )
-    for offer in offers:
-        offer.status, offer.decline_reason, offer.updated_at = OfferStatus.DECLINED, reason, now
-        notify(offer, "offer.declined")
+    # One event per offer, each to its buyer and the seller: stored together, in one statement
+    # that takes all their counters at once (joins the caller's batch when there is one).
+    with batched():
+        for offer in offers:
+            offer.status, offer.decline_reason, offer.updated_at = OfferStatus.DECLINED, reason, now
+            notify(offer, "offer.declined")
 
 
 def _accept_locked(
@@ -450,7 +453,6 @@ def set_bargain_terms(
                 for offer in lock_live_offers(listing)
                 if offer.status == OfferStatus.OPEN and offer.price_fen < floor_fen
             ]
-            lock_counters([seller.pk, *(offer.buyer_id for offer in under)])
             decline_offers(under, reason=DeclineReason.BELOW_FLOOR)
     return listing
 
@@ -467,7 +469,6 @@ def on_listing_price_changed(*, listing: Listing, new_price_fen: int) -> list[Of
         if offer.price_fen >= new_price_fen
         or (offer.counter_price_fen is not None and offer.counter_price_fen >= new_price_fen)
     ]
-    lock_counters([listing.seller_id, *(offer.buyer_id for offer in offers)])
     decline_offers(offers, reason=DeclineReason.PRICE_CHANGED)
     return offers
 

@@ -111,7 +111,7 @@ _RESERVE_SEQS_SQL = (
 
 class CounterLockOrderError(RuntimeError):
     """A transaction locked someone's event counter after it already held others' (see
-    `lock_counters`). Raised where settings.REALTIME_STRICT_LOCK_ORDER is on (the tests)."""
+    `batched`). Raised where settings.REALTIME_STRICT_LOCK_ORDER is on (the tests)."""
 
 
 _HELD_ATTRIBUTE = "_realtime_held_counters"
@@ -148,7 +148,7 @@ def _note_locked(user_ids: Iterable[int]) -> None:
     if held and new:
         raise CounterLockOrderError(
             f"event counters {sorted(new)} locked after {sorted(held)}: a transaction that tells "
-            "several people must take all their counters at once, first (lock_counters)"
+            "several people must store their events together (realtime.push.batched)"
         )
     held |= new
 
@@ -171,20 +171,6 @@ def _reserve_seqs(counts: dict[int, int]) -> dict[int, int]:
             cursor.execute(_RESERVE_SEQS_SQL.format(values=values), params)
             last.update((int(user_id), int(seq)) for user_id, seq in cursor.fetchall())
     return last
-
-
-def lock_counters(user_ids: Iterable[int]) -> None:
-    """Locks the event counters of everyone a transaction will tell, in one statement, in user-id
-    order, before any emit.
-
-    An action that emits several events (an order, the accepted offer, each declined rival)
-    would otherwise lock its recipients' counters emit by emit; two such actions taking the same
-    counters in different orders deadlock. Taken up front, sorted, every later emit in the
-    transaction finds them already held. The counters stay as they are.
-    """
-    ids = sorted({int(user_id) for user_id in user_ids})
-    if ids:
-        _reserve_seqs(dict.fromkeys(ids, 0))
 
 
 def emit(
