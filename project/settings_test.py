@@ -19,8 +19,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{_run}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_run}"}
-    # Race tests run up to 50 threads at once, each holding a connection.
-    DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = 60
+    # Race tests run up to 50 threads at once, each holding a connection. Several engineers'
+    # runs sharing one PostgreSQL (100 connection slots) set TEST_DB_POOL_MAX lower.
+    DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = int(os.environ.get("TEST_DB_POOL_MAX", 60))
     # ... and gives them back soon after, so the server processes later tests start find
     # PostgreSQL's connection slots free.
     DATABASES["default"]["OPTIONS"]["pool"]["max_idle"] = 10
