@@ -175,6 +175,10 @@ if DATABASE_URL:
             # price no short OLTP query recovers. (Behind PgBouncer, set DB_OPTIONS="" and
             # turn jit off in the server's configuration.)
             "options": os.environ.get("DB_OPTIONS", "-c jit=off"),
+            # Who holds a connection, in pg_stat_activity: "marketplace daphne", "... gunicorn".
+            "application_name": os.environ.get(
+                "DB_APPLICATION_NAME", f"marketplace {Path(sys.argv[0]).name}"[:63]
+            ),
         }
 else:
     DATABASES = {

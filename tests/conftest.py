@@ -36,6 +36,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_s3)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A test that could not get a database connection says who held PostgreSQL's slots: on a
+    shared server the cause is usually another client, not the code under test."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.excinfo is not None and _is_pool_timeout(call.excinfo.value):
+        report.sections.append(("PostgreSQL connection holders", _connection_holders()))
+
+
+def _is_pool_timeout(exc: BaseException | None) -> bool:
+    from psycopg_pool import PoolTimeout
+
+    while exc is not None:
+        if isinstance(exc, PoolTimeout) or "couldn't get a connection" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _connection_holders() -> str:
+    import psycopg
+
+    params = settings.DATABASES["default"]
+    try:
+        with psycopg.connect(
+            host=params["HOST"], port=params["PORT"] or 5432, user=params["USER"],
+            dbname="postgres", connect_timeout=5,
+        ) as conn:
+            rows = conn.execute(
+                "select coalesce(datname, '-'), coalesce(application_name, ''), state, count(*)"
+                " from pg_stat_activity where backend_type = 'client backend'"
+                " group by 1, 2, 3 order by 4 desc"
+            ).fetchall()
+    except psycopg.Error as exc:
+        return f"could not ask PostgreSQL: {exc}"
+    return "\n".join(f"{n:>4} db={db} app={app!r} state={state}" for db, app, state, n in rows)
+
+
 def _clear_cache() -> None:
     """Forget this run's cached values only: on Redis, clear() would flush the whole database,
     including the keys of another run or a developer's server sharing it."""
