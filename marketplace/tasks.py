@@ -4,7 +4,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.actions import fulfilment, lifecycle, refunds, wallet
+from marketplace.actions import fulfilment, lifecycle, privacy, refunds, wallet
 
 # Upper bound per run, so one run stays short even after the worker was down a while.
 MAX_FLUSH_ROUNDS = 20
@@ -74,3 +74,21 @@ def resubscribe_tracking() -> int:
 def submit_refunds_task(refund_ids: list[int]) -> int:
     """Refunds requested together, submitted by one task (the sweeper resumes any that stall)."""
     return sum(refunds.submit_refund(refund_id=refund_id) == "submitted" for refund_id in refund_ids)
+
+
+@db_task(retries=2, retry_delay=60)
+def build_data_export(export_id: int) -> None:
+    privacy.build_export(export_id=export_id)
+
+
+@db_periodic_task(crontab(minute="17"))
+def erase_closed_accounts() -> int:
+    """Hourly: accounts whose cooling-off period ended lose their personal data."""
+    return privacy.erase_due_accounts()
+
+
+@db_periodic_task(crontab(hour="4", minute="30"))
+def retention_sweep() -> dict:
+    """Daily, at a quiet hour: what is past its retention period (docs/privacy.md)."""
+    return privacy.sweep_retention().counts
+

@@ -14,7 +14,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from psycopg_pool import PoolTimeout
 
-from marketplace.api import accounts, catalog, orders, wallet
+from marketplace.api import accounts, catalog, orders, privacy, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
@@ -178,6 +178,7 @@ for router in (
     orders.router,
     orders.notify_router,
     wallet.router,
+    privacy.router,
     negotiation_router,
     events_router,
 ):

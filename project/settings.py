@@ -302,6 +302,10 @@ RATE_LIMITS = {
     # Per user, counted atomically (project/ratelimit.py), before the body is read.
     "image_upload": os.environ.get("RATE_IMAGE_UPLOAD", "60/m"),
     "video_upload": os.environ.get("RATE_VIDEO_UPLOAD", "20/h"),
+    # Building an export reads every row of the user's: a few a day is plenty.
+    "data_export": os.environ.get("RATE_DATA_EXPORT", "10/d"),
+    # Share cards are made once per listing version; the limit stops a crawler making them all.
+    "share": os.environ.get("RATE_SHARE", "120/m"),
 }
 
 # --- Staff sign-in lockout (django-axes; the admin is the only password sign-in) ---------------
@@ -397,6 +401,35 @@ if SANDBOX_ENABLED:
     WECHAT_TEMPLATE_VIDEO_READY = WECHAT_TEMPLATE_VIDEO_READY or "sandbox-tpl-video-ready"
     WECHAT_TEMPLATE_SHIPPING_UPDATE = WECHAT_TEMPLATE_SHIPPING_UPDATE or "sandbox-tpl-shipping"
     WECHAT_TEMPLATE_OFFER_ANSWERED = WECHAT_TEMPLATE_OFFER_ANSWERED or "sandbox-tpl-offer"
+
+# --- Privacy and sharing (docs/privacy.md) -----------------------------------------------------
+# A closed account's personal data is erased this many days after it was closed; signing in
+# with `restore_account` before then reopens it.
+ACCOUNT_DELETION_COOLING_OFF_DAYS = env_int("ACCOUNT_DELETION_COOLING_OFF_DAYS", 15)
+# A personal-data export stays downloadable this long; its signed URL lives as long.
+DATA_EXPORT_TTL_SECONDS = env_int("DATA_EXPORT_TTL_SECONDS", 24 * 3600)
+# Retention periods in days, enforced by marketplace.tasks.retention_sweep (docs/privacy.md).
+RETENTION_DAYS = {
+    # Raw WeChat Pay payment and refund notifications, kept for audit and replay checks.
+    "payment_notifications": env_int("RETENTION_PAYMENT_NOTIFICATIONS_DAYS", 180),
+    # Idempotency-Key answers (bodies may hold addresses): replays only matter for a day.
+    "idempotency_records": env_int("RETENTION_IDEMPOTENCY_RECORDS_DAYS", 7),
+    # Revoked or expired API tokens.
+    "api_tokens": env_int("RETENTION_API_TOKENS_DAYS", 30),
+    # Staff sign-in logs (address, user agent) of django-axes.
+    "staff_sign_in_logs": env_int("RETENTION_STAFF_SIGN_IN_LOGS_DAYS", 90),
+    # Personal-data exports, after they expire.
+    "data_exports": env_int("RETENTION_DATA_EXPORTS_DAYS", 1),
+}
+# Which mini-program build a share code opens: "release", "trial" or "develop".
+WECHAT_MINIPROGRAM_ENV = os.environ.get("WECHAT_MINIPROGRAM_ENV", "release")
+# The page a shared listing opens (no leading slash, no query: the id travels as `scene`).
+SHARE_LISTING_PAGE = os.environ.get("SHARE_LISTING_PAGE", "pages/listings/detail")
+SHARE_HOME_PAGE = os.environ.get("SHARE_HOME_PAGE", "pages/index/index")
+# A CJK font for share cards (Debian's fonts-noto-cjk); the deploy checks warn when missing.
+SHARE_CARD_FONT = os.environ.get(
+    "SHARE_CARD_FONT", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+)
 
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"

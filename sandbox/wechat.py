@@ -4,12 +4,16 @@ Error codes are WeChat's: 40013 bad appid, 40125 bad secret, 40001 bad access to
 40029 invalid or expired code, 40163 code already used, 43101 subscribe not granted.
 """
 
+import hashlib
+import io
+import re
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from PIL import Image, ImageDraw
 
 from sandbox.models import (
     SandboxAccessToken,
@@ -165,3 +169,50 @@ def subscribe_send(request: SandboxRequest) -> SandboxResponse:
             openid=openid, template_id=template_id, page=body.get("page", ""), data=body["data"]
         )
     return _error(0, "ok")
+
+
+# Characters WeChat allows in a mini-program code's scene (wxacode.getUnlimited).
+_SCENE_CHARS = re.compile(r"^[0-9A-Za-z!#$&'()*+,/:;=?@\-._~]{1,32}$")
+
+
+@route(HOST, "POST", "/wxa/getwxacodeunlimit")
+def get_wxa_code_unlimited(request: SandboxRequest) -> SandboxResponse:
+    """Answers a PNG that looks like a code (finder squares and modules drawn from the scene and
+    page), or WeChat's JSON error: 40169 for a bad scene, 41030 for a page with a leading slash
+    or a query (the real API also refuses unpublished pages when check_path is true)."""
+    if error := _access_token_error(request):
+        return error
+    body = request.json() or {}
+    scene, page = str(body.get("scene", "")), str(body.get("page", ""))
+    if not _SCENE_CHARS.match(scene):
+        return _error(40169, "invalid length for scene, or the data is not json string")
+    if page.startswith("/") or "?" in page:
+        return _error(41030, "invalid page rid: sandbox")
+    width = min(max(int(body.get("width") or 430), 280), 1280)
+    return SandboxResponse(
+        200, _code_image(f"{scene}|{page}|{body.get('env_version', 'release')}", width),
+        headers={"Content-Type": "image/png"},
+    )
+
+
+def _code_image(payload: str, width: int) -> bytes:
+    modules = 29
+    bits = "".join(
+        f"{byte:08b}"
+        for chunk in range(4)
+        for byte in hashlib.sha256(f"{chunk}:{payload}".encode()).digest()
+    )
+    grid = Image.new("1", (modules, modules), 1)
+    pixels = grid.load()
+    for index in range(modules * modules):
+        pixels[index % modules, index // modules] = 0 if bits[index % len(bits)] == "1" else 1
+    draw = ImageDraw.Draw(grid)
+    for x, y in ((0, 0), (modules - 7, 0), (0, modules - 7)):  # the three finder squares
+        draw.rectangle((x, y, x + 6, y + 6), fill=0)
+        draw.rectangle((x + 1, y + 1, x + 5, y + 5), fill=1)
+        draw.rectangle((x + 2, y + 2, x + 4, y + 4), fill=0)
+    image = Image.new("1", (width, width), 1)
+    image.paste(grid.resize((width - 40, width - 40), Image.Resampling.NEAREST), (20, 20))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

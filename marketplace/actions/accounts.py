@@ -3,16 +3,20 @@
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from marketplace import storefront
 from marketplace.errors import Conflict, Forbidden, NotFound
 from marketplace.gateways import wechat
-from marketplace.models import Address, ApiToken, User
+from marketplace.models import AccountDeletion, Address, ApiToken, Listing, Order, User
+from negotiation.models import Offer
 from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, close_sockets_on_commit
 
 logger = logging.getLogger("marketplace.accounts")
@@ -111,13 +115,34 @@ def _find_or_create_wechat_user(*, openid: str, unionid: str | None) -> tuple[Us
         return User.objects.get(openid=openid), False
 
 
+@dataclass(frozen=True)
+class SignIn:
+    token: str
+    user: User
+    # When this WeChat account also has a closed account that `restore_account` could still
+    # reopen (docs/privacy.md), the moment it will be erased; else None.
+    restorable_until: datetime | None = None
+
+
 def sign_in_with_wechat(
-    *, code: str, nickname: str | None = None, avatar_url: str | None = None
-) -> tuple[str, User]:
-    """Exchange a wx.login code for a user and a fresh API token."""
+    *,
+    code: str,
+    nickname: str | None = None,
+    avatar_url: str | None = None,
+    restore_account: bool = False,
+) -> SignIn:
+    """Exchange a wx.login code for a user and a fresh API token. A closed account's openid
+    starts a fresh account, unless `restore_account` asks for the closed one back within its
+    cooling-off period."""
     session = wechat.code_to_session(code)
     with transaction.atomic(durable=True):
-        user, created = _find_or_create_wechat_user(openid=session.openid, unionid=session.unionid)
+        restored = reopen_closed_account(openid=session.openid) if restore_account else None
+        if restored is not None:
+            user, created = restored, False
+        else:
+            user, created = _find_or_create_wechat_user(
+                openid=session.openid, unionid=session.unionid
+            )
         check_not_banned(user)
         changed = []
         if session.unionid and user.unionid != session.unionid:
@@ -132,8 +157,61 @@ def sign_in_with_wechat(
         user.last_login = timezone.now()
         user.save(update_fields=[*changed, "last_login"])
         token = issue_token(user=user)
-    logger.info("sign-in user=%s new=%s", user.pk, created)
-    return token, user
+        until = None if restored is not None else restorable_until(session.openid)
+    logger.info("sign-in user=%s new=%s restored=%s", user.pk, created, restored is not None)
+    return SignIn(token=token, user=user, restorable_until=until)
+
+
+def reopen_closed_account(*, openid: str) -> User | None:
+    """The closed account of this openid, reopened, when it is still in its cooling-off period
+    and the openid has no fresh account with anything in it; None when there is nothing to
+    restore. Runs inside the sign-in's transaction."""
+    deletion = (
+        AccountDeletion.objects.select_for_update()
+        .filter(openid=openid, status=AccountDeletion.Status.CLOSED)
+        .select_related("user")
+        .first()
+    )
+    if deletion is None:
+        return None
+    fresh = User.objects.select_for_update().filter(openid=openid).first()
+    if fresh is not None:
+        if _has_activity(fresh):
+            raise Conflict(
+                _("This WeChat account has a new account in use; the closed one stays closed."),
+                code="account_exists",
+            )
+        # A fresh account signed in but never used: it gives the openid back.
+        ApiToken.objects.filter(user=fresh).update(revoked_at=timezone.now())
+        User.objects.filter(pk=fresh.pk).update(
+            is_active=False, openid=None, username=f"closed_{fresh.pk}"
+        )
+    user = deletion.user
+    user.is_active, user.openid, user.username = True, openid, f"wx_{openid}"[:150]
+    user.save(update_fields=["is_active", "openid", "username"])
+    deletion.status, deletion.restored_at = AccountDeletion.Status.RESTORED, timezone.now()
+    deletion.openid = ""
+    deletion.save(update_fields=["status", "restored_at", "openid"])
+    logger.info("account restored user=%s", user.pk)
+    return user
+
+
+def restorable_until(openid: str):
+    """When the closed account of this openid will be erased, if there is one to restore."""
+    return (
+        AccountDeletion.objects.filter(openid=openid, status=AccountDeletion.Status.CLOSED)
+        .values_list("erase_after", flat=True)
+        .first()
+    )
+
+
+def _has_activity(user: User) -> bool:
+    return (
+        Listing.objects.filter(seller=user).exists()
+        or Order.objects.filter(Q(buyer=user) | Q(seller=user)).exists()
+        or Offer.objects.filter(buyer=user).exists()
+        or Address.objects.filter(user=user).exists()
+    )
 
 
 def bind_phone(*, user: User, code: str) -> str:

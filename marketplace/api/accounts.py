@@ -11,6 +11,7 @@ from marketplace.actions import accounts as account_actions
 from marketplace.errors import NotFound
 from marketplace.selectors import addresses_of, public_user
 from project.ratelimit import RateLimit
+from project.wire import WireDateTime
 
 router = Router(tags=["accounts"])
 
@@ -35,6 +36,8 @@ class LoginIn(StrictSchema):
     code: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     nickname: Nickname | None = None
     avatar_url: AvatarUrl | None = None
+    # Reopen this WeChat account's closed account (注销 within its cooling-off period).
+    restore_account: bool = False
 
 
 class UserOut(Schema):
@@ -57,6 +60,9 @@ class PublicUserOut(Schema):
 class LoginOut(Schema):
     token: str
     user: UserOut
+    # Set when this WeChat account has a closed account that signing in with
+    # `restore_account: true` can still reopen: when it will be erased.
+    restorable_until: WireDateTime | None = None
 
 
 class PhoneIn(StrictSchema):
@@ -112,10 +118,17 @@ class AddressOut(Schema):
     summary="Sign in with a wx.login code",
 )
 def wechat_login(request: HttpRequest, payload: LoginIn):
-    token, user = account_actions.sign_in_with_wechat(
-        code=payload.code, nickname=payload.nickname, avatar_url=payload.avatar_url
+    signed_in = account_actions.sign_in_with_wechat(
+        code=payload.code,
+        nickname=payload.nickname,
+        avatar_url=payload.avatar_url,
+        restore_account=payload.restore_account,
     )
-    return {"token": token, "user": user}
+    return {
+        "token": signed_in.token,
+        "user": signed_in.user,
+        "restorable_until": signed_in.restorable_until,
+    }
 
 
 @router.post("/auth/logout", response={204: None}, summary="Revoke the token of this request")

@@ -144,3 +144,32 @@ def send_subscribe_message(*, openid: str, template_id: str, data: dict, page: s
             return False
         raise
     return True
+
+
+def mini_program_code(*, scene: str, page: str, width: int = 430) -> bytes:
+    """An unlimited mini-program code (wxacode.getUnlimited) as PNG/JPEG bytes.
+
+    Posted with the whole documented body rather than through wechatpy's
+    `wxa.get_wxa_code_unlimited`, which cannot send `env_version` and `check_path`: a trial or
+    development build (WECHAT_MINIPROGRAM_ENV) has pages the released version lacks. WeChat
+    answers the image itself on success and JSON with an errcode on failure; wechatpy hands
+    back the raw response for the former and raises for the latter.
+    """
+    env_version = settings.WECHAT_MINIPROGRAM_ENV
+    try:
+        result = client().post(
+            f"{WXA_BASE}wxa/getwxacodeunlimit",
+            data={
+                "scene": scene,
+                "page": page,
+                "width": width,
+                "env_version": env_version,
+                # A page of an unreleased version cannot be checked against the released app.
+                "check_path": env_version == "release",
+            },
+        )
+    except (WeChatClientException, requests.RequestException) as exc:
+        raise _upstream(exc, "make the mini-program code") from exc
+    if isinstance(result, dict):  # JSON without an errcode: not an image either
+        raise _upstream(ValueError(f"unexpected answer {result}"), "make the mini-program code")
+    return result.content

@@ -19,10 +19,14 @@ from marketplace.models.orders import (
     PlatformSettingsChange,
     Refund,
 )
+from marketplace.models.privacy import AccountDeletion, DataExport, RetentionRun
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 from marketplace.states import ListingStatus
 
 __all__ = [
+    "AccountDeletion",
+    "DataExport",
+    "RetentionRun",
     "Dispute",
     "Review",
     "TrackingEvent",
