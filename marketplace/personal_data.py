@@ -150,6 +150,10 @@ NOT_EXPORTED = {
 }
 
 
+# Foreign keys to a user that name the staff member who acted, not the owner of the row.
+STAFF_FIELDS = {"decided_by", "settled_by", "staff", "actor_user", "changed_by", "reviewer"}
+
+
 def personal_data(user: User) -> dict[str, Any]:
     return {
         "generated_at": timezone.now(),

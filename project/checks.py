@@ -44,7 +44,12 @@ def _mode() -> str:
 def check_deployment(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
     if not settings.IS_DEPLOYED:
         return []
-    found = [*_core_problems(), *_stack_problems(), *_payout_key_problems()]
+    found = [
+        *_core_problems(),
+        *_stack_problems(),
+        *_payout_key_problems(),
+        *_share_card_problems(),
+    ]
     if settings.IS_STAGING:
         found.extend(_staging_problems())
     else:
@@ -109,6 +114,19 @@ def _stack_problems() -> list[checks.CheckMessage]:
             )
         )
     return found
+
+
+def _share_card_problems() -> list[checks.CheckMessage]:
+    if Path(settings.SHARE_CARD_FONT).is_file():
+        return []
+    return [
+        checks.Warning(
+            f"SHARE_CARD_FONT {settings.SHARE_CARD_FONT} does not exist.",
+            hint="Install Debian's fonts-noto-cjk (or point SHARE_CARD_FONT at a CJK font): "
+            "share cards draw Chinese titles as boxes without one.",
+            id="marketplace.W001",
+        )
+    ]
 
 
 def _payout_key_problems() -> list[checks.CheckMessage]:

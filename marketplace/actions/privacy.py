@@ -187,10 +187,11 @@ def _erase_personal_data(user: User) -> None:
         deleted_at=timezone.now(),
     )
     Order.objects.filter(buyer=user).update(address=ERASED_ADDRESS)
-    # The user's own durable events (they hold order and offer payloads); other users' events
-    # that mention them are gone by now: the cooling-off period outlasts event retention
-    # (project/checks.py).
-    Event.objects.filter(user_id=user.pk).delete()
+    # Durable events are delivery copies of orders and offers (addresses, nicknames): the
+    # user's own, and the other parties' copies of objects the user was a party to.
+    Event.objects.filter(
+        Q(user_id=user.pk) | Q(data__buyer_id=user.pk) | Q(data__seller_id=user.pk)
+    ).delete()
     IdempotencyRecord.objects.filter(user=user).delete()
     ApiToken.objects.filter(user=user).delete()
     for export in DataExport.objects.filter(user=user).exclude(file=""):

@@ -9,6 +9,8 @@ from django.test import Client
 from tests.factories import UserFactory
 
 ROLES_MIGRATION = "marketplace.migrations.0008_staff_groups"
+# Later migrations that grant a role more (each has GRANTS and grant_all).
+GRANT_MIGRATIONS = ["marketplace.migrations.0013_support_sees_deletions"]
 
 
 def ensure_staff_groups() -> dict[str, Group]:
@@ -16,6 +18,8 @@ def ensure_staff_groups() -> dict[str, Group]:
     each test (losing migration data), so tests run the migration's own function again."""
     migration = importlib.import_module(ROLES_MIGRATION)
     migration.create_staff_groups(django_apps, None)
+    for name in GRANT_MIGRATIONS:
+        importlib.import_module(name).grant_all(django_apps, None)
     return {group.name: group for group in Group.objects.filter(name__in=migration.ROLES)}
 
 

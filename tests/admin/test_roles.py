@@ -242,3 +242,24 @@ def test_finance_resubmits_a_stuck_refund_and_the_log_names_them():
     assert Refund.objects.get(pk=refund.pk).status == Refund.Status.PENDING
     entry = LogEntry.objects.get(object_id=str(refund.pk), content_type__model="refund")
     assert entry.user == finance.user and entry.get_change_message() == "Resubmitted to WeChat Pay."
+
+
+@pytest.mark.django_db
+def test_support_reads_deletion_requests_but_cannot_change_them():
+    support = staff_in("support")
+    client = admin_client(support)
+    deletion_user = UserFactory()
+    from django.utils import timezone
+
+    from marketplace.models import AccountDeletion
+
+    deletion = AccountDeletion.objects.create(user=deletion_user, erase_after=timezone.now())
+    assert client.get("/admin/marketplace/accountdeletion/").status_code == 200
+    page = client.get(f"/admin/marketplace/accountdeletion/{deletion.pk}/change/")
+    assert page.status_code == 200
+    assert b"openid" not in page.content.lower()
+    assert client.get("/admin/marketplace/retentionrun/").status_code == 200
+    assert client.post(
+        f"/admin/marketplace/accountdeletion/{deletion.pk}/delete/", {"post": "yes"}
+    ).status_code == 403
+    assert AccountDeletion.objects.filter(pk=deletion.pk).exists()

@@ -104,6 +104,7 @@ MISSING = [
     ({"WECHATPAY_PRIVATE_KEY": "/no/such/key.pem"}, "marketplace.E036", "PEM"),
     ({"WECHATPAY_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nxx\n"}, "marketplace.E037", "pub_key"),
     ({"WECHATPAY_APIV3_KEY": "too-short"}, "marketplace.E038", "32"),
+    ({"SHARE_CARD_FONT": "/no/such/font.ttc"}, "marketplace.W001", "fonts-noto-cjk"),
     ({"SECURE_HSTS_SECONDS": "0"}, "security.W004", "SECURE_HSTS_SECONDS"),
     ({"SECURE_SSL_REDIRECT": "0"}, "security.W008", "SECURE_SSL_REDIRECT"),
     ({"SESSION_COOKIE_SECURE": "0"}, "security.W012", "SESSION_COOKIE_SECURE"),

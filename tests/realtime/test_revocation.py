@@ -151,3 +151,18 @@ async def test_logout_and_ban_close_sockets_held_by_other_server_processes(membe
             process.wait(timeout=10)
         for log in logs:
             log.close()
+
+
+@database_sync_to_async
+def _close_account(token: str) -> int:
+    return ApiClient(token).post("/api/me/deletion").status_code
+
+
+async def test_closing_the_account_closes_every_socket_of_the_user(member):
+    """注销 (docs/privacy.md): the account closes at once, its sockets with it."""
+    user, token = member
+    other_device = await aissue(user)
+    first, second = await connected(token), await connected(other_device)
+    assert await _close_account(token) == 200
+    assert await receive_close(first) == 4401
+    assert await receive_close(second) == 4401
