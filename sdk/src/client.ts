@@ -315,6 +315,36 @@ export class MarketplaceClient {
     return this.call<Schemas["WithdrawalOut"]>("POST", "/api/wallet/withdrawals", { body, idempotent: true });
   }
 
+  // --- privacy and sharing (docs/privacy.md) -----------------------------------------------
+
+  /** 注销: closes the account at once (409 `deletion_blocked` lists what to finish first); the
+   * token stops working, so the client forgets it. */
+  async closeAccount(): Promise<Schemas["DeletionOut"]> {
+    const result = await this.call<Schemas["DeletionOut"]>("POST", "/api/me/deletion");
+    this.token = null;
+    this.user = null;
+    return result;
+  }
+
+  /** Everything stored about me: `status` "pending" while it is built (ask again in a few
+   * seconds), then "ready" with a signed `url` for `wx.downloadFile`. */
+  myData() {
+    return this.call<Schemas["ExportOut"]>("GET", "/api/me/export");
+  }
+
+  /** The share card, the mini-program code and the path for `onShareAppMessage`. */
+  share(listingId: number) {
+    return this.call<Schemas["ShareOut"]>("GET", `/api/listings/${listingId}/share`, { anonymous: true });
+  }
+
+  /** Where a scanned code leads: pass `options.scene` as the page received it. */
+  landing(scene: string) {
+    return this.call<Schemas["LandingOut"]>("GET", "/api/share/landing", {
+      query: { scene: decodeURIComponent(scene) },
+      anonymous: true,
+    });
+  }
+
   // --- events over HTTP --------------------------------------------------------------------
 
   /** The socket's frames after `since` (the socket's `resume` does the same live). */

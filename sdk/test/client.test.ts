@@ -74,4 +74,17 @@ describe("MarketplaceClient", () => {
     expect(keys[2]).not.toBe(keys[0]); // a new call, a new key
     expect(keys[3]).toBeUndefined();
   });
+  it("forgets the token once the account is closed, and decodes a scanned code's scene", async () => {
+    const { calls, transport } = fake((request) =>
+      request.url.includes("/api/me/deletion")
+        ? { status: 200, body: { status: "closed", closed_at: "t", erase_after: "t" } }
+        : { status: 200, body: { path: "pages/index/index", listing_id: null } },
+    );
+    const client = new MarketplaceClient({ baseUrl: "http://x", transport, store: memoryStore({ "marketplace.token": "t1" }) });
+    await client.closeAccount();
+    await client.landing("12%2034");
+    expect(calls[0].headers.Authorization).toBe("Bearer t1");
+    expect(calls[1].headers.Authorization).toBeUndefined();
+    expect(calls[1].url).toBe("http://x/api/share/landing?scene=12%2034");
+  });
 });

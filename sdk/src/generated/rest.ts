@@ -654,6 +654,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me/deletion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Close my account (注销); 409 deletion_blocked lists what to finish first */
+        post: operations["marketplace_api_privacy_close_my_account"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Everything stored about me: 202 while it is built, then a signed, expiring URL */
+        get: operations["marketplace_api_privacy_my_data"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/listings/{listing_id}/share": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Share card and mini-program code of a listing */
+        get: operations["marketplace_api_privacy_listing_share"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/share/landing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Where a scanned mini-program code leads: the listing, else the home page */
+        get: operations["marketplace_api_privacy_share_landing"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/listings/{listing_id}/offers": {
         parameters: {
             query?: never;
@@ -816,6 +884,8 @@ export interface components {
             /** Token */
             token: string;
             user: components["schemas"]["UserOut"];
+            /** Restorable Until */
+            restorable_until?: string | null;
         };
         /** UserOut */
         UserOut: {
@@ -840,6 +910,11 @@ export interface components {
             nickname?: string | null;
             /** Avatar Url */
             avatar_url?: string | null;
+            /**
+             * Restore Account
+             * @default false
+             */
+            restore_account?: boolean;
         };
         /** PhoneOut */
         PhoneOut: {
@@ -1568,6 +1643,53 @@ export interface components {
             amount: number;
             /** Account Id */
             account_id: number;
+        };
+        /** DeletionOut */
+        DeletionOut: {
+            /** Status */
+            status: string;
+            /**
+             * Closed At
+             * Format: date-time
+             */
+            closed_at: string;
+            /**
+             * Erase After
+             * Format: date-time
+             */
+            erase_after: string;
+        };
+        /** ExportOut */
+        ExportOut: {
+            /** Status */
+            status: string;
+            /** Url */
+            url?: string | null;
+            /** Expires At */
+            expires_at?: string | null;
+            /**
+             * Requested At
+             * Format: date-time
+             */
+            requested_at: string;
+        };
+        /** ShareOut */
+        ShareOut: {
+            /** Title */
+            title: string;
+            /** Image Url */
+            image_url: string;
+            /** Path */
+            path: string;
+            /** Code Url */
+            code_url: string;
+        };
+        /** LandingOut */
+        LandingOut: {
+            /** Path */
+            path: string;
+            /** Listing Id */
+            listing_id: number | null;
         };
         /** OfferOut */
         OfferOut: {
@@ -3238,6 +3360,135 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WithdrawalOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_privacy_close_my_account: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletionOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_privacy_my_data: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"];
+                };
+            };
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_privacy_listing_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                listing_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShareOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_privacy_share_landing: {
+        parameters: {
+            query?: {
+                scene?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LandingOut"];
                 };
             };
             /** @description Client error: `{code, message, errors?}` */
