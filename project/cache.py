@@ -25,7 +25,32 @@ def _unavailable(operation: str, exc: Exception) -> None:
         logger.warning("cache unavailable (%s failed: %s); serving without it", operation, exc)
 
 
+# One round trip for a rate-limit window (project/ratelimit.py): count this attempt in the
+# current window (expiring with it), and read the previous window's count. Values are the raw
+# integers Django's Redis serializer stores for ints, so incr/get elsewhere read them as usual.
+_COUNT_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
+"""
+
+
 class FailOpenRedisCache(RedisCache):
+    def count_window(self, current: str, previous: str, timeout: int) -> tuple[int, int] | None:
+        """(attempts in `current` including this one, attempts in `previous`), or None while
+        Redis is unreachable (the caller fails open)."""
+        keys = [self.make_and_validate_key(current), self.make_and_validate_key(previous)]
+        try:
+            client = self._cache.get_client(keys[0], write=True)
+            script = getattr(self, "_count_window_script", None)
+            if script is None:
+                script = self._count_window_script = client.register_script(_COUNT_WINDOW)
+            count, earlier = script(keys=keys, args=[timeout], client=client)
+        except redis.RedisError as exc:
+            _unavailable("count_window", exc)
+            return None
+        return int(count), int(earlier)
+
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         try:
             return super().add(key, value, timeout, version)

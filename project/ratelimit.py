@@ -34,15 +34,10 @@ def hit(key: str, *, limit: int, period: int, now: float | None = None) -> Hit:
     now = time.time() if now is None else now
     window = int(now // period)
     current = f"rl:{key}:{window}"
-    # Kept for the next window too, which weighs it; created before the increment, so it never
-    # expires between the two calls.
-    cache.add(current, 0, timeout=2 * period + 60)
-    try:
-        count = cache.incr(current)
-    except ValueError:
-        # Evicted between add and incr, or the cache is down: let it through (fail open).
-        return Hit(True)
-    previous = cache.get(f"rl:{key}:{window - 1}") or 0
+    counted = _count(current, f"rl:{key}:{window - 1}", timeout=2 * period + 60)
+    if counted is None:
+        return Hit(True)  # the cache is down: let it through (fail open)
+    count, previous = counted
     elapsed = (now - window * period) / period
     # No rounding: rounding the weighted part down gave one extra attempt at each window edge.
     if previous * (1 - elapsed) + count <= limit:
@@ -50,6 +45,22 @@ def hit(key: str, *, limit: int, period: int, now: float | None = None) -> Hit:
     with contextlib.suppress(ValueError):
         cache.decr(current)
     return Hit(False, retry_after=max(1.0, (window + 1) * period - now))
+
+
+def _count(current: str, previous: str, *, timeout: int) -> tuple[int, int] | None:
+    """This attempt counted in the current window, and the previous window's count. The window
+    is kept `timeout` seconds, so the next window can weigh it. On Redis one round trip (a
+    script); elsewhere (the embedded cache) add, incr and get."""
+    count_window = getattr(cache, "count_window", None)
+    if count_window is not None:
+        return count_window(current, previous, timeout)
+    # Created before the increment, so it never expires between the two calls.
+    cache.add(current, 0, timeout=timeout)
+    try:
+        count = cache.incr(current)
+    except ValueError:  # evicted between add and incr
+        return None
+    return count, cache.get(previous) or 0
 
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

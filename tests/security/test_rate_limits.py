@@ -214,3 +214,32 @@ def test_a_window_edge_gives_no_extra_attempt():
     for _ in range(5):
         assert hit("edge-test", limit=10, period=60, now=edge + 0.5).allowed
     assert not hit("edge-test", limit=10, period=60, now=edge + 0.5).allowed
+
+
+@pytest.mark.redis
+def test_an_attempt_is_one_round_trip_to_redis_and_windows_still_slide(monkeypatch):
+    """The live path counts its flood guard on every offer (issue 14): one script call, not
+    add + incr + get; the sliding-window arithmetic is unchanged."""
+    from project.ratelimit import hit
+
+    client = cache._cache.get_client(write=True)
+    commands = []
+    original = type(client).execute_command
+
+    def counting(self, *args, **kwargs):
+        commands.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(client), "execute_command", counting)
+    period, start = 60, 1_000_020.0  # 20 s past a window start
+    assert [hit("one-trip", limit=3, period=period, now=start).allowed for _ in range(4)] == [
+        True, True, True, False,
+    ]
+    # Three allowed and one refused: one script each; only the refusal gives its unit back
+    # (Django's decr: EXISTS + INCRBY).
+    assert [command in ("EVALSHA", "EVAL") for command in commands[:4]] == [True] * 4, commands
+    assert len(commands) <= 6, commands
+    # Half-way through the next window the previous one weighs half: 3 * 0.5 + 1 <= 3.
+    next_half = (start // period + 1) * period + period / 2
+    assert hit("one-trip", limit=3, period=period, now=next_half).allowed
+    assert not hit("one-trip", limit=2, period=period, now=next_half).allowed
