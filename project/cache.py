@@ -41,7 +41,7 @@ class FailOpenRedisCache(RedisCache):
         Redis is unreachable (the caller fails open)."""
         keys = [self.make_and_validate_key(current), self.make_and_validate_key(previous)]
         try:
-            client = self._cache.get_client(keys[0], write=True)
+            client = self._cache.get_client(keys[0], write=True)  # type: ignore[attr-defined]
             script = getattr(self, "_count_window_script", None)
             if script is None:
                 script = self._count_window_script = client.register_script(_COUNT_WINDOW)

@@ -11,7 +11,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from axes.models import AccessFailureLog, AccessLog
+from axes.models import AccessFailureLog, AccessLog  # type: ignore[import-untyped]
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.hashers import make_password

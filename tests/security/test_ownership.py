@@ -25,6 +25,7 @@ PUBLIC = {
     ("GET", "/api/users/{user_id}"): "public seller profile",
     ("GET", "/api/listings/{listing_id}"): "approved listings are public (storefront)",
     ("POST", "/api/listings/{listing_id}/offers"): "any buyer may bargain on a listing on sale",
+    ("GET", "/api/listings/{listing_id}/share"): "a published listing's share card is public",
 }
 
 # A valid body for each id-taking operation that needs one, so the 404 cannot be a 422 that
