@@ -54,22 +54,33 @@ def share_assets(listing: Listing) -> dict[str, str]:
     version = version_of(listing)
     code_name = f"share/{listing.pk}-{version}-code.png"
     card_name = f"share/{listing.pk}-{version}-card.png"
-    if not default_storage.exists(code_name):
-        code = wechat.mini_program_code(
-            scene=str(listing.pk), page=settings.SHARE_LISTING_PAGE, width=CODE_WIDTH
-        )
-        _store(code_name, _as_png(code))
+    # The card is stored after its code, so an existing card means both exist: one lookup.
     if not default_storage.exists(card_name):
-        with default_storage.open(code_name, "rb") as code_file:
-            code_image = Image.open(code_file)
-            code_image.load()
-        _store(card_name, compose_card(listing, code_image))
+        code = _stored(code_name) or _made_code(listing, code_name)
+        _store(card_name, compose_card(listing, Image.open(io.BytesIO(code))))
     return {
         "title": f"¥{yuan(listing.price_fen)} {listing.title}",
         "image_url": storage_url(card_name),
         "path": listing_path(listing.pk),
         "code_url": storage_url(code_name),
     }
+
+
+def _stored(name: str) -> bytes | None:
+    if not default_storage.exists(name):
+        return None
+    with default_storage.open(name, "rb") as stored:
+        return stored.read()
+
+
+def _made_code(listing: Listing, name: str) -> bytes:
+    code = _as_png(
+        wechat.mini_program_code(
+            scene=str(listing.pk), page=settings.SHARE_LISTING_PAGE, width=CODE_WIDTH
+        )
+    )
+    _store(name, code)
+    return code
 
 
 def _store(name: str, content: bytes) -> None:

@@ -52,8 +52,7 @@ class LandingOut(Schema):
     summary="Close my account (注销); 409 deletion_blocked lists what to finish first",
 )
 def close_my_account(request: HttpRequest):
-    deletion = privacy.close_account(user=request.auth)
-    return deletion
+    return privacy.close_account(user=request.auth)
 
 
 @router.get(
@@ -64,7 +63,8 @@ def close_my_account(request: HttpRequest):
 )
 def my_data(request: HttpRequest):
     export = privacy.request_export(user=request.auth)
-    export.refresh_from_db()  # the task may have run already (it does, with an eager queue)
+    if export.status == DataExport.Status.PENDING:
+        export.refresh_from_db()  # a new export's task may have run already (an eager queue)
     if export.status != DataExport.Status.READY:
         return Status(202, {"status": export.status, "requested_at": export.created_at})
     token = signing.dumps(export.pk, salt=EXPORT_SALT)
