@@ -18,6 +18,7 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
+from sandbox.mchtransfer import expire_due_transfers
 from sandbox.models import SandboxNotification
 from sandbox.wechatpay import settle_due_refunds, settle_refund, signed_headers
 
@@ -138,6 +139,8 @@ def settle_refund_task(refund_pk: int) -> None:
 
 @db_periodic_task(crontab(minute="*"))
 def sandbox_wechatpay_sweep() -> None:
-    """Catch up what a lost task left behind: refunds due to settle, notifications due again."""
+    """Catch up what a lost task left behind: refunds due to settle, unconfirmed transfers past
+    their window, notifications due again."""
     settle_due_refunds()
+    expire_due_transfers()
     deliver_pending_notifications()
