@@ -114,7 +114,9 @@ def submit_transfer(*, transfer_id: int, now: datetime | None = None) -> str:
             # An earlier attempt may have been accepted with its answer lost (a timeout, or the
             # worker killed before it recorded): WeChat knows the bill by our number.
             answer = wechatpay.query_transfer(out_bill_no=transfer.out_bill_no)
-        if answer is None:
+        # A query does not carry package_info; creating again with the same number and
+        # parameters answers the existing bill with it, and creates nothing new.
+        if answer is None or (answer.get("state") == State.WAIT_USER_CONFIRM and not answer.get("package_info")):
             answer = wechatpay.create_transfer(
                 out_bill_no=transfer.out_bill_no,
                 openid=transfer.openid,

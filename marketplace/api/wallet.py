@@ -174,7 +174,6 @@ def create_withdrawal(request: HttpRequest, payload: WithdrawalIn):
         to=payload.to,
         real_name=payload.real_name,
     )
-    withdrawal = wallet_actions.access_withdrawal(user=request.auth, withdrawal_id=withdrawal.pk)
     return Status(201, withdrawal_data(withdrawal))
 
 
