@@ -4,7 +4,15 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.actions import fulfilment, lifecycle, payouts, privacy, reconciliation, refunds, wallet
+from marketplace.actions import (
+    fulfilment,
+    lifecycle,
+    payouts,
+    privacy,
+    reconciliation,
+    refunds,
+    wallet,
+)
 
 # Upper bound per run, so one run stays short even after the worker was down a while.
 MAX_FLUSH_ROUNDS = 20

@@ -23,7 +23,12 @@ from datetime import date, datetime, time, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from sandbox.models import SandboxBillDownload, SandboxRefund, SandboxTransaction, SandboxTransferBill
+from sandbox.models import (
+    SandboxBillDownload,
+    SandboxRefund,
+    SandboxTransaction,
+    SandboxTransferBill,
+)
 from sandbox.transport import SandboxRequest, SandboxResponse, route
 from sandbox.wechatpay import CHINA, HOST, ApiError, _api, _check_authorization, current_keys
 
@@ -76,7 +81,9 @@ def _kept(number: str) -> bool:
     return number not in settings.SANDBOX_BILL_DROP
 
 
-def _csv(header: list[str], rows: Iterable[list[str]], summary_header: list[str], summary: list[str]) -> bytes:
+def _csv(
+    header: list[str], rows: Iterable[list[str]], summary_header: list[str], summary: list[str]
+) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
@@ -139,7 +146,9 @@ def fundflow_bill(day: date) -> bytes | None:
         if not _kept(tx.out_trade_no):
             continue
         total = _amount(tx.out_trade_no, tx.total_fen)
-        lines.append((tx.success_time, tx.transaction_id, "交易", "交易", "收入", total, tx.out_trade_no))
+        lines.append(
+            (tx.success_time, tx.transaction_id, "交易", "交易", "收入", total, tx.out_trade_no)
+        )
         lines.append((tx.success_time, tx.transaction_id, "手续费", "扣除交易手续费", "支出",
                       fee_of(total), tx.out_trade_no))  # fmt: skip
     for refund in SandboxRefund.objects.select_related("transaction").filter(
@@ -230,7 +239,7 @@ def download(request: SandboxRequest) -> SandboxResponse:
         return SandboxResponse(exc.status, {"code": exc.code, "message": exc.message})
     found = SandboxBillDownload.objects.filter(token=request.query.get("token", "")).first()
     if found is None or found.expires_at <= timezone.now():
-        return SandboxResponse(404, {"code": "RESOURCE_NOT_EXISTS", "message": "下载地址无效或已过期"})
-    return SandboxResponse(
-        200, bytes(found.content), {"Content-Type": "application/octet-stream"}
-    )
+        return SandboxResponse(
+            404, {"code": "RESOURCE_NOT_EXISTS", "message": "下载地址无效或已过期"}
+        )
+    return SandboxResponse(200, bytes(found.content), {"Content-Type": "application/octet-stream"})

@@ -54,7 +54,12 @@ def _decrypt_name(ciphertext: str) -> str:
     try:
         plain = _load_private(current_keys().platform_private_key).decrypt(
             base64.b64decode(ciphertext),
-            padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
+            # WeChat's scheme for sensitive fields: RSA-OAEP with SHA-1.
+            padding.OAEP(
+                mgf=padding.MGF1(algorithm=hashes.SHA1()),  # noqa: S303
+                algorithm=hashes.SHA1(),  # noqa: S303
+                label=None,
+            ),
         )
         return plain.decode("utf-8")
     except (ValueError, TypeError):
@@ -111,8 +116,12 @@ def create_transfer(request: SandboxRequest) -> tuple[int, dict]:
     if scene != settings.WECHATPAY_TRANSFER_SCENE_ID:
         raise ApiError(403, "NO_AUTH", "商户未开通该转账场景")
     infos = body.get("transfer_scene_report_infos")
-    if not isinstance(infos, list) or not infos or not all(
-        isinstance(i, dict) and i.get("info_type") and i.get("info_content") for i in infos
+    if (
+        not isinstance(infos, list)
+        or not infos
+        or not all(
+            isinstance(i, dict) and i.get("info_type") and i.get("info_content") for i in infos
+        )
     ):
         raise ApiError(400, "PARAM_ERROR", "transfer_scene_report_infos 须按场景报备")
     amount = body.get("transfer_amount")
@@ -225,7 +234,9 @@ def cancel(request: SandboxRequest) -> tuple[int, dict]:
     }
 
 
-def _finish(bill: SandboxTransferBill, state: str, *, fail_reason: str) -> SandboxNotification | None:
+def _finish(
+    bill: SandboxTransferBill, state: str, *, fail_reason: str
+) -> SandboxNotification | None:
     """A locked bill reaches its final state; returns the notification to send, if any."""
     bill.state = state
     bill.fail_reason = fail_reason
@@ -248,7 +259,9 @@ def confirm_transfer(*, package_info: str) -> SandboxTransferBill:
     settings.SANDBOX_TRANSFER_OUTCOME is "FAIL"), then the notification is sent."""
     with transaction.atomic():
         bill = (
-            SandboxTransferBill.objects.select_for_update().filter(package_info=package_info).first()
+            SandboxTransferBill.objects.select_for_update()
+            .filter(package_info=package_info)
+            .first()
         )
         if bill is None:
             raise TransferRefused("not_found", "No transfer has this package_info.")

@@ -62,7 +62,9 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _lock(transfer_id: int) -> tuple[Withdrawal, WechatTransfer]:
-    withdrawal_id = WechatTransfer.objects.values_list("withdrawal_id", flat=True).get(pk=transfer_id)
+    withdrawal_id = WechatTransfer.objects.values_list("withdrawal_id", flat=True).get(
+        pk=transfer_id
+    )
     withdrawal = (
         Withdrawal.objects.select_for_update(of=("self",))
         .select_related("account")
@@ -73,7 +75,9 @@ def _lock(transfer_id: int) -> tuple[Withdrawal, WechatTransfer]:
     return withdrawal, transfer
 
 
-def _event(transfer: WechatTransfer, *, source: str, detail: str = "", actor: User | None = None) -> None:
+def _event(
+    transfer: WechatTransfer, *, source: str, detail: str = "", actor: User | None = None
+) -> None:
     WechatTransferEvent.objects.create(
         transfer=transfer, state=transfer.state, source=source, detail=detail[:300], actor=actor
     )
@@ -116,7 +120,9 @@ def submit_transfer(*, transfer_id: int, now: datetime | None = None) -> str:
             answer = wechatpay.query_transfer(out_bill_no=transfer.out_bill_no)
         # A query does not carry package_info; creating again with the same number and
         # parameters answers the existing bill with it, and creates nothing new.
-        if answer is None or (answer.get("state") == State.WAIT_USER_CONFIRM and not answer.get("package_info")):
+        if answer is None or (
+            answer.get("state") == State.WAIT_USER_CONFIRM and not answer.get("package_info")
+        ):
             answer = wechatpay.create_transfer(
                 out_bill_no=transfer.out_bill_no,
                 openid=transfer.openid,
@@ -172,11 +178,15 @@ def record_transfer(*, transfer_id: int, remote: Mapping, source: str) -> str:
             return refusal(mismatch, kind="transfer", about=transfer.out_bill_no, detail=source)
         state = str(remote.get("state", ""))
         if state not in State.values or state == State.NOT_CREATED:
-            return refusal("unknown_state", kind="transfer", about=transfer.out_bill_no, detail=state)
+            return refusal(
+                "unknown_state", kind="transfer", about=transfer.out_bill_no, detail=state
+            )
         return _apply(withdrawal, transfer, remote, source=source)
 
 
-def _apply(withdrawal: Withdrawal, transfer: WechatTransfer, remote: Mapping, *, source: str) -> str:
+def _apply(
+    withdrawal: Withdrawal, transfer: WechatTransfer, remote: Mapping, *, source: str
+) -> str:
     state = str(remote.get("state", ""))
     if transfer.state in WechatTransfer.FINAL_STATES:
         return "duplicate"
@@ -208,7 +218,9 @@ def _apply(withdrawal: Withdrawal, transfer: WechatTransfer, remote: Mapping, *,
     return f"transfer_{state.lower()}"
 
 
-def _settle(withdrawal: Withdrawal, transfer: WechatTransfer, state: str, *, fail_reason: str) -> str:
+def _settle(
+    withdrawal: Withdrawal, transfer: WechatTransfer, state: str, *, fail_reason: str
+) -> str:
     """WeChat's final word on a locked withdrawal and transfer, applied once."""
     if withdrawal.status in (Withdrawal.Status.PAID, Withdrawal.Status.FAILED):
         return "duplicate"
@@ -338,7 +350,9 @@ def cancel_transfer(*, staff: User, withdrawal_id: int) -> str:
     """Staff cancel a transfer the user has not confirmed: WeChat closes the bill, the hold is
     released. A confirmed (or final) one is refused with 409."""
     transfer = (
-        WechatTransfer.objects.select_related("withdrawal").filter(withdrawal_id=withdrawal_id).first()
+        WechatTransfer.objects.select_related("withdrawal")
+        .filter(withdrawal_id=withdrawal_id)
+        .first()
     )
     if transfer is None:
         raise NotFound("No WeChat transfer for this withdrawal.", code="transfer_not_found")

@@ -138,7 +138,9 @@ def fundflow_lines(rows: list[dict[str, str]]) -> tuple[dict[tuple[str, str], Li
 def our_lines(day: date) -> dict[tuple[str, str], Line]:
     start, end = day_bounds(day)
     lines: dict[tuple[str, str], Line] = {}
-    for order in Order.objects.filter(paid_at__gte=start, paid_at__lt=end).exclude(transaction_id=""):
+    for order in Order.objects.filter(paid_at__gte=start, paid_at__lt=end).exclude(
+        transaction_id=""
+    ):
         lines[(Item.Source.PAYMENT, order.order_no)] = Line(
             Item.Source.PAYMENT, order.order_no, order.price_fen, "SUCCESS", _order_evidence(order)
         )
@@ -212,7 +214,7 @@ def find_differences(
     theirs: dict[tuple[str, str], Line], ours: dict[tuple[str, str], Line]
 ) -> list[dict[str, Any]]:
     found = []
-    for key, line in theirs.items():
+    for line in theirs.values():
         evidence, amount, settled = _ours_for(line)
         kind = None
         if evidence is None:
@@ -343,9 +345,13 @@ def reconcile_day(*, day: date) -> ReconciliationDay:
     try:
         trade = wechatpay.trade_bill(bill_date=bill_date)
         fundflow = wechatpay.fundflow_bill(bill_date=bill_date)
-        trade_rows, _ = parse_bill(trade.text, summary_first=TRADE_SUMMARY_FIRST) if trade else ([], {})
+        trade_rows, _ = (
+            parse_bill(trade.text, summary_first=TRADE_SUMMARY_FIRST) if trade else ([], {})
+        )
         flow_rows, _ = (
-            parse_bill(fundflow.text, summary_first=FUNDFLOW_SUMMARY_FIRST) if fundflow else ([], {})
+            parse_bill(fundflow.text, summary_first=FUNDFLOW_SUMMARY_FIRST)
+            if fundflow
+            else ([], {})
         )
         theirs = trade_lines(trade_rows)
         transfers, fees = fundflow_lines(flow_rows)

@@ -10,7 +10,9 @@ NOTIFY_PATH = "/api/payments/wechat/transfer-notify"
 
 
 def withdraw_to_wechat(client: ApiClient, amount: int, **extra) -> dict:
-    response = client.post("/api/wallet/withdrawals", {"amount": amount, "to": "wechat_balance", **extra})
+    response = client.post(
+        "/api/wallet/withdrawals", {"amount": amount, "to": "wechat_balance", **extra}
+    )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -69,4 +71,3 @@ def crafted_notification(withdrawal: Withdrawal, **resource_changes) -> str:
 
 def fresh_headers(body: str) -> dict[str, str]:
     return signed_headers(body)
-

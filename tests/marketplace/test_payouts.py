@@ -114,9 +114,9 @@ def test_the_notification_replayed_changes_nothing_more(seller):
     stale = post_notification(seller, sent.body, signed_headers(sent.body, timestamp=old))
     assert stale.status_code == 401
     outcomes = list(
-        PaymentNotification.objects.filter(kind="transfer").order_by("id").values_list(
-            "outcome", flat=True
-        )
+        PaymentNotification.objects.filter(kind="transfer")
+        .order_by("id")
+        .values_list("outcome", flat=True)
     )
     assert outcomes[:2] == ["paid", "duplicate"] and outcomes[2].startswith("rejected: stale")
     assert _kinds(seller.user).count("withdrawal_paid") == 1
@@ -260,9 +260,7 @@ def test_a_5xx_is_retried_with_the_same_number(seller):
 def test_from_2000_yuan_the_real_name_is_required_and_sent_encrypted(make_client):
     client = make_client()
     credit(client.user, 300_000)
-    refused = client.post(
-        "/api/wallet/withdrawals", {"amount": 200_000, "to": "wechat_balance"}
-    )
+    refused = client.post("/api/wallet/withdrawals", {"amount": 200_000, "to": "wechat_balance"})
     assert_error(refused, 422, "real_name_required")
     assert not Withdrawal.objects.exists()
     withdraw_to_wechat(client, 199_999)  # below the rule: no name needed
