@@ -173,7 +173,7 @@ def withdrawal_data(withdrawal: Withdrawal) -> dict:
         "amount": withdrawal.amount_fen,
         "status": withdrawal.status,
         "to": withdrawal.to,
-        "account": account_data(withdrawal.account) if withdrawal.account_id else None,
+        "account": account_data(withdrawal.account) if withdrawal.account is not None else None,
         "transfer": transfer_data(getattr(withdrawal, "transfer", None)),
         "transfer_reference": withdrawal.transfer_reference or None,
         "reject_reason": withdrawal.reject_reason or None,

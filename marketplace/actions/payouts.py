@@ -50,7 +50,7 @@ SUBMIT_LEASE = timedelta(minutes=2)
 # A created transfer not final after this long is queried (the notification may be lost).
 QUERY_EVERY = timedelta(minutes=10)
 TRANSFER_REMARK = "闲置交易提现"
-FAILED_REASONS = {
+FAILED_REASONS: dict[str, str] = {
     State.FAIL: "微信转账失败",
     State.CANCELLED: "转账已撤销（未在有效期内确认收款或已取消）",
 }

@@ -384,7 +384,7 @@ def request_withdrawal(
     with transaction.atomic(durable=True):
         wallet = lock_wallet(user_id=user.pk)
         account = None
-        if to == Withdrawal.Destination.ACCOUNT:
+        if account_id is not None:  # to an account (checked above)
             account = access_payout_account(user=user, account_id=account_id)
         if amount_fen > wallet.available_fen:
             raise Conflict(
@@ -401,7 +401,7 @@ def request_withdrawal(
             transfer = WechatTransfer.objects.create(
                 withdrawal=withdrawal,
                 out_bill_no=transfer_bill_number(withdrawal),
-                openid=user.openid,
+                openid=user.openid or "",
                 amount_fen=amount_fen,
                 # The sweeper resumes it after this if the task is lost.
                 next_attempt_at=timezone.now() + TRANSFER_SUBMIT_LEASE,
