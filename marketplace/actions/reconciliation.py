@@ -188,34 +188,52 @@ def _transfer_evidence(transfer: WechatTransfer) -> dict[str, Any]:
     }
 
 
-def _ours_for(line: Line) -> tuple[dict[str, Any] | None, int | None, bool]:
-    """Our record of a bill line whatever day we recorded it: (evidence, amount, is settled)."""
-    if line.source == Item.Source.PAYMENT:
-        order = Order.objects.filter(order_no=line.reference).first()
-        if order is None:
-            return None, None, False
-        return _order_evidence(order), order.price_fen, bool(order.transaction_id)
-    if line.source == Item.Source.REFUND:
-        refund = Refund.objects.filter(out_refund_no=line.reference).first()
-        if refund is None:
-            return None, None, False
-        return _refund_evidence(refund), refund.amount_fen, refund.status == Refund.Status.SUCCEEDED
-    transfer = WechatTransfer.objects.filter(out_bill_no=line.reference).first()
-    if transfer is None:
-        return None, None, False
-    return (
-        _transfer_evidence(transfer),
-        transfer.amount_fen,
-        transfer.state == WechatTransfer.State.SUCCESS,
-    )
+Ours = dict[tuple[str, str], tuple[dict[str, Any], int, bool]]
+# A day's bill can hold tens of thousands of lines; SQLite caps a query's parameters.
+LOOKUP_CHUNK = 900
+
+
+def _in_chunks(manager: Any, field: str, values: set[str]) -> Iterator[Any]:
+    ordered = sorted(values)
+    for index in range(0, len(ordered), LOOKUP_CHUNK):
+        yield from manager.filter(**{f"{field}__in": ordered[index : index + LOOKUP_CHUNK]})
+
+
+def _ours_for(lines: list[Line]) -> Ours:
+    """Our records of these bill lines whatever day we recorded them, in one query per source:
+    {(source, reference): (evidence, amount, is settled)}."""
+    wanted: dict[str, set[str]] = {}
+    for line in lines:
+        wanted.setdefault(line.source, set()).add(line.reference)
+    found: Ours = {}
+    for order in _in_chunks(Order.objects, "order_no", wanted.get(Item.Source.PAYMENT, set())):
+        found[(Item.Source.PAYMENT, order.order_no)] = (
+            _order_evidence(order), order.price_fen, bool(order.transaction_id)
+        )  # fmt: skip
+    for refund in _in_chunks(
+        Refund.objects, "out_refund_no", wanted.get(Item.Source.REFUND, set())
+    ):
+        found[(Item.Source.REFUND, refund.out_refund_no)] = (
+            _refund_evidence(refund), refund.amount_fen, refund.status == Refund.Status.SUCCEEDED
+        )  # fmt: skip
+    for transfer in _in_chunks(
+        WechatTransfer.objects, "out_bill_no", wanted.get(Item.Source.TRANSFER, set())
+    ):
+        found[(Item.Source.TRANSFER, transfer.out_bill_no)] = (
+            _transfer_evidence(transfer),
+            transfer.amount_fen,
+            transfer.state == WechatTransfer.State.SUCCESS,
+        )
+    return found
 
 
 def find_differences(
     theirs: dict[tuple[str, str], Line], ours: dict[tuple[str, str], Line]
 ) -> list[dict[str, Any]]:
     found = []
-    for line in theirs.values():
-        evidence, amount, settled = _ours_for(line)
+    ours_of_theirs = _ours_for(list(theirs.values()))
+    for key, line in theirs.items():
+        evidence, amount, settled = ours_of_theirs.get(key, (None, None, False))
         kind = None
         if evidence is None:
             kind = Item.Kind.MISSING_OURS
