@@ -15,6 +15,7 @@ from marketplace.errors import Conflict
 from marketplace.models.orders import PaymentNotification
 from marketplace.models.wallet import LedgerEntry, WechatTransfer, Withdrawal
 from realtime.models import Event
+from sandbox import tasks as sandbox_tasks
 from sandbox.models import SandboxFault, SandboxTransferBill
 from sandbox.wechatpay import _pem_pair, inject_fault, signed_headers
 from tests.conftest import assert_error
@@ -317,9 +318,7 @@ def test_staff_cancel_an_unconfirmed_transfer(seller):
         payouts.cancel_transfer(staff=staff, withdrawal_id=withdrawal_id)
     assert again.value.code == "transfer_not_cancellable"
     # The cancellation's own notification arrives later: nothing more happens.
-    from sandbox.tasks import deliver_pending_notifications  # noqa: PLC0415 - test-only
-
-    deliver_pending_notifications(force=True)
+    sandbox_tasks.deliver_pending_notifications(force=True)
     assert _kinds(seller.user) == ["sale_credit", "withdrawal_hold", "withdrawal_release"]
     assert_ledger_invariant(seller.user)
 
@@ -330,3 +329,26 @@ def test_a_confirmed_transfer_cannot_be_cancelled(seller):
     with pytest.raises(Conflict):
         payouts.cancel_transfer(staff=StaffFactory(), withdrawal_id=withdrawal_id)
     assert Withdrawal.objects.get(pk=withdrawal_id).status == "paid"
+
+
+def test_an_unacknowledged_transfer_notification_is_retried_on_wechats_transfer_schedule(
+    seller, monkeypatch
+):
+    assert [sandbox_tasks.retry_delay(n, kind="mch_payment") for n in (1, 10, 11, 20, 21, 64)] == [
+        pytest.approx(0.15), pytest.approx(0.15), pytest.approx(3), pytest.approx(3),
+        pytest.approx(18), pytest.approx(18),
+    ]  # fmt: skip
+    assert sandbox_tasks.retry_delay(65, kind="mch_payment") is None
+    withdrawal_id = withdraw_to_wechat(seller, 10_000)["id"]
+    # Our endpoint is down for the first delivery: WeChat keeps the notification and retries.
+    monkeypatch.setattr(payouts, "handle_transfer_notification", _raise_500)
+    confirm_in_wechat(seller, withdrawal_id)
+    sent = last_transfer_notification()
+    assert sent.acknowledged_at is None and sent.attempts == 1
+    monkeypatch.undo()
+    assert sandbox_tasks.deliver_pending_notifications(force=True) == 1
+    assert Withdrawal.objects.get(pk=withdrawal_id).status == "paid"
+
+
+def _raise_500(**kwargs):
+    raise RuntimeError("our server is down")
