@@ -308,6 +308,11 @@ def settle_by_query(*, transfer_id: int, now: datetime | None = None) -> str:
     cancelled first (WeChat closes it too), so the hold never stays frozen."""
     now = now or timezone.now()
     transfer = WechatTransfer.objects.get(pk=transfer_id)
+    # The next look is due in QUERY_EVERY whatever this one finds (an answer we refuse, or a bill
+    # WeChat does not know, must not be asked about every minute).
+    WechatTransfer.objects.filter(pk=transfer_id).exclude(
+        state__in=WechatTransfer.FINAL_STATES
+    ).update(next_attempt_at=now + QUERY_EVERY)
     try:
         remote = wechatpay.query_transfer(out_bill_no=transfer.out_bill_no)
         if (

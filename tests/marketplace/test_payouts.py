@@ -352,3 +352,13 @@ def test_an_unacknowledged_transfer_notification_is_retried_on_wechats_transfer_
 
 def _raise_500(**kwargs):
     raise RuntimeError("our server is down")
+
+
+def test_a_query_answer_that_is_not_ours_is_refused_and_not_asked_every_minute(seller):
+    withdrawal_id = withdraw_to_wechat(seller, 10_000)["id"]
+    SandboxTransferBill.objects.update(transfer_amount_fen=99_999, state="SUCCESS")
+    later = timezone.now() + payouts.QUERY_EVERY + timedelta(seconds=1)
+    assert payouts.sweep_transfers(now=later) == {"refused: amount_mismatch": 1}
+    assert Withdrawal.objects.get(pk=withdrawal_id).status == "awaiting_user_confirmation"
+    assert payouts.sweep_transfers(now=later + timedelta(minutes=1)) == {}
+    assert "withdrawal_paid" not in _kinds(seller.user)
