@@ -84,6 +84,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it runs after everything else has used the database (ASGI only).
+    "project.middleware.ReleaseConnectionsMiddleware",
     "project.middleware.RequestIdMiddleware",
     "project.middleware.MethodOverrideMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
