@@ -362,12 +362,42 @@ WECHATPAY_PUBLIC_KEY_ID = os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "")
 WECHATPAY_TIMEOUT = env_int("WECHATPAY_TIMEOUT", 10)
 WECHATPAY_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/notify"
 WECHATPAY_REFUND_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/refund-notify"
+# Merchant transfer (商家转账) to the user's WeChat balance (docs/payout.md). The scene is the one
+# the merchant applied for in the WeChat Pay console; its report infos and the text the user sees
+# must be the ones WeChat lists for that scene (1005 佣金报酬: 岗位类型, 报酬说明).
+WECHATPAY_TRANSFER_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/transfer-notify"
+WECHATPAY_TRANSFER_SCENE_ID = os.environ.get("WECHATPAY_TRANSFER_SCENE_ID", "1005")
+WECHATPAY_TRANSFER_RECV_PERCEPTION = os.environ.get("WECHATPAY_TRANSFER_RECV_PERCEPTION", "劳务报酬")
+WECHATPAY_TRANSFER_REPORT_INFOS = [
+    {"info_type": "岗位类型", "info_content": os.environ.get("WECHATPAY_TRANSFER_POST", "闲置卖家")},
+    {
+        "info_type": "报酬说明",
+        "info_content": os.environ.get("WECHATPAY_TRANSFER_REWARD", "闲置交易货款提现"),
+    },
+]
+# WeChat closes a transfer the user has not confirmed after this window (24 h at the time of
+# writing; check WeChat's current rule); past it we cancel and settle by query.
+WECHATPAY_TRANSFER_CONFIRM_WINDOW_SECONDS = env_int(
+    "WECHATPAY_TRANSFER_CONFIRM_WINDOW_SECONDS", 24 * 3600
+)
+# From this amount (2,000 yuan) WeChat requires the payee's real name (user_name).
+WECHATPAY_TRANSFER_REAL_NAME_FROM_FEN = 200_000
 if SANDBOX_ENABLED:
     WECHATPAY_MCHID = WECHATPAY_MCHID or "1900000109"
 # WeChat's notification retry schedule is multiplied by this in the sandbox (1.0 = real pace).
 SANDBOX_NOTIFY_SCHEDULE_SCALE = float(os.environ.get("SANDBOX_NOTIFY_SCHEDULE_SCALE", "0.01"))
 # Seconds a sandbox refund stays PROCESSING before it settles and notifies.
 SANDBOX_REFUND_SETTLE_SECONDS = float(os.environ.get("SANDBOX_REFUND_SETTLE_SECONDS", "2"))
+# Sandbox merchant transfers: the outcome of a confirmation ("SUCCESS" or "FAIL") and how long
+# an unconfirmed one waits before it is closed (CANCELLED).
+SANDBOX_TRANSFER_OUTCOME = os.environ.get("SANDBOX_TRANSFER_OUTCOME", "SUCCESS")
+SANDBOX_TRANSFER_CONFIRM_SECONDS = float(
+    os.environ.get("SANDBOX_TRANSFER_CONFIRM_SECONDS", str(24 * 3600))
+)
+# Sandbox bills: out_trade_no / out_refund_no / out_bill_no values whose line the served bill
+# drops, or whose amount it alters by +1 fen (tests of reconciliation).
+SANDBOX_BILL_DROP = env_list("SANDBOX_BILL_DROP", [])
+SANDBOX_BILL_ALTER = env_list("SANDBOX_BILL_ALTER", [])
 # How the sandbox reaches notify URLs: "http" (a real POST) or "django" (in-process test client).
 SANDBOX_CALLBACK_TRANSPORT = os.environ.get("SANDBOX_CALLBACK_TRANSPORT", "http")
 
