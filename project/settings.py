@@ -84,6 +84,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: counts and times every request, refused ones too (project/metrics.py).
+    "project.metrics.MetricsMiddleware",
     "project.middleware.RequestIdMiddleware",
     "project.middleware.MethodOverrideMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
@@ -473,6 +475,23 @@ TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
 
+# --- Metrics and error reporting (docs/operations.md, "Metrics", "Error reporting") --------------
+# /metrics answers `Authorization: Bearer <METRICS_TOKEN>`, or a client address listed here.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# Errors go to Sentry when a DSN is set, scrubbed of tokens and personal data first
+# (project/error_reporting.py).
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+if SENTRY_DSN:
+    from project import error_reporting
+
+    error_reporting.init(
+        dsn=SENTRY_DSN,
+        environment=os.environ.get("SENTRY_ENVIRONMENT") or MARKETPLACE_ENV,
+        release=os.environ.get("SENTRY_RELEASE"),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+    )
+
 # --- Logging: one line per record, with the request id ------------------------------------------
 LOGGING = {
     "version": 1,
@@ -511,7 +530,8 @@ def _proxy_ssl_header(value: str | None) -> tuple[str, str] | None:
 SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(os.environ.get("SECURE_PROXY_SSL_HEADER"))
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", IS_DEPLOYED)
 # The load balancer probes over plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Prometheus may scrape a server process directly (its token or allow-list still applies).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if IS_DEPLOYED else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", IS_DEPLOYED)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
