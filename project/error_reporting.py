@@ -1,7 +1,9 @@
 """Error reporting to Sentry when SENTRY_DSN is set (docs/operations.md, "Error reporting").
 
 Nothing personal leaves the machine: an event is scrubbed in `before_send` (and each breadcrumb
-in `before_breadcrumb`) after Sentry's own scrubber, so what reaches the transport has
+in `before_breadcrumb`), so what reaches the transport has
+
+(Sentry's own EventScrubber is off once `data_collection` is given; this is the scrubber.)
 
 * no value under a key that names a secret or personal data (tokens, cookies, the sign-in
   `code`, phone numbers, payout account numbers, addresses and their parts, names, openids),
@@ -9,8 +11,8 @@ in `before_breadcrumb`) after Sentry's own scrubber, so what reaches the transpo
 * no phone number, long digit run (an account number), bearer token or `token=` parameter
   inside any remaining string (exception messages, log messages, URLs).
 
-Requests are reported with their request id (the `X-Request-ID` the client sees) and the user's
-id only: `send_default_pii` stays off, so no address, cookie or user name is attached.
+Requests are reported with their request id (the `X-Request-ID` the client sees), without
+bodies or user details (`data_collection`), so no address, cookie or user name is attached.
 """
 
 import re
@@ -137,7 +139,6 @@ def init(
     import sentry_sdk  # only deployments that report errors pay for importing it
     from sentry_sdk.integrations.django import DjangoIntegration
     from sentry_sdk.integrations.huey import HueyIntegration
-    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
     options: dict[str, Any] = {}
     if transport is not None:
@@ -153,12 +154,9 @@ def init(
         ],
         # The default logging integration stays: the API's handler logs an unhandled error
         # (with its traceback) and answers 500 itself, so that ERROR line is the event.
-        send_default_pii=False,
-        # Request bodies are kept small and go through the scrubber before sending.
-        max_request_body_size="small",
-        event_scrubber=EventScrubber(
-            denylist=[*DEFAULT_DENYLIST, *_SENSITIVE_KEY_PARTS, *_SENSITIVE_KEYS], recursive=True
-        ),
+        # No user details (the request id identifies the request) and no request bodies: they
+        # hold addresses and phone numbers, and the scrubber is the second line, not the first.
+        data_collection={"user_info": False, "http_bodies": []},
         before_send=before_send,
         before_breadcrumb=before_breadcrumb,
         traces_sample_rate=traces_sample_rate,
