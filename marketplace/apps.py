@@ -6,7 +6,7 @@ from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 # Importing it registers the deployment checks (project/checks.py).
-from project import checks, metrics
+from project import checks, jsonlog, metrics
 
 
 class MarketplaceConfig(AppConfig):
@@ -26,6 +26,7 @@ class MarketplaceConfig(AppConfig):
         from huey.contrib.djhuey import HUEY  # built from settings.HUEY on first import
 
         metrics.watch_tasks(HUEY)
+        jsonlog.watch_tasks(HUEY)
 
 
 def _tell_how_to_create_staff(*, verbosity: int = 1, **kwargs: Any) -> None:

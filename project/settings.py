@@ -87,6 +87,8 @@ MIDDLEWARE = [
     # First: counts and times every request, refused ones too (project/metrics.py).
     "project.metrics.MetricsMiddleware",
     "project.middleware.RequestIdMiddleware",
+    # LOG_FORMAT=json: one line per request with its id, user id, route, status and duration.
+    "project.jsonlog.AccessLogMiddleware",
     "project.middleware.MethodOverrideMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
     "project.middleware.NulCharacterMiddleware",
@@ -493,17 +495,22 @@ if SENTRY_DSN:
     )
 
 # --- Logging: one line per record, with the request id ------------------------------------------
+# "line" (readable) or "json" (one JSON object per line, for log shippers; project/jsonlog.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "line")
+if LOG_FORMAT not in {"line", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use line or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "project.middleware.RequestIdLogFilter"}},
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+        "json": {"()": "project.jsonlog.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "line",
+            "formatter": LOG_FORMAT,
             "filters": ["request_id"],
         },
     },
