@@ -450,6 +450,14 @@ STORAGES: dict[str, dict[str, Any]] = {
     "private": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Deployments on local disk sign the private storage's URLs and let nginx send the files
+# (project/private_media.py); the embedded stack serves everything under /media/.
+PRIVATE_MEDIA_SIGNED = env_bool("PRIVATE_MEDIA_SIGNED", IS_DEPLOYED)
+PRIVATE_MEDIA_URL_TTL_SECONDS = env_int("PRIVATE_MEDIA_URL_TTL_SECONDS", 3600)
+# nginx's internal location for them ("/protected-media/"); empty: the app streams the file.
+PRIVATE_MEDIA_ACCEL_REDIRECT = os.environ.get("PRIVATE_MEDIA_ACCEL_REDIRECT", "")
+if PRIVATE_MEDIA_SIGNED:
+    STORAGES["private"] = {"BACKEND": "project.private_media.SignedFileSystemStorage"}
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     # S3-compatible object storage. boto3 takes AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
     # AWS_DEFAULT_REGION from the environment (tests/project/test_s3_storage.py).
