@@ -85,20 +85,23 @@ def main() -> None:
     parser.add_argument("--listen", default="443")
     parser.add_argument("--tls", action="store_true", help="listen with TLS (production)")
     parser.add_argument("--certificate", default="/etc/letsencrypt/live/marketplace/fullchain.pem")
-    parser.add_argument("--certificate-key", default="/etc/letsencrypt/live/marketplace/privkey.pem")
+    parser.add_argument(
+        "--certificate-key", default="/etc/letsencrypt/live/marketplace/privkey.pem"
+    )
     parser.add_argument("--daphne-port", type=int, action="append", default=None)
     parser.add_argument("--log-dir", default="/var/log/nginx")
-    parser.add_argument("--static-root", default="/srv/marketplace/app/staticfiles")
+    parser.add_argument("--static-root", default=None, help="default: STATIC_ROOT of --env")
     parser.add_argument("--metrics-allow", action="append", default=None)
     args = parser.parse_args()
+    env = read_env_file(args.env)
     sys.stdout.write(
         render(
-            env=read_env_file(args.env),
+            env=env,
             listen=args.listen,
             server_name=args.server_name,
             daphne_ports=args.daphne_port or [8001, 8002],
             log_dir=args.log_dir,
-            static_root=args.static_root,
+            static_root=args.static_root or env.get("STATIC_ROOT", "/srv/marketplace/app/staticfiles"),
             tls=(args.certificate, args.certificate_key) if args.tls else None,
             metrics_allow=args.metrics_allow,
         )

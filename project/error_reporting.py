@@ -68,8 +68,9 @@ _PATTERNS = (
     ),
     # Mainland mobile numbers (11 digits from 1[3-9]), optionally +86.
     (re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)"), FILTERED),
-    # Bank card and account numbers: 12 or more digits (ids and amounts in fen are shorter).
-    (re.compile(r"(?<!\d)\d{12,}(?!\d)"), FILTERED),
+    # Bank card and account numbers: a run of 12 to 19 digits on its own (ids and amounts in fen
+    # are shorter; an order number starts with a letter, so it stays readable in the logs).
+    (re.compile(r"(?<![\w])\d{12,19}(?!\d)"), FILTERED),
     # A JSON or repr fragment that names an address field: its value goes.
     (
         re.compile(

@@ -437,7 +437,7 @@ SHARE_CARD_FONT = os.environ.get(
 
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 # The origin every media URL the API and the socket return starts with (marketplace/media.py):
 # a CDN in front of MEDIA_URL, or by default this server itself.

@@ -55,7 +55,11 @@ def test_loopback_may_scrape_by_default(client):
 @pytest.mark.django_db
 @override_settings(METRICS_ALLOWED_IPS=[], METRICS_TOKEN="s3cret-metrics-token")
 def test_outsiders_get_the_api_404_and_the_token_opens_it(client):
-    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong"}, {"HTTP_AUTHORIZATION": "s3cret-metrics-token"}):
+    for headers in (
+        {},
+        {"HTTP_AUTHORIZATION": "Bearer wrong"},
+        {"HTTP_AUTHORIZATION": "s3cret-metrics-token"},
+    ):
         response = client.get("/metrics", **headers)
         assert response.status_code == 404
         assert response.json()["code"] == "not_found"
@@ -70,7 +74,12 @@ def test_a_forged_forwarded_for_does_not_pass_the_allow_list(client):
         "/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1, 203.0.113.9"
     )
     assert forged.status_code == 404
-    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1").status_code == 200
+    assert (
+        client.get(
+            "/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1"
+        ).status_code
+        == 200
+    )
 
 
 # --- series move ---------------------------------------------------------------------------------
@@ -85,11 +94,17 @@ def test_requests_are_counted_by_route_and_status_never_by_raw_path(client, anon
     after = scrape(client)
     route = "/api/listings/<listing_id>"
     labels = {"method": "GET", "route": route, "status": "404"}
-    assert value(after, "marketplace_http_requests_total", **labels) - value(
-        before, "marketplace_http_requests_total", **labels
-    ) == 2
+    assert (
+        value(after, "marketplace_http_requests_total", **labels)
+        - value(before, "marketplace_http_requests_total", **labels)
+        == 2
+    )
     count = "marketplace_http_request_duration_seconds_count"
-    assert value(after, count, method="GET", route=route) - value(before, count, method="GET", route=route) == 2
+    assert (
+        value(after, count, method="GET", route=route)
+        - value(before, count, method="GET", route=route)
+        == 2
+    )
     unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
     assert value(after, "marketplace_http_requests_total", **unmatched) >= 1
     assert not [key for key in after if "9999999" in str(key) or "at-all" in str(key)]
@@ -123,7 +138,10 @@ def test_deadline_lag_and_refunds_needing_attention_follow_the_database(client):
     _order(OrderStatus.COMPLETED, deadline_at=now - timedelta(days=3))  # no deadline any more
     stuck = _order(OrderStatus.CANCELLED, deadline_at=None)
     Refund.objects.create(
-        order=stuck, out_refund_no="R-metrics-1", amount_fen=100, reason="测试",
+        order=stuck,
+        out_refund_no="R-metrics-1",
+        amount_fen=100,
+        reason="测试",
         status=RefundStatus.NEEDS_ATTENTION,
     )
 
@@ -145,12 +163,16 @@ def test_task_outcomes_and_failures_are_counted(client):
     boom(True)
     after = scrape(client)
     name = "tests.metrics_boom"
-    assert value(after, "marketplace_task_failures_total", task=name) - value(
-        before, "marketplace_task_failures_total", task=name
-    ) == 1
-    assert value(after, "marketplace_tasks_total", task=name, outcome="complete") - value(
-        before, "marketplace_tasks_total", task=name, outcome="complete"
-    ) == 1
+    assert (
+        value(after, "marketplace_task_failures_total", task=name)
+        - value(before, "marketplace_task_failures_total", task=name)
+        == 1
+    )
+    assert (
+        value(after, "marketplace_tasks_total", task=name, outcome="complete")
+        - value(before, "marketplace_tasks_total", task=name, outcome="complete")
+        == 1
+    )
 
 
 @pytest.mark.django_db
@@ -202,7 +224,12 @@ def test_one_scrape_sums_every_process_sharing_the_directory(client, tmp_path, m
     assert len(list(tmp_path.glob("*.db"))) >= 2  # each process wrote its own files
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     samples = scrape(client)
-    assert value(samples, "marketplace_http_requests_total", method="GET", route="/healthz", status="200") == 7
+    assert (
+        value(
+            samples, "marketplace_http_requests_total", method="GET", route="/healthz", status="200"
+        )
+        == 7
+    )
     # Per process, as the issue asks; the processes have exited, so "liveall" still lists them
     # until marked dead (gunicorn's child_exit, atexit in daphne).
     sockets = sorted(v for (name, _), v in samples.items() if name == "marketplace_open_sockets")
