@@ -123,3 +123,10 @@ STAGING_REDIS_URL ?= redis://127.0.0.1:6379/14
 staging: venv-dev
 	$(BIN)/python scripts/staging.py --database-url "$(STAGING_DATABASE_URL)" \
 	  --redis-url "$(STAGING_REDIS_URL)" $(STAGING_ARGS)
+
+# PostgreSQL backups and the restore drill (docs/operations.md, "Backups and restores").
+backup:
+	scripts/backup $(BACKUP_ARGS)
+# make restore-drill DUMP=/srv/marketplace/backups/marketplace-....dump
+restore-drill: venv
+	scripts/restore_drill "$(DUMP)" $(DRILL_ARGS)
