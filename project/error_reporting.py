@@ -112,7 +112,7 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def before_send(event: dict, hint: dict) -> dict:  # noqa: ARG001 - Sentry's hook signature
+def before_send(event: Any, hint: dict[str, Any]) -> Any:  # noqa: ARG001 - Sentry's hook signature
     # The user is reported by id only (the request id travels as a tag).
     user = event.get("user")
     scrubbed = scrub(event)
@@ -124,7 +124,7 @@ def before_send(event: dict, hint: dict) -> dict:  # noqa: ARG001 - Sentry's hoo
     return scrubbed
 
 
-def before_breadcrumb(crumb: dict, hint: dict) -> dict:  # noqa: ARG001
+def before_breadcrumb(crumb: Any, hint: dict[str, Any]) -> Any:  # noqa: ARG001
     return scrub(crumb)
 
 

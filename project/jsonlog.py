@@ -80,8 +80,9 @@ class AccessLogMiddleware:
 def _user_id(request: HttpRequest) -> int | None:
     # The API's token auth puts the user on request.auth; the admin's session on request.user.
     for candidate in (getattr(request, "auth", None), getattr(request, "user", None)):
-        if getattr(candidate, "is_authenticated", False) and getattr(candidate, "pk", None):
-            return candidate.pk
+        pk = getattr(candidate, "pk", None)
+        if getattr(candidate, "is_authenticated", False) and isinstance(pk, int):
+            return pk
     return None
 
 

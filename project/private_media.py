@@ -38,7 +38,7 @@ class SignedFileSystemStorage(FileSystemStorage):
         return f"/{URL_PREFIX}{quote(name)}?e={expires}&s={signature(name, expires)}"
 
 
-def serve_private(request: HttpRequest, name: str) -> HttpResponse:
+def serve_private(request: HttpRequest, name: str) -> HttpResponse | FileResponse:
     try:
         expires = int(request.GET.get("e", ""))
     except ValueError:
@@ -55,6 +55,7 @@ def serve_private(request: HttpRequest, name: str) -> HttpResponse:
         return error_response(404, "not_found", "No such file.")
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     prefix = settings.PRIVATE_MEDIA_ACCEL_REDIRECT
+    response: HttpResponse | FileResponse
     if prefix:
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(name)

@@ -27,11 +27,13 @@ class Command(BaseCommand):
         total = wallets.count()
         if mismatched:
             for wallet in mismatched:
+                # Annotated by reconciled_wallets(), so not attributes the model declares.
+                ledger = {n: getattr(wallet, f"ledger_{n}") for n in ("available", "frozen", "earned")}
                 self.stderr.write(
                     f"wallet {wallet.pk} (user {wallet.user_id}): available {wallet.available_fen} "
-                    f"vs ledger {wallet.ledger_available}, frozen {wallet.frozen_fen} vs "
-                    f"{wallet.ledger_frozen}, earned {wallet.total_earned_fen} vs "
-                    f"{wallet.ledger_earned} (fen)"
+                    f"vs ledger {ledger['available']}, frozen {wallet.frozen_fen} vs "
+                    f"{ledger['frozen']}, earned {wallet.total_earned_fen} vs "
+                    f"{ledger['earned']} (fen)"
                 )
             raise CommandError(f"{len(mismatched)} of {total} wallet(s) differ from their ledger")
         self.stdout.write(f"{total} wallet(s) equal their ledger")
