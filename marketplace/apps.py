@@ -26,6 +26,9 @@ class MarketplaceConfig(AppConfig):
         from huey.contrib.djhuey import HUEY  # built from settings.HUEY on first import
 
         metrics.watch_tasks(HUEY)
+        # Multi-process metrics: a process's live gauges (open sockets) go when it exits, be it
+        # daphne, a Huey consumer or a one-off `manage.py` command with the deployment's env.
+        metrics.mark_process_dead_at_exit()
         jsonlog.watch_tasks(HUEY)
 
 

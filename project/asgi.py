@@ -16,15 +16,12 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from project.checks import refuse_unusable_deployment  # noqa: E402
 from project.daphne_denial import install as install_daphne_denial  # noqa: E402
-from project.metrics import mark_process_dead_at_exit  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 
 # Production and staging refuse to serve with errors in `manage.py check --deploy`.
 refuse_unusable_deployment()
 # Unknown socket paths answer 404 under daphne too (project/daphne_denial.py).
 install_daphne_denial()
-# Multi-process metrics: this process's open-socket gauge stops counting when it exits.
-mark_process_dead_at_exit()
 
 def _daphne_without_form_parsing() -> None:
     """daphne's HTTP layer (Twisted) parses every form POST itself into `request.args`, which

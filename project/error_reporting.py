@@ -3,13 +3,13 @@
 Nothing personal leaves the machine: an event is scrubbed in `before_send` (and each breadcrumb
 in `before_breadcrumb`), so what reaches the transport has
 
-(Sentry's own EventScrubber is off once `data_collection` is given; this is the scrubber.)
-
 * no value under a key that names a secret or personal data (tokens, cookies, the sign-in
   `code`, phone numbers, payout account numbers, addresses and their parts, names, openids),
   anywhere in the event: request headers, bodies, query strings, frame locals, extra, tags;
 * no phone number, long digit run (an account number), bearer token or `token=` parameter
   inside any remaining string (exception messages, log messages, URLs).
+
+(Sentry's own EventScrubber is off once `data_collection` is given: this is the scrubber.)
 
 Requests are reported with their request id (the `X-Request-ID` the client sees), without
 bodies or user details (`data_collection`), so no address, cookie or user name is attached.

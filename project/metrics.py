@@ -241,7 +241,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 def mark_process_dead_at_exit() -> None:
-    """daphne and Huey: drop this process's live gauges (open sockets) when it exits."""
+    """Drops this process's live gauges (open sockets) when it exits (gunicorn's workers are
+    also marked by its `child_exit` hook, for the exits that skip atexit)."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
     import atexit
