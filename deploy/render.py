@@ -48,7 +48,12 @@ def render(
         redirect = (
             "server {\n    listen 80;\n    server_name " + server_name + ";\n"
             "    # Plain-HTTP probes of the load balancer still reach /healthz and /readyz.\n"
-            "    location ~ ^/(healthz|readyz)$ { proxy_pass http://marketplace_gunicorn; }\n"
+            "    location ~ ^/(healthz|readyz)$ {\n"
+            "        proxy_set_header Host $host;\n"
+            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+            "        proxy_set_header X-Forwarded-Proto $scheme;\n"
+            "        proxy_set_header X-Request-ID $request_id_or_new;\n"
+            "        proxy_pass http://marketplace_gunicorn;\n    }\n"
             "    location / { return 301 https://$host$request_uri; }\n}"
         )
     else:

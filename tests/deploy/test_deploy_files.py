@@ -96,6 +96,12 @@ def test_the_site_sends_what_the_issue_asks():
     assert "listen 443 ssl" in site and "return 301 https://" in site
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in site
     assert "proxy_set_header Upgrade $http_upgrade;" in site and "proxy_read_timeout 1h;" in site
+    # nginx gives a location that sets any proxy_set_header none of the server's: the socket
+    # must still get the forwarded address, the scheme and the host.
+    for block in re.findall(r"location [^{]+\{(?:[^{}]|\{[^{}]*\})*\}", site):
+        if "proxy_set_header" in block:
+            for header in ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-ID"):
+                assert f"proxy_set_header {header} " in block, (header, block[:60])
     assert f"client_max_body_size {110 * 1024 * 1024};" in site  # MAX_REQUEST_BODY_BYTES
     assert '"code":"payload_too_large"' in site
     assert "internal;" in site and "location /media/order-videos/ { return 404; }" in site
