@@ -106,7 +106,8 @@ def main() -> None:
             server_name=args.server_name,
             daphne_ports=args.daphne_port or [8001, 8002],
             log_dir=args.log_dir,
-            static_root=args.static_root or env.get("STATIC_ROOT", "/srv/marketplace/app/staticfiles"),
+            static_root=args.static_root
+            or env.get("STATIC_ROOT", "/srv/marketplace/app/staticfiles"),
             tls=(args.certificate, args.certificate_key) if args.tls else None,
             metrics_allow=args.metrics_allow,
         )

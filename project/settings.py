@@ -526,7 +526,9 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
-        "huey": {"level": "INFO"},
+        # A handler of its own, so run_huey does not add its plain one: each line once, in
+        # LOG_FORMAT (with a handler already set, Huey leaves the logger alone).
+        "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 

@@ -101,6 +101,7 @@ class Layout:
     gunicorn_port: int = field(default_factory=free_port)
     daphne_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     run: str = field(default_factory=lambda: secrets.token_hex(4))
+    staff_password: str = field(default_factory=lambda: secrets.token_hex(12))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -287,7 +288,7 @@ def start_layout(layout: Layout, nginx: str) -> None:
         "staging-admin",
         "--email",
         "staging@example.test",
-        extra_env={"DJANGO_SUPERUSER_PASSWORD": layout.env["SECRET_KEY"][:24]},
+        extra_env={"DJANGO_SUPERUSER_PASSWORD": layout.staff_password},
     )
     start(layout, "gunicorn", exec_start("marketplace-gunicorn.service"))
     for port in layout.daphne_ports:
@@ -397,15 +398,45 @@ def check(condition: bool, what: str) -> None:
     say(f"ok: {what}")
 
 
-def sign_in(base_url: str, openid: str, forged_for: str | None = None):
-    import requests
+OTHER_CLIENT = "127.0.0.2"  # another loopback address: a second client as nginx sees it
 
-    code = requests.post(
-        base_url + "/sandbox/wechat/login-code", json={"openid": openid}, timeout=10
-    ).json()["code"]
+
+class _Answer:
+    """The little of a response the checks read (http.client, to choose the source address)."""
+
+    def __init__(self, status_code: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code, self.headers, self.body = status_code, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def post_json(base_url: str, path: str, body: dict, *, headers=None, source: str = "127.0.0.1"):
+    import http.client
+
+    host = urlsplit(base_url)
+    connection = http.client.HTTPConnection(
+        host.hostname, host.port, timeout=10, source_address=(source, 0)
+    )
+    try:
+        connection.request(
+            "POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})}
+        )
+        response = connection.getresponse()
+        return _Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
+def sign_in(base_url: str, openid: str, forged_for: str | None = None, source: str = "127.0.0.1"):
+    code = post_json(base_url, "/sandbox/wechat/login-code", {"openid": openid}, source=source)
     headers = {"X-Forwarded-For": forged_for} if forged_for else {}
-    return requests.post(
-        base_url + "/api/auth/wechat-login", json={"code": code}, headers=headers, timeout=10
+    return post_json(
+        base_url,
+        "/api/auth/wechat-login",
+        {"code": code.json()["code"]},
+        headers=headers,
+        source=source,
     )
 
 
@@ -418,8 +449,7 @@ def play_demo(layout: Layout) -> None:
             layout.base_url,
             "--staff-user",
             "staging-admin",
-            "--staff-password",
-            layout.env["SECRET_KEY"][:24],
+            f"--staff-password={layout.staff_password}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -445,9 +475,23 @@ async def _socket_checks(layout: Layout, token: str) -> None:
         pong = await live.ping()
         await asyncio.wait_for(pong, 10)
         check(True, "a signed-in socket opened through nginx's /ws/ (Upgrade passed on)")
-    async with websockets.connect(f"{ws_url}?token=not-a-token", open_timeout=10) as refused:
+    async with websockets.connect(
+        f"{ws_url}?token=not-a-token",
+        open_timeout=10,
+        local_addr=(OTHER_CLIENT, 0),
+        additional_headers={"X-Forwarded-For": "203.0.113.77"},
+    ) as refused:
         with contextlib.suppress(websockets.ConnectionClosed):
             await asyncio.wait_for(refused.recv(), 10)
+        await asyncio.sleep(0.5)  # the refusal's log line
+        daphne_logs = "".join(
+            tail(layout, name, 400) for name in layout.processes if name.startswith("daphne")
+        )
+        check(
+            f"no valid token, client {OTHER_CLIENT}" in daphne_logs
+            and "203.0.113.77" not in daphne_logs,
+            f"the socket sees the client address nginx forwards ({OTHER_CLIENT}), not a forged one",
+        )
         check(
             refused.close_code == 4401,
             f"a bad token still closes with 4401 through nginx (got {refused.close_code})",
@@ -615,6 +659,14 @@ def play_rate_limit(layout: Layout) -> None:
     check(
         limited.status_code == 429 and limited.json()["code"] == "rate_limited",
         "the address nginx forwarded stays limited, with the API's error body",
+    )
+    # Another client (another source address, which only nginx's X-Forwarded-For entry tells
+    # the app: every request reaches gunicorn from nginx's own 127.0.0.1) has its own budget.
+    other = sign_in(layout.base_url, f"staging-rl-{layout.run}-other", source=OTHER_CLIENT)
+    check(
+        other.status_code == 200,
+        f"a client from {OTHER_CLIENT} is not limited: the app counts the address nginx forwards"
+        f" ({other.status_code})",
     )
 
 
