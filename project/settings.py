@@ -84,7 +84,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: counts and times every request, refused ones too (project/metrics.py).
+    # First, so it runs after everything else has used the database (ASGI only).
+    "project.middleware.ReleaseConnectionsMiddleware",
+    # Next: counts and times every request, refused ones too (project/metrics.py).
     "project.metrics.MetricsMiddleware",
     "project.middleware.RequestIdMiddleware",
     # LOG_FORMAT=json: one line per request with its id, user id, route, status and duration.

@@ -8,7 +8,6 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -21,6 +20,7 @@ from marketplace.models import ApiToken
 from project import metrics
 from project.client_address import scope_client_address
 from realtime import dispatch, presence, selectors
+from realtime.db import database_sync_to_async
 from realtime.heap import heap
 from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, encode, group_for
 
