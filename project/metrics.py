@@ -57,8 +57,8 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "marketplace_http_request_duration_seconds",
-    "Time from the first middleware to the response, by URL pattern.",
-    ["method", "route"],
+    "Time from the first middleware to the response, by URL pattern and status.",
+    ["method", "route", "status"],
     buckets=_LATENCY_BUCKETS,
 )
 OPEN_SOCKETS = Gauge(
@@ -105,8 +105,9 @@ class MetricsMiddleware:
         duration = time.perf_counter() - started
         route = request_route(request)
         method = request.method if request.method in _METHODS else "other"
-        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(method, route).observe(duration)
+        status = str(response.status_code)
+        HTTP_REQUESTS.labels(method, route, status).inc()
+        HTTP_LATENCY.labels(method, route, status).observe(duration)
         request.metrics_duration = duration  # type: ignore[attr-defined]  # for the access log
         return response
 

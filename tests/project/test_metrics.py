@@ -101,8 +101,8 @@ def test_requests_are_counted_by_route_and_status_never_by_raw_path(client, anon
     )
     count = "marketplace_http_request_duration_seconds_count"
     assert (
-        value(after, count, method="GET", route=route)
-        - value(before, count, method="GET", route=route)
+        value(after, count, method="GET", route=route, status="404")
+        - value(before, count, method="GET", route=route, status="404")
         == 2
     )
     unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
