@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import (
@@ -150,7 +150,7 @@ class StateCollector(Collector):
     """Gauges read from PostgreSQL and Redis when Prometheus scrapes."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        for part in (self._queue, self._orders, self._refunds):
+        for part in (self._queue, self._orders, self._refunds, self._reconciliation):
             try:
                 families = list(part())
             except Exception:  # noqa: BLE001 - a store away: /readyz says so; the scrape answers
@@ -199,6 +199,28 @@ class StateCollector(Collector):
         )
         attention.add_metric([], refund.objects.filter(status=RefundStatus.NEEDS_ATTENTION).count())
         yield attention
+
+
+    def _reconciliation(self) -> Iterable[GaugeMetricFamily]:
+        item = apps.get_model("marketplace", "ReconciliationItem")
+        day = apps.get_model("marketplace", "ReconciliationDay")
+        open_items = GaugeMetricFamily(
+            "marketplace_reconciliation_open_items",
+            "Differences between our books and WeChat Pay's bills that staff have not resolved.",
+        )
+        open_items.add_metric([], item.objects.filter(is_resolved=False).count())
+        yield open_items
+        bad_days = GaugeMetricFamily(
+            "marketplace_reconciliation_bad_days",
+            "Days whose bills could not be checked or whose own books do not add up.",
+        )
+        bad_days.add_metric(
+            [],
+            day.objects.filter(
+                Q(status=day.Status.FAILED) | Q(is_books_balanced=False)
+            ).count(),
+        )
+        yield bad_days
 
 
 def registry() -> CollectorRegistry:

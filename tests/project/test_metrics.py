@@ -236,3 +236,39 @@ def test_one_scrape_sums_every_process_sharing_the_directory(client, tmp_path, m
     assert sockets == [2, 5]
     # The database state is reported once, not once per process.
     assert value(samples, "marketplace_deadline_lag_seconds") == 0
+
+
+@pytest.mark.django_db
+def test_open_reconciliation_items_and_bad_days_follow_the_database(client):
+    from marketplace.models import ReconciliationDay, ReconciliationItem
+
+    samples = scrape(client)
+    assert value(samples, "marketplace_reconciliation_open_items") == 0
+    assert value(samples, "marketplace_reconciliation_bad_days") == 0
+
+    now = timezone.now()
+    clean = ReconciliationDay.objects.create(
+        date=now.date() - timedelta(days=3), status=ReconciliationDay.Status.CLEAN, checked_at=now
+    )
+    differences = ReconciliationDay.objects.create(
+        date=now.date() - timedelta(days=2),
+        status=ReconciliationDay.Status.DIFFERENCES,
+        is_books_balanced=False,
+        checked_at=now,
+    )
+    ReconciliationDay.objects.create(
+        date=now.date() - timedelta(days=1), status=ReconciliationDay.Status.FAILED, checked_at=now
+    )
+    for reference, resolved in (("T1", False), ("T2", False), ("T3", True)):
+        ReconciliationItem.objects.create(
+            day=differences,
+            kind=ReconciliationItem.Kind.MISSING_OURS,
+            source=ReconciliationItem.Source.PAYMENT,
+            reference=reference,
+            is_resolved=resolved,
+        )
+    assert clean.is_books_balanced
+
+    samples = scrape(client)
+    assert value(samples, "marketplace_reconciliation_open_items") == 2
+    assert value(samples, "marketplace_reconciliation_bad_days") == 2
