@@ -452,6 +452,9 @@ def play_demo(layout: Layout) -> None:
             f"--staff-password={layout.staff_password}",
         ],
         cwd=ROOT,
+        # The demo's last step runs `manage.py reconcile` on the server's side: it must see the
+        # layout's database and settings, not the caller's.
+        env=layout.env,
         capture_output=True,
         text=True,
         timeout=600,
