@@ -27,6 +27,14 @@ from marketplace.errors import Conflict, Forbidden, NotFound, RateLimited, Unpro
 from marketplace.models import Address, Listing, ListingStatus, User
 from marketplace.models.orders import Order
 from marketplace.selectors import platform_settings
+from negotiation.conversations import (
+    OfferMove,
+    check_offer_allowed,
+    close_other_threads,
+    lock_threads,
+    record_offer_moves,
+    reopen_threads,
+)
 from negotiation.models import DeclineReason, Offer, OfferHistory
 from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
@@ -137,6 +145,19 @@ def _record(
         price_fen=price,
         reason=reason,
     )
+    if action != Action.ORDER_CLOSED:
+        # The same move as a message in the buyer's conversation, in this transaction.
+        record_offer_moves(
+            [
+                OfferMove(
+                    offer=offer,
+                    action=action,
+                    actor_user_id=actor_user.pk if actor_user and actor != Actor.SYSTEM else None,
+                    price_fen=price,
+                    reason=reason,
+                )
+            ]
+        )
 
 
 def notify(offer: Offer, type: str) -> None:
@@ -182,6 +203,12 @@ def decline_offers(offers: list[Offer], *, reason: str) -> None:
         OfferHistory(offer=offer, action=Action.DECLINED, actor=Actor.SYSTEM, reason=reason)
         for offer in offers
     )
+    record_offer_moves(
+        [
+            OfferMove(offer=offer, action=Action.DECLINED, actor_user_id=None, reason=reason)
+            for offer in offers
+        ]
+    )
     # One event per offer, each to its buyer and the seller: stored together, in one statement
     # that takes all their counters at once (joins the caller's batch when there is one).
     with batched():
@@ -205,6 +232,8 @@ def _accept_locked(
     `others`: the rival live offers when the caller has locked them already."""
     if others is None:
         others = lock_live_offers(listing, exclude_id=offer.pk)
+    # Every thread on the listing, before any inbox row (conversations.py, lock order).
+    lock_threads(listing_id=listing.pk, buyer_ids=[offer.buyer_id])
     order = reserve_listing_for(
         buyer=offer.buyer, listing=listing, price_fen=price_fen, address=address
     )
@@ -213,6 +242,7 @@ def _accept_locked(
     _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
     notify(offer, "offer.accepted")
     decline_offers(others, reason=DeclineReason.LISTING_SOLD)
+    close_other_threads(listing=listing, winner_id=offer.buyer_id)
     logger.info("offer %s accepted at %s fen: order %s", offer.pk, price_fen, order.order_no)
     return offer
 
@@ -246,6 +276,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
         if listing.seller_id == buyer.pk:
             raise Conflict("You cannot bargain on your own listing.", code="own_listing")
         check_can_buy(buyer=buyer, listing=listing)
+        check_offer_allowed(buyer_id=buyer.pk, seller_id=listing.seller_id)
         check_offer_price(price_fen=price_fen, listing=listing)
         address = buyer_address(buyer=buyer)
         # The buyer's live offer here and those of the last 24 hours (the daily cap), at once.
@@ -476,7 +507,8 @@ def on_listing_price_changed(*, listing: Listing, new_price_fen: int) -> list[Of
 def on_order_closed(*, order: Order) -> None:
     """The agreed order went unpaid and closed: the listing is on sale again (the caller put it
     back), so buyers may offer again. The accepted offer stays accepted; its history says why
-    nothing came of it."""
+    nothing came of it. The threads closed when it was reserved open again."""
+    reopen_threads(listing_id=order.listing_id)
     for offer in Offer.objects.filter(order=order, status=OfferStatus.ACCEPTED):
         _record(
             offer, Action.ORDER_CLOSED, actor=Actor.SYSTEM, actor_user=None, reason="order_unpaid"
