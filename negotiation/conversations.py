@@ -154,53 +154,54 @@ class Entry:
 
 def _post(entries: Sequence[Entry]) -> list[Message]:
     """Writes the entries (their conversations locked by the caller): the messages, each
-    conversation's counters, the inboxes in one statement, and one `message.created` per
-    message to both users."""
+    conversation's counters, the inboxes, and one `message.created` per message to both users.
+    On PostgreSQL the writes are one statement; elsewhere three."""
     if not entries:
         return []
-    messages = []
-    for entry in entries:
-        # One by one: the ids are the server order, and a conversation's are taken under its
-        # lock, so they increase in the order the messages were written.
-        messages.append(
-            Message.objects.create(
-                conversation=entry.conversation,
-                sender_id=entry.sender_id,
-                kind=entry.kind,
-                text=entry.text,
-                image=entry.image,
-                offer=entry.offer,
-                client_id=entry.client_id,
-                is_flagged=entry.is_flagged,
-            )
+    now = timezone.now()
+    messages = [
+        Message(
+            conversation=entry.conversation,
+            sender_id=entry.sender_id,
+            kind=entry.kind,
+            text=entry.text,
+            image=entry.image,
+            offer=entry.offer,
+            client_id=entry.client_id,
+            is_flagged=entry.is_flagged,
+            created_at=now,
         )
+        for entry in entries
+    ]
     deltas: dict[int, int] = {}
-    touched: dict[int, tuple[Conversation, set[str]]] = {}
-    for entry, message in zip(entries, messages, strict=True):
-        conversation = entry.conversation
-        _, fields = touched.setdefault(conversation.pk, (conversation, set()))
+    touched: dict[int, Conversation] = {}
+    for entry in entries:
+        conversation = touched.setdefault(entry.conversation.pk, entry.conversation)
         for side, user_id in (("buyer", conversation.buyer_id), ("seller", conversation.seller_id)):
             if user_id == entry.sender_id:
                 continue
             setattr(conversation, f"{side}_unread", getattr(conversation, f"{side}_unread") + 1)
             deltas[user_id] = deltas.get(user_id, 0) + 1
-            fields.add(f"{side}_unread")
             if not getattr(conversation, f"{side}_noticed"):
                 setattr(conversation, f"{side}_noticed", True)
-                fields.add(f"{side}_noticed")
                 enqueue_on_commit(
                     "negotiation.tasks.conversation_notice_task", conversation.pk, user_id
                 )
-        conversation.last_message = message
-        conversation.updated_at = message.created_at
+        conversation.updated_at = now
         conversation.message_count += 1
         conversation.flagged_count += int(entry.is_flagged)
-        fields |= {"last_message", "updated_at", "message_count", "flagged_count"}
-    for conversation, fields in touched.values():
-        conversation.save(update_fields=sorted(fields))
-    _bump_inboxes(deltas)
-    for entry, message in zip(entries, messages, strict=True):
-        conversation = entry.conversation
+    if connection.vendor == "postgresql":
+        _write_in_one_statement(messages, list(touched.values()), deltas)
+    else:
+        # Ids in insertion order (returned by the bulk insert): the server order.
+        Message.objects.bulk_create(messages)
+        for message in messages:
+            message.conversation.last_message = message
+        Conversation.objects.bulk_update(list(touched.values()), _COUNTER_FIELDS)
+        _bump_inboxes(deltas)
+    for message in messages:
+        message.conversation.last_message = message
+        conversation = message.conversation
         # Not the generic offline fallback: the conversation's own notice (one until read).
         emit(
             user_ids=[conversation.buyer_id, conversation.seller_id],
@@ -209,6 +210,91 @@ def _post(entries: Sequence[Entry]) -> list[Message]:
             notify=False,
         )
     return messages
+
+
+_COUNTER_FIELDS = [
+    "buyer_unread",
+    "seller_unread",
+    "buyer_noticed",
+    "seller_noticed",
+    "message_count",
+    "flagged_count",
+    "updated_at",
+    "last_message",
+    "is_read_only",
+]
+_MESSAGE_COLUMNS = (
+    "conversation_id, sender_id, kind, text, image_id, offer_id, client_id, is_flagged,"
+    " is_hidden, created_at"
+)
+_WRITE_SQL = (
+    "WITH m AS ("
+    " INSERT INTO negotiation_message (" + _MESSAGE_COLUMNS + ") VALUES {messages}"
+    " RETURNING id, conversation_id),"
+    " c AS ("
+    " UPDATE negotiation_conversation AS t SET buyer_unread = v.bu, seller_unread = v.su,"
+    " buyer_noticed = v.bn, seller_noticed = v.sn, message_count = v.mc, flagged_count = v.fc,"
+    " updated_at = v.ua, is_read_only = v.ro,"
+    " last_message_id = (SELECT max(m.id) FROM m WHERE m.conversation_id = t.id)"
+    " FROM (VALUES {conversations}) AS v (id, bu, su, bn, sn, mc, fc, ua, ro)"
+    " WHERE t.id = v.id){inbox}"
+    " SELECT id FROM m ORDER BY id"
+)
+_INBOX_CTE = (
+    ", i AS (INSERT INTO negotiation_message_inbox (user_id, unread) VALUES {values}"
+    " ON CONFLICT (user_id) DO UPDATE"
+    " SET unread = negotiation_message_inbox.unread + excluded.unread)"
+)
+
+
+def _write_in_one_statement(
+    messages: list[Message], conversations: list[Conversation], deltas: dict[int, int]
+) -> None:
+    """The messages, their conversations' counters (computed here under the locks) and the
+    inboxes, in one round trip."""
+    message_rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
+    params: list = []
+    for m in messages:
+        params += [
+            m.conversation_id,
+            m.sender_id,
+            m.kind,
+            m.text,
+            m.image_id,
+            m.offer_id,
+            m.client_id,
+            m.is_flagged,
+            m.is_hidden,
+            m.created_at,
+        ]
+    conversation_rows = ", ".join(
+        ["(%s::bigint, %s::integer, %s::integer, %s::boolean, %s::boolean, %s::integer,"
+         " %s::integer, %s::timestamptz, %s::boolean)"] * len(conversations)
+    )
+    for c in conversations:
+        params += [
+            c.pk,
+            c.buyer_unread,
+            c.seller_unread,
+            c.buyer_noticed,
+            c.seller_noticed,
+            c.message_count,
+            c.flagged_count,
+            c.updated_at,
+            c.is_read_only,
+        ]
+    users = [user_id for user_id in sorted(deltas) if deltas[user_id]]
+    inbox = ""
+    if users:
+        inbox = _INBOX_CTE.format(values=", ".join(["(%s::bigint, %s::bigint)"] * len(users)))
+        params += [value for user_id in users for value in (user_id, deltas[user_id])]
+    sql = _WRITE_SQL.format(messages=message_rows, conversations=conversation_rows, inbox=inbox)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    # One sequence, one multi-row insert: the ids are handed out in the rows' order.
+    for message, pk in zip(messages, ids, strict=True):
+        message.pk = message.id = pk
 
 
 def _by_client_id(conversation_id: int, sender_id: int, client_id: str) -> Message | None:
@@ -237,8 +323,9 @@ def send_message(
     """A text or image from one of the two users. The same `client_id` again returns the first
     message (racing retries meet at the conversation lock; the unique index is the backstop)."""
     check_not_banned(sender)
-    conversation = access_conversation(user=sender, conversation_id=conversation_id)
-    first = _by_client_id(conversation.pk, sender.pk, client_id)
+    # A retry returns the first without a second WeChat check (the sender's own rows only, so
+    # this tells an outsider nothing; the lock below answers them 404).
+    first = _by_client_id(conversation_id, sender.pk, client_id)
     if first is not None:
         return Sent(first, False)
     flagged = False
@@ -259,7 +346,7 @@ def send_message(
     try:
         return _send_locked(
             sender=sender,
-            conversation_id=conversation.pk,
+            conversation_id=conversation_id,
             kind=kind,
             body=body,
             image_id=image_id,
@@ -267,7 +354,8 @@ def send_message(
             flagged=flagged,
         )
     except IntegrityError:
-        first = _by_client_id(conversation.pk, sender.pk, client_id)
+        # A concurrent retry with the same client_id committed first (the unique index).
+        first = _by_client_id(conversation_id, sender.pk, client_id)
         if first is None:
             raise
         return Sent(first, False)
@@ -286,9 +374,6 @@ def _send_locked(
 ) -> Sent:
     with transaction.atomic(durable=True):
         conversation = access_conversation(user=sender, conversation_id=conversation_id, lock=True)
-        first = _by_client_id(conversation.pk, sender.pk, client_id)
-        if first is not None:
-            return Sent(first, False)
         if conversation.is_blocked:
             raise _blocked()
         if conversation.is_read_only:
@@ -452,21 +537,51 @@ class OfferMove:
     reason: str = ""
 
 
-def lock_threads(*, listing_id: int, buyer_ids: Iterable[int] = ()) -> dict:
-    """Creates the missing conversations of these buyers on the listing, then locks every
-    conversation on it, in id order: {buyer id: conversation}. All of them, always: a move that
-    then closes or writes to the others (an acceptance) holds them before any inbox row, so it
-    cannot deadlock with a send in one of them."""
-    wanted = sorted(set(buyer_ids))
-    if wanted:
-        seller_id = Listing.objects.filter(pk=listing_id).values_list("seller_id", flat=True)[0]
-        Conversation.objects.bulk_create(
-            [
-                Conversation(listing_id=listing_id, buyer_id=buyer_id, seller_id=seller_id)
-                for buyer_id in wanted
-            ],
-            ignore_conflicts=True,
-        )
+_THREAD_FIELDS = [field for field in Conversation._meta.concrete_fields if not field.primary_key]
+_LOCK_THREAD_SQL = (
+    "INSERT INTO negotiation_conversation ({columns}) VALUES ({values})"
+    " ON CONFLICT (listing_id, buyer_id) DO UPDATE SET listing_id = excluded.listing_id"
+    " RETURNING id, {columns}"
+).format(
+    columns=", ".join(field.column for field in _THREAD_FIELDS),
+    values=", ".join(
+        "EXISTS (SELECT 1 FROM negotiation_user_block WHERE (blocker_id = %s AND blocked_id = %s)"
+        " OR (blocker_id = %s AND blocked_id = %s))"
+        if field.name == "is_blocked"
+        else "%s"
+        for field in _THREAD_FIELDS
+    ),
+)
+_THREAD_ATTNAMES = ["id"] + [field.attname for field in _THREAD_FIELDS]
+
+
+def lock_thread(*, listing_id: int, buyer_id: int, seller_id: int) -> Conversation:
+    """The buyer's conversation on the listing, created if missing (knowing whether the two
+    have blocked each other), locked by the upsert itself: one round trip on PostgreSQL."""
+    now = timezone.now()
+    given = {"listing_id": listing_id, "buyer_id": buyer_id, "seller_id": seller_id,
+             "created_at": now, "updated_at": now}
+    params: list = []
+    for field in _THREAD_FIELDS:
+        if field.name == "is_blocked":
+            params += [buyer_id, seller_id, seller_id, buyer_id]
+        elif field.attname in given:
+            params.append(given[field.attname])
+        else:
+            params.append(field.get_default())
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_THREAD_SQL, params)
+        row = cursor.fetchone()
+    if connection.vendor != "postgresql":
+        # SQLite hands back raw column values; the database is locked whole anyway.
+        return Conversation.objects.get(pk=row[0])
+    return Conversation.from_db(connection.alias, _THREAD_ATTNAMES, list(row))
+
+
+def lock_threads(*, listing_id: int) -> dict[int, Conversation]:
+    """Locks every conversation on the listing, in id order: {buyer id: conversation}. A move
+    that then writes to several of them (an acceptance, a purchase) holds them all before any
+    inbox row, so it cannot deadlock with a send in one of them."""
     rows = (
         Conversation.objects.filter(listing_id=listing_id)
         .select_for_update(of=("self",))
@@ -475,38 +590,47 @@ def lock_threads(*, listing_id: int, buyer_ids: Iterable[int] = ()) -> dict:
     return {row.buyer_id: row for row in rows}
 
 
+def thread_of_offer(offer: Offer) -> Conversation:
+    """The offer's conversation, locked: the one the action locked already (`offer._thread`,
+    set by `lock_threads` callers and by the offer's creation), else locked (or opened) now."""
+    thread = getattr(offer, "_thread", None)
+    if thread is None:
+        thread = lock_thread(
+            listing_id=offer.listing_id, buyer_id=offer.buyer_id, seller_id=offer.seller_id
+        )
+        offer._thread = thread
+    return thread
+
+
+def attach_threads(offers: Iterable[Offer], threads: dict[int, Conversation]) -> None:
+    for offer in offers:
+        if offer.buyer_id in threads:
+            offer._thread = threads[offer.buyer_id]
+
+
 def record_offer_moves(moves: Sequence[OfferMove]) -> list[Message]:
     """The offer moves as messages in their conversations (opened for a first offer), in this
-    transaction. The offers' listing is locked by the caller."""
-    if not moves:
-        return []
-    by_listing: dict[int, list[OfferMove]] = {}
-    for move in moves:
-        by_listing.setdefault(move.offer.listing_id, []).append(move)
-    entries = []
-    for listing_id, group in by_listing.items():
-        threads = lock_threads(
-            listing_id=listing_id, buyer_ids=[move.offer.buyer_id for move in group]
-        )
-        entries += [_offer_entry(threads[move.offer.buyer_id], move) for move in group]
+    transaction; the offers' listing is locked by the caller. Every conversation is locked
+    before anything is written."""
+    entries = [_offer_entry(thread_of_offer(move.offer), move) for move in moves]
     return _post(entries)
 
 
-def close_other_threads(*, listing: Listing, winner_id: int) -> list[Message]:
+def close_other_threads(
+    *, listing: Listing, winner_id: int, threads: dict[int, Conversation]
+) -> list[Message]:
     """The listing went to `winner_id`: every other buyer's thread on it gets a system message
     and becomes read-only; the winner's stays open for questions about the order. The caller
-    holds the listing lock."""
-    threads = lock_threads(listing_id=listing.pk)
+    holds the listing lock and `threads` (lock_threads)."""
     closing = [
         thread
         for buyer_id, thread in threads.items()
         if buyer_id != winner_id and not thread.is_read_only
     ]
+    if not closing:
+        return []
     for thread in closing:
-        thread.is_read_only = True
-    Conversation.objects.filter(pk__in=[thread.pk for thread in closing]).update(
-        is_read_only=True
-    )
+        thread.is_read_only = True  # written with the counters, by _post
     return _post(
         [
             Entry(conversation=thread, kind=MessageKind.SYSTEM, sender_id=None,
@@ -523,10 +647,13 @@ def reopen_threads(*, listing_id: int) -> None:
     )
 
 
-def check_offer_allowed(*, buyer_id: int, seller_id: int) -> None:
-    """A blocked buyer makes no offers on the blocker's listings (nor may a blocker bargain
-    with the user they blocked): 409 `blocked`, not saying who blocked whom."""
-    check_not_blocked(buyer_id, seller_id)
+def check_offer_allowed(*, listing: Listing, buyer_id: int) -> Conversation:
+    """Opens (or locks) the buyer's thread for the offer being made and refuses the offer when
+    either has blocked the other: 409 `blocked`, not saying who blocked whom."""
+    thread = lock_thread(listing_id=listing.pk, buyer_id=buyer_id, seller_id=listing.seller_id)
+    if thread.is_blocked:
+        raise _blocked()
+    return thread
 
 
 # --- block and report ---------------------------------------------------------------------------
