@@ -671,6 +671,12 @@ def block_user(*, user: User, blocked_id: int) -> None:
         _set_blocked(user.pk, blocked_id, True)
 
 
+def blocked_users(*, user: User):
+    return (
+        UserBlock.objects.filter(blocker=user).select_related("blocked").order_by("-created_at", "-id")
+    )
+
+
 def unblock_user(*, user: User, blocked_id: int) -> None:
     with transaction.atomic(durable=True):
         UserBlock.objects.filter(blocker=user, blocked_id=blocked_id).delete()
@@ -691,13 +697,16 @@ def _set_blocked(a_id: int, b_id: int, value: bool) -> None:
 
 
 def file_report(
-    *, reporter: User, target_type: str, target_id: int, reason: str
+    *, reporter: User, target_type: str, target_id: int, reason: str, detail: str = ""
 ) -> Report:
     """A report on a message (one the reporter can read), a user or a listing."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("请填写举报原因。", code="reason_required")
-    report = Report(reporter=reporter, target_type=target_type, reason=reason[:200])
+    check_not_banned(reporter)
+    if reason not in Report.Reason.values:
+        raise InvalidInput("reason is fake, prohibited, fraud, abuse or other.",
+                           code="invalid_reason")
+    report = Report(
+        reporter=reporter, target_type=target_type, reason=reason, detail=(detail or "").strip()
+    )
     if target_type == Report.Target.MESSAGE:
         message = Message.objects.select_related("conversation").filter(pk=target_id).first()
         if message is None or reporter.pk not in (

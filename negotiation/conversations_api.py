@@ -95,7 +95,8 @@ class MessagePage(Schema):
 class ReportIn(StrictSchema):
     target_type: Literal["message", "user", "listing"]
     target_id: Id
-    reason: Annotated[str, Strict(), Field(min_length=1, max_length=200)]
+    reason: Literal["fake", "prohibited", "fraud", "abuse", "other"]
+    detail: Annotated[str, Strict(), Field(max_length=500)] | None = None
 
 
 class ReportOut(Schema):
@@ -216,6 +217,7 @@ def file_report(request: HttpRequest, payload: ReportIn):
         target_type=payload.target_type,
         target_id=payload.target_id,
         reason=payload.reason,
+        detail=payload.detail or "",
     )
     return Status(
         201,
@@ -226,3 +228,23 @@ def file_report(request: HttpRequest, payload: ReportIn):
             "created_at": report.created_at,
         },
     )
+
+
+class BlockedOut(Schema):
+    user: Person
+    blocked_at: WireDateTime
+
+
+@router.get("/me/blocks", response=list[BlockedOut], summary="The users I blocked")
+def my_blocks(request: HttpRequest):
+    return [
+        {
+            "user": {
+                "id": row.blocked.pk,
+                "nickname": row.blocked.nickname,
+                "avatar_url": row.blocked.avatar_url,
+            },
+            "blocked_at": row.created_at,
+        }
+        for row in conversations.blocked_users(user=request.auth)[:500]
+    ]

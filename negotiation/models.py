@@ -268,6 +268,13 @@ class Report(models.Model):
         USER = "user"
         LISTING = "listing"
 
+    class Reason(models.TextChoices):
+        FAKE = "fake", "虚假信息"
+        PROHIBITED = "prohibited", "违禁物品"
+        FRAUD = "fraud", "欺诈"
+        ABUSE = "abuse", "骚扰或辱骂"
+        OTHER = "other", "其他"
+
     class Status(models.TextChoices):
         OPEN = "open"
         DISMISSED = "dismissed"
@@ -290,7 +297,8 @@ class Report(models.Model):
     listing = models.ForeignKey(
         "marketplace.Listing", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    reason = models.CharField(max_length=200)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    detail = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -187,7 +187,7 @@ def test_an_outsider_gets_404_on_every_conversation_endpoint(make_client):
         assert_error(stranger.request(method, path, body), 404, "conversation_not_found")
     assert stranger.get("/api/conversations").json()["items"] == []
     assert_error(
-        stranger.post("/api/reports", {"target_type": "message", "target_id": message["id"], "reason": "x"}),
+        stranger.post("/api/reports", {"target_type": "message", "target_id": message["id"], "reason": "abuse"}),
         404,
     )
     assert Message.objects.count() == 1 and unread(cid) == (0, 1)
@@ -204,6 +204,9 @@ def test_a_block_stops_messages_both_ways_and_offers_on_the_blockers_listings(ma
         body = assert_error(response, 409, "blocked")
         assert "拉黑" not in body["message"]
     assert_error(client.post(f"/api/listings/{listing.pk}/offers", {"price": 8_000}), 409, "blocked")
+    blocks = seller.get("/api/me/blocks").json()
+    assert [b["user"]["id"] for b in blocks] == [client.user.pk]
+    assert client.get("/api/me/blocks").json() == []
     _, another = seller_and_listing(make_client)
     another.seller = seller.user
     another.save(update_fields=["seller"])
@@ -230,7 +233,7 @@ def test_reports_on_a_message_a_user_and_a_listing(make_client):
         ("listing", listing.pk),
     ):
         response = client.post(
-            "/api/reports", {"target_type": target_type, "target_id": target_id, "reason": "引导线下交易"}
+            "/api/reports", {"target_type": target_type, "target_id": target_id, "reason": "fraud", "detail": "引导线下交易"}
         )
         assert response.status_code == 201, response.content
         assert response.json()["status"] == "open"
@@ -238,9 +241,10 @@ def test_reports_on_a_message_a_user_and_a_listing(make_client):
     assert [r.target_type for r in reports] == ["message", "user", "listing"]
     assert reports[0].conversation_id == conversation["id"] and reports[0].user_id == seller.user.pk
     assert_error(
-        client.post("/api/reports", {"target_type": "listing", "target_id": listing.pk, "reason": ""}),
+        client.post("/api/reports", {"target_type": "listing", "target_id": listing.pk, "reason": "坏"}),
         422,
     )
+    assert reports[0].reason == "fraud" and reports[0].detail == "引导线下交易"
 
 
 @override_settings(MESSAGE_RATE_PER_MINUTE=3)
