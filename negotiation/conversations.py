@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from marketplace.actions.accounts import check_not_banned
+from marketplace.actions.accounts import ban_user, check_not_banned
 from marketplace.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
 from marketplace.gateways import wechat
 from marketplace.models import Listing, ListingStatus, User
@@ -32,6 +32,8 @@ from negotiation.models import (
     Report,
     UserBlock,
 )
+from marketplace.states import LISTING
+from negotiation.models import ConversationAccess
 from negotiation.representations import message_data
 from project.ratelimit import hit
 from project.tasking import enqueue_on_commit
@@ -759,3 +761,58 @@ def send_conversation_notice(*, conversation_id: int, user_id: int) -> str:
         return "no_template"
     sent = wechat.send_subscribe_message(openid=user.openid, **message)
     return "sent" if sent else "not_granted"
+
+
+# --- staff ----------------------------------------------------------------------------------------
+
+REPORT_DECISIONS = (
+    Report.Status.DISMISSED,
+    Report.Status.LISTING_REMOVED,
+    Report.Status.USER_BANNED,
+)
+
+
+def decide_report(*, staff: User, report_id: int, decision: str) -> Report:
+    """Staff settle an open report: dismiss it, take the listing down, or ban the user; the
+    decision is recorded with the staff user. Deciding a decided report is a 409."""
+    if decision not in REPORT_DECISIONS:
+        raise InvalidInput("Unknown decision.", code="invalid_decision")
+    report = Report.objects.filter(pk=report_id).first()
+    if report is None:
+        raise NotFound("No such report.", code="report_not_found")
+    if report.status != Report.Status.OPEN:
+        raise Conflict("This report is decided already.", code="report_decided")
+    if decision == Report.Status.USER_BANNED:
+        if report.user_id is None:
+            raise Conflict("This report names no user.", code="no_user")
+        # Its own transaction (tokens revoked, sockets closed after commit).
+        ban_user(user=User.objects.get(pk=report.user_id), reason=f"report #{report.pk}")
+    with transaction.atomic(durable=True):
+        report = Report.objects.select_for_update().get(pk=report_id)
+        if report.status != Report.Status.OPEN:
+            raise Conflict("This report is decided already.", code="report_decided")
+        if decision == Report.Status.LISTING_REMOVED:
+            listing_id = report.listing_id or (
+                report.conversation.listing_id if report.conversation_id else None
+            )
+            if listing_id is None:
+                raise Conflict("This report names no listing.", code="no_listing")
+            listing = Listing.objects.select_for_update().get(pk=listing_id)
+            if listing.status != ListingStatus.OFF_SHELF:
+                LISTING.move(listing, ListingStatus.OFF_SHELF)
+        report.status = decision
+        report.decided_by = staff
+        report.decided_at = timezone.now()
+        report.save(update_fields=["status", "decided_by", "decided_at"])
+    logger.info("report %s decided %s by staff %s", report.pk, decision, staff.pk)
+    return report
+
+
+def has_report(conversation_id: int) -> bool:
+    return Report.objects.filter(conversation_id=conversation_id).exists()
+
+
+def record_staff_read(*, staff: User, conversation_id: int) -> None:
+    """Every staff read of a reported conversation's messages is recorded."""
+    with transaction.atomic():
+        ConversationAccess.objects.create(conversation_id=conversation_id, staff_user=staff)

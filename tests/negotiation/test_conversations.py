@@ -284,3 +284,51 @@ def test_banned_users_neither_send_nor_receive(make_client):
     )
     assert_error(response, 409, "recipient_unavailable")
     assert not Message.objects.exists()
+
+
+def _grant(anon, user, count=5):
+    from django.conf import settings
+
+    response = anon.post(
+        "/sandbox/wechat/subscribe-grant",
+        {"openid": user.openid, "template_id": settings.WECHAT_TEMPLATE_NEW_MESSAGE, "count": count},
+    )
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_offline_recipient_gets_one_subscribe_message_per_conversation_until_read(
+    make_client, anon
+):
+    from sandbox.models import SandboxMessage
+
+    seller, client, listing, conversation = thread_world(make_client)
+    _grant(anon, seller.user)
+    cid = conversation["id"]
+    first = say(client, cid, "还在吗?", "n1")
+    say(client, cid, "300 能出吗?", "n2")
+    sent = list(SandboxMessage.objects.filter(openid=seller.user.openid))
+    assert len(sent) == 1, sent
+    assert sent[0].page == f"pages/conversations/detail?id={cid}"
+    assert sent[0].data["thing2"]["value"].startswith(listing.title[:5])
+    # Read, then a new message: one more notice.
+    seller.post(f"/api/conversations/{cid}/read", {"up_to": first["id"] + 1})
+    say(client, cid, "在吗?", "n3")
+    assert SandboxMessage.objects.filter(openid=seller.user.openid).count() == 2
+    # The sender is never told about their own messages.
+    assert not SandboxMessage.objects.filter(openid=client.user.openid).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_online_recipient_gets_no_subscribe_message(make_client, anon):
+    from realtime import presence
+    from sandbox.models import SandboxMessage
+
+    seller, client, _, conversation = thread_world(make_client)
+    _grant(anon, seller.user)
+    presence.mark_connected(seller.user.pk, "conn-1")
+    say(client, conversation["id"], "还在吗?", "o1")
+    assert not SandboxMessage.objects.exists()
+    presence.mark_disconnected(seller.user.pk, "conn-1")
+    say(client, conversation["id"], "在吗?", "o2")
+    assert SandboxMessage.objects.count() == 1
