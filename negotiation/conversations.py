@@ -300,11 +300,14 @@ def _write_in_one_statement(
 
 
 def _by_client_id(conversation_id: int, sender_id: int, client_id: str) -> Message | None:
-    return (
-        Message.objects.select_related("offer__order", "image")
-        .filter(conversation_id=conversation_id, sender_id=sender_id, client_id=client_id)
-        .first()
+    # On every send: no ordering, no joins (a sender's own messages carry no offer; an image
+    # is loaded only for a retried image message).
+    found = list(
+        Message.objects.filter(
+            conversation_id=conversation_id, sender_id=sender_id, client_id=client_id
+        )[:1]
     )
+    return found[0] if found else None
 
 
 @dataclass
