@@ -275,35 +275,40 @@ def in_process(threads) -> None:
 
     # The content check is WeChat's time, not ours (issue 15: excluded from the figure).
     conversations.check_text = lambda **kwargs: False
-    samples, trips = [], []
+    samples, trips, python = [], [], []
     picked = random.sample(threads, min(IN_PROCESS_SENDS, len(threads)))
     users = User.objects.in_bulk([t[1] for t in picked])
+    profile = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     for n, (conversation, buyer_id, _) in enumerate(picked):
         sender = users[buyer_id]
         with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             conversations.send_message(
                 sender=sender, conversation_id=conversation, kind="text",
                 text=f"在的 {n}", client_id=f"in-process-{n}",
             )
             samples.append(time.perf_counter() - started)
+            python.append(time.thread_time() - cpu)
         trips.append(
             sum(1 for q in captured.captured_queries
                 if not q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")))
         )
-    # The Python share: wall time less the database's, approximated by the round-trip count
-    # times the median local round trip (measured with SELECT 1).
-    with connection.cursor() as cursor:
-        rtts = []
-        for _ in range(200):
-            t0 = time.perf_counter()
-            cursor.execute("SELECT 1")
-            rtts.append(time.perf_counter() - t0)
-    rtt = percentile(rtts, 0.5)
-    python = [max(0.0, s - t * rtt) for s, t in zip(samples, trips, strict=True)]
+    if profile is not None:
+        import pstats
+
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+    # Python time: this thread's CPU time over the send (waiting on PostgreSQL and Redis is
+    # not Python's; the live send after commit runs on the sender loop's thread). The debug
+    # cursor that counts the round trips is included, so this slightly overstates it.
     print(
         f"send  python {percentile(python, 0.5) * 1000:.2f} ms p50 (target ≤ 2 ms; wall "
-        f"{percentile(samples, 0.5) * 1000:.2f} ms, local round trip {rtt * 1000:.2f} ms)   "
+        f"{percentile(samples, 0.5) * 1000:.2f} ms on this shared machine)   "
         f"round trips {percentile(trips, 0.5):.0f} (target ≤ 4)"
     )
 
