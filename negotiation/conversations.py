@@ -34,6 +34,7 @@ from negotiation.models import (
 )
 from marketplace.states import LISTING
 from negotiation.models import ConversationAccess
+from marketplace.representations import media_url
 from negotiation.representations import message_data
 from project.ratelimit import hit
 from project.tasking import enqueue_on_commit
@@ -402,6 +403,8 @@ def _send_locked(
                 )
             ]
         )
+        if image is not None:
+            enqueue_on_commit("negotiation.tasks.message_media_check_task", message.pk)
     return Sent(message, True)
 
 
@@ -819,3 +822,52 @@ def record_staff_read(*, staff: User, conversation_id: int) -> None:
     """Every staff read of a reported conversation's messages is recorded."""
     with transaction.atomic():
         ConversationAccess.objects.create(conversation_id=conversation_id, staff_user=staff)
+
+
+# --- image check (mediaCheckAsync) -----------------------------------------------------------------
+
+
+def request_media_check(*, message_id: int) -> str:
+    """Asks WeChat to check a message's image; the verdict arrives by message push
+    (`apply_media_verdict`). Idempotent: a message with a trace id is not asked again."""
+    message = (
+        Message.objects.select_related("image", "sender")
+        .filter(pk=message_id, kind=MessageKind.IMAGE)
+        .first()
+    )
+    if message is None or message.image is None or message.media_trace_id:
+        return "skipped"
+    media = media_url(message.image.file)
+    if media.startswith("/"):
+        media = settings.PUBLIC_BASE_URL + media
+    trace_id = wechat.media_check_async(
+        openid=message.sender.openid or "", media_url=media, scene=CHAT_SCENE
+    )
+    Message.objects.filter(pk=message.pk, media_trace_id="").update(media_trace_id=trace_id)
+    return "requested"
+
+
+def apply_media_verdict(*, trace_id: str, suggest: str) -> str:
+    """A risky image is hidden for both sides and flagged for staff; `review` is flagged.
+    Idempotent: a second push of the same verdict changes nothing."""
+    if suggest not in ("risky", "review"):
+        return "pass"
+    with transaction.atomic(durable=True):
+        message = Message.objects.filter(media_trace_id=trace_id).first()
+        if message is None:
+            return "unknown"
+        conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        hide = suggest == "risky"
+        if message.is_flagged and (message.is_hidden or not hide):
+            return "already"
+        newly_flagged = not message.is_flagged
+        message.is_flagged = True
+        message.is_hidden = message.is_hidden or hide
+        message.save(update_fields=["is_flagged", "is_hidden"])
+        if newly_flagged:
+            Conversation.objects.filter(pk=conversation.pk).update(
+                flagged_count=conversation.flagged_count + 1
+            )
+    logger.info("image message %s: %s", message.pk, suggest)
+    return "hidden" if hide else "flagged"

@@ -1,6 +1,7 @@
 """Conversations, blocks and reports over REST (API.md "Conversations"). The socket actions
 parse with these schemas and call the same actions (negotiation/socket_actions.py)."""
 
+import json
 from typing import Annotated, Literal
 
 from django.http import HttpRequest
@@ -8,7 +9,8 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field, Strict
 
 from marketplace.api.accounts import StrictSchema
-from marketplace.errors import NotFound
+from marketplace.errors import Forbidden, InvalidInput, NotFound
+from marketplace.gateways import wechat
 from marketplace.pagination import PageParams, page_schema, paginate
 from negotiation import conversations
 from negotiation.api import Id, OfferOut, PathId, QueryId
@@ -248,3 +250,34 @@ def my_blocks(request: HttpRequest):
         }
         for row in conversations.blocked_users(user=request.auth)[:500]
     ]
+
+
+push_router = Router(tags=["wechat"])
+
+
+class PushAck(Schema):
+    ok: bool
+
+
+@push_router.post(
+    "/wechat/message-push",
+    auth=None,
+    response=PushAck,
+    summary="WeChat's message push (mediaCheckAsync verdicts), signed with the push token",
+)
+def wechat_message_push(request: HttpRequest, signature: str = "", timestamp: str = "",
+                        nonce: str = ""):
+    if not wechat.push_signature_valid(signature=signature, timestamp=timestamp, nonce=nonce):
+        raise Forbidden("Bad signature.", code="bad_signature")
+    try:
+        event = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("The body is not valid JSON.", code="malformed_json") from exc
+    if not isinstance(event, dict):
+        raise InvalidInput("The body is not a JSON object.", code="malformed_json")
+    if event.get("Event") == "wxa_media_check" and isinstance(event.get("trace_id"), str):
+        result = event.get("result") if isinstance(event.get("result"), dict) else {}
+        conversations.apply_media_verdict(
+            trace_id=event["trace_id"][:64], suggest=str(result.get("suggest", ""))
+        )
+    return {"ok": True}

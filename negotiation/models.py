@@ -202,6 +202,8 @@ class Message(models.Model):
     is_flagged = models.BooleanField(default=False)
     # A risky image: shown to neither side.
     is_hidden = models.BooleanField(default=False)
+    # WeChat's mediaCheckAsync task for an image; its verdict comes back by message push.
+    media_trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

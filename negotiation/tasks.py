@@ -23,3 +23,8 @@ def conversation_notice_task(conversation_id: int, user_id: int) -> str:
     return conversations.send_conversation_notice(
         conversation_id=conversation_id, user_id=user_id
     )
+
+
+@db_task(retries=3, retry_delay=60)
+def message_media_check_task(message_id: int) -> str:
+    return conversations.request_media_check(message_id=message_id)

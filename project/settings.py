@@ -403,11 +403,14 @@ WECHAT_TEMPLATE_VIDEO_READY = os.environ.get("WECHAT_TEMPLATE_VIDEO_READY", "")
 WECHAT_TEMPLATE_SHIPPING_UPDATE = os.environ.get("WECHAT_TEMPLATE_SHIPPING_UPDATE", "")
 WECHAT_TEMPLATE_OFFER_ANSWERED = os.environ.get("WECHAT_TEMPLATE_OFFER_ANSWERED", "")
 WECHAT_TEMPLATE_NEW_MESSAGE = os.environ.get("WECHAT_TEMPLATE_NEW_MESSAGE", "")
+# The Token set for the message-push URL in the mini-program console (mediaCheckAsync verdicts).
+WECHAT_PUSH_TOKEN = os.environ.get("WECHAT_PUSH_TOKEN", "")
 if SANDBOX_ENABLED:
     WECHAT_TEMPLATE_VIDEO_READY = WECHAT_TEMPLATE_VIDEO_READY or "sandbox-tpl-video-ready"
     WECHAT_TEMPLATE_SHIPPING_UPDATE = WECHAT_TEMPLATE_SHIPPING_UPDATE or "sandbox-tpl-shipping"
     WECHAT_TEMPLATE_OFFER_ANSWERED = WECHAT_TEMPLATE_OFFER_ANSWERED or "sandbox-tpl-offer"
     WECHAT_TEMPLATE_NEW_MESSAGE = WECHAT_TEMPLATE_NEW_MESSAGE or "sandbox-tpl-message"
+    WECHAT_PUSH_TOKEN = WECHAT_PUSH_TOKEN or "sandbox-push-token"
 
 # --- Privacy and sharing (docs/privacy.md) -----------------------------------------------------
 # A closed account's personal data is erased this many days after it was closed; signing in
