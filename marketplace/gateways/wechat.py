@@ -162,7 +162,7 @@ def push_signature_valid(*, signature: str, timestamp: str, nonce: str) -> bool:
     if not token or not signature:
         return False
     expected = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324
-    return hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
 def send_subscribe_message(*, openid: str, template_id: str, data: dict, page: str = "") -> bool:
