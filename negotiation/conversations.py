@@ -228,7 +228,7 @@ _COUNTER_FIELDS = [
 ]
 _MESSAGE_COLUMNS = (
     "conversation_id, sender_id, kind, text, image_id, offer_id, client_id, is_flagged,"
-    " is_hidden, created_at"
+    " is_hidden, media_trace_id, created_at"
 )
 _WRITE_SQL = (
     "WITH m AS ("
@@ -255,7 +255,7 @@ def _write_in_one_statement(
 ) -> None:
     """The messages, their conversations' counters (computed here under the locks) and the
     inboxes, in one round trip."""
-    message_rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
+    message_rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
     params: list = []
     for m in messages:
         params += [
@@ -268,6 +268,7 @@ def _write_in_one_statement(
             m.client_id,
             m.is_flagged,
             m.is_hidden,
+            m.media_trace_id,
             m.created_at,
         ]
     conversation_rows = ", ".join(
