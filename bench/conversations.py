@@ -142,17 +142,6 @@ def seed():
     )
 
 
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server on {port} did not start")
-
-
 # --- clients ----------------------------------------------------------------------------------
 
 

@@ -23,8 +23,11 @@ from marketplace.errors import Conflict, DomainError, InvalidInput, NotFound, Ra
 from marketplace.gateways import wechat
 from marketplace.models import Listing, ListingStatus, User
 from marketplace.models.catalog import ImageUpload
+from marketplace.representations import media_url
+from marketplace.states import LISTING
 from negotiation.models import (
     Conversation,
+    ConversationAccess,
     Message,
     MessageKind,
     Offer,
@@ -32,9 +35,6 @@ from negotiation.models import (
     Report,
     UserBlock,
 )
-from marketplace.states import LISTING
-from negotiation.models import ConversationAccess
-from marketplace.representations import media_url
 from negotiation.representations import message_data
 from project.ratelimit import hit
 from project.tasking import enqueue_on_commit
@@ -230,8 +230,9 @@ _MESSAGE_COLUMNS = (
     "conversation_id, sender_id, kind, text, image_id, offer_id, client_id, is_flagged,"
     " is_hidden, media_trace_id, created_at"
 )
-_WRITE_SQL = (
-    "WITH m AS ("
+# Only placeholders and our own column names are formatted in; values are parameters.
+_WRITE_SQL = (  # noqa: S608
+    "WITH m AS ("  # noqa: S608
     " INSERT INTO negotiation_message (" + _MESSAGE_COLUMNS + ") VALUES {messages}"
     " RETURNING id, conversation_id),"
     " c AS ("
@@ -547,7 +548,7 @@ class OfferMove:
 
 
 _THREAD_FIELDS = [field for field in Conversation._meta.concrete_fields if not field.primary_key]
-_LOCK_THREAD_SQL = (
+_LOCK_THREAD_SQL = (  # noqa: S608 - the model's own column names and placeholders
     "INSERT INTO negotiation_conversation ({columns}) VALUES ({values})"
     " ON CONFLICT (listing_id, buyer_id) DO UPDATE SET listing_id = excluded.listing_id"
     " RETURNING id, {columns}"

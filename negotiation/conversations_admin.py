@@ -86,9 +86,9 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)
-        if response.status_code == 200 and str(object_id).isdigit():
-            if conversations.has_report(int(object_id)):
-                conversations.record_staff_read(staff=request.user, conversation_id=int(object_id))
+        reported = str(object_id).isdigit() and conversations.has_report(int(object_id))
+        if response.status_code == 200 and reported:
+            conversations.record_staff_read(staff=request.user, conversation_id=int(object_id))
         return response
 
 

@@ -10,9 +10,9 @@ from marketplace.models import ListingStatus
 from negotiation.actions import handle_offer_expiry
 from negotiation.models import Conversation, Message, Offer, OfferHistory
 from tests.conftest import assert_error
+from tests.marketplace.order_helpers import place_order
 from tests.negotiation.conversation_helpers import inbox, open_thread, say
 from tests.negotiation.helpers import buyer, offer, seller_and_listing
-from tests.marketplace.order_helpers import place_order
 
 pytestmark = pytest.mark.django_db
 
