@@ -83,7 +83,10 @@ def deletion_blockers(user: User) -> list[dict]:
             {"code": "offer_in_progress", "count": count,
              "message": _("Withdraw or answer your open offers first.")}
         )
-    withdrawals = Withdrawal.objects.filter(user=user, status=WithdrawalStatus.PENDING)
+    withdrawals = Withdrawal.objects.filter(
+        user=user,
+        status__in=[WithdrawalStatus.PENDING, WithdrawalStatus.AWAITING_USER_CONFIRMATION],
+    )
     if count := withdrawals.count():
         blockers.append(
             {"code": "withdrawal_in_progress", "count": count,
@@ -187,6 +190,8 @@ def _erase_personal_data(user: User) -> None:
         deleted_at=timezone.now(),
     )
     Order.objects.filter(buyer=user).update(address=ERASED_ADDRESS)
+    # The payee's real name sent with a large WeChat transfer; the bill number stays traceable.
+    Withdrawal.objects.filter(user=user).update(real_name_encrypted="")
     # Durable events are delivery copies of orders and offers (addresses, nicknames): the
     # user's own, and the other parties' copies of objects the user was a party to.
     Event.objects.filter(

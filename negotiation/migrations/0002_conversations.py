@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0013_support_sees_deletions'),
+        ('marketplace', '0015_finance_sees_transfers_and_reconciliation'),
         ('negotiation', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -26,6 +26,7 @@ NOT_REGISTERED = {
     "negotiation.userblock": "users' own choice; its effect shows on the conversations (is_blocked)",
     "marketplace.orderhistory": "inline on the order",
     "marketplace.trackingevent": "inline on the order",
+    "marketplace.wechattransferevent": "inline on the transfer",
     "marketplace.idempotencyrecord": "replay cache for Idempotency-Key",
     "negotiation.offerhistory": "inline on the offer",
     "realtime.eventcounter": "per-user sequence counter",

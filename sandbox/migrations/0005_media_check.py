@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sandbox', '0003_kuaidi100'),
+        ('sandbox', '0004_wechatpay_transfers_bills'),
     ]
 
     operations = [
