@@ -118,6 +118,38 @@ def access_conversation(*, user: User, conversation_id: int, lock: bool = False)
     return conversation
 
 
+_CONVERSATION_FIELDS = list(Conversation._meta.concrete_fields)
+_LOCK_FOR_SEND_SQL = (  # noqa: S608 - the model's own table and column names
+    "SELECT {columns}, b.is_banned, s.is_banned FROM negotiation_conversation c"
+    " JOIN {users} b ON b.id = c.buyer_id JOIN {users} s ON s.id = c.seller_id"
+    " WHERE c.id = %s FOR UPDATE OF c"
+).format(
+    columns=", ".join(f"c.{field.column}" for field in _CONVERSATION_FIELDS),
+    users=User._meta.db_table,
+)
+
+
+def _lock_for_send(*, user: User, conversation_id: int) -> tuple[Conversation, bool]:
+    """The conversation locked (404 unless `user` is in it) and whether the other user is
+    banned: one statement, built once (a send's hottest query)."""
+    if connection.vendor != "postgresql":
+        conversation = access_conversation(user=user, conversation_id=conversation_id, lock=True)
+        other = conversation.seller if user.pk == conversation.buyer_id else conversation.buyer
+        return conversation, other.is_banned
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_FOR_SEND_SQL, [conversation_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("No such conversation.", code="conversation_not_found")
+    *values, buyer_banned, seller_banned = row
+    conversation = Conversation.from_db(
+        connection.alias, [field.attname for field in _CONVERSATION_FIELDS], values
+    )
+    if user.pk not in (conversation.buyer_id, conversation.seller_id):
+        raise NotFound("No such conversation.", code="conversation_not_found")
+    return conversation, bool(seller_banned if user.pk == conversation.buyer_id else buyer_banned)
+
+
 # --- the inboxes (total unread per user) ------------------------------------------------------
 
 _BUMP_SQL = (
@@ -302,15 +334,21 @@ def _write_in_one_statement(
         message.pk = message.id = pk
 
 
+_BY_CLIENT_ID_SQL = (
+    "SELECT id FROM negotiation_message"
+    " WHERE conversation_id = %s AND sender_id = %s AND client_id = %s LIMIT 1"
+)
+
+
 def _by_client_id(conversation_id: int, sender_id: int, client_id: str) -> Message | None:
-    # On every send: no ordering, no joins (a sender's own messages carry no offer; an image
-    # is loaded only for a retried image message).
-    found = list(
-        Message.objects.filter(
-            conversation_id=conversation_id, sender_id=sender_id, client_id=client_id
-        )[:1]
-    )
-    return found[0] if found else None
+    # On every send, by the unique index and without building an ORM query; the message itself
+    # is loaded only for a retry.
+    with connection.cursor() as cursor:
+        cursor.execute(_BY_CLIENT_ID_SQL, [conversation_id, sender_id, client_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Message.objects.select_related("offer__order", "image").get(pk=row[0])
 
 
 @dataclass
@@ -381,13 +419,12 @@ def _send_locked(
     flagged: bool,
 ) -> Sent:
     with transaction.atomic(durable=True):
-        conversation = access_conversation(user=sender, conversation_id=conversation_id, lock=True)
+        conversation, other_banned = _lock_for_send(user=sender, conversation_id=conversation_id)
         if conversation.is_blocked:
             raise _blocked()
         if conversation.is_read_only:
             raise Conflict("商品已售出，此会话只能查看。", code="conversation_read_only")
-        other = conversation.seller if sender.pk == conversation.buyer_id else conversation.buyer
-        if other.is_banned:
+        if other_banned:
             raise Conflict("对方账号已被限制，无法接收消息。", code="recipient_unavailable")
         image = None
         if kind == MessageKind.IMAGE:
