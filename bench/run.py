@@ -54,6 +54,12 @@ BENCHES = {
         {},
     ),
     "live_actions": ([], {"BENCH_ACTIONS": "300"}, [], {"BENCH_ACTIONS": "1000"}),
+    "conversations": (
+        [],
+        {"BENCH_PAIRS": "300", "BENCH_RATE": "200", "BENCH_SECONDS": "5"},
+        [],
+        {},
+    ),
 }
 TIMEOUT_SECONDS = {"bounded": 600, "full": 3600}
 
@@ -239,6 +245,22 @@ def parse_negotiation(out: str) -> list[Row]:
     return rows
 
 
+def parse_conversations(out: str) -> list[Row]:
+    rows = []
+    m = re.search(rf"send-to-receive.*?p50\s+{NUM} ms\s+p99\s+{NUM} ms", out)
+    if m:
+        rows.append(Row("conversations", "send → receive p99", num(m.group(2)), "ms", 100))
+    m = re.search(r"delivery: missing (\d+), duplicated (\d+), out of order (\d+)", out)
+    if m:
+        wrong = sum(int(m.group(i)) for i in (1, 2, 3))
+        rows.append(Row("conversations", "messages missing/duplicated/out of order", wrong, "", 0))
+    m = re.search(rf"send\s+python {NUM} ms p50.*?round trips {NUM}", out)
+    if m:
+        rows.append(Row("conversations", "send: python", num(m.group(1)), "ms", 2))
+        rows.append(Row("conversations", "send: round trips", num(m.group(2)), "", 4))
+    return rows
+
+
 def parse_live_actions(out: str) -> list[Row]:
     rows = []
     for name in ("offer", "accept"):
@@ -264,6 +286,7 @@ PARSERS = {
     "wallet": parse_wallet,
     "realtime": parse_realtime,
     "negotiation": parse_negotiation,
+    "conversations": parse_conversations,
     "live_actions": parse_live_actions,
 }
 

@@ -27,6 +27,15 @@ from marketplace.errors import Conflict, Forbidden, NotFound, RateLimited, Unpro
 from marketplace.models import Address, Listing, ListingStatus, User
 from marketplace.models.orders import Order
 from marketplace.selectors import platform_settings
+from negotiation.conversations import (
+    OfferMove,
+    attach_threads,
+    check_offer_allowed,
+    close_other_threads,
+    lock_threads,
+    record_offer_moves,
+    reopen_threads,
+)
 from negotiation.models import DeclineReason, Offer, OfferHistory
 from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
@@ -137,6 +146,19 @@ def _record(
         price_fen=price,
         reason=reason,
     )
+    if action != Action.ORDER_CLOSED:
+        # The same move as a message in the buyer's conversation, in this transaction.
+        record_offer_moves(
+            [
+                OfferMove(
+                    offer=offer,
+                    action=action,
+                    actor_user_id=actor_user.pk if actor_user and actor != Actor.SYSTEM else None,
+                    price_fen=price,
+                    reason=reason,
+                )
+            ]
+        )
 
 
 def notify(offer: Offer, type: str) -> None:
@@ -182,9 +204,16 @@ def decline_offers(offers: list[Offer], *, reason: str) -> None:
         OfferHistory(offer=offer, action=Action.DECLINED, actor=Actor.SYSTEM, reason=reason)
         for offer in offers
     )
-    # One event per offer, each to its buyer and the seller: stored together, in one statement
-    # that takes all their counters at once (joins the caller's batch when there is one).
+    # One event per offer, each to its buyer and the seller, and each thread's message: stored
+    # together, in one statement that takes all their counters at once (joins the caller's
+    # batch when there is one).
     with batched():
+        record_offer_moves(
+            [
+                OfferMove(offer=offer, action=Action.DECLINED, actor_user_id=None, reason=reason)
+                for offer in offers
+            ]
+        )
         for offer in offers:
             offer.status, offer.decline_reason, offer.updated_at = OfferStatus.DECLINED, reason, now
             notify(offer, "offer.declined")
@@ -205,6 +234,9 @@ def _accept_locked(
     `others`: the rival live offers when the caller has locked them already."""
     if others is None:
         others = lock_live_offers(listing, exclude_id=offer.pk)
+    # Every thread on the listing, before any inbox row (conversations.py, lock order).
+    threads = lock_threads(listing_id=listing.pk)
+    attach_threads([offer, *others], threads)
     order = reserve_listing_for(
         buyer=offer.buyer, listing=listing, price_fen=price_fen, address=address
     )
@@ -213,6 +245,7 @@ def _accept_locked(
     _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
     notify(offer, "offer.accepted")
     decline_offers(others, reason=DeclineReason.LISTING_SOLD)
+    close_other_threads(listing=listing, winner_id=offer.buyer_id, threads=threads)
     logger.info("offer %s accepted at %s fen: order %s", offer.pk, price_fen, order.order_no)
     return offer
 
@@ -246,6 +279,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
         if listing.seller_id == buyer.pk:
             raise Conflict("You cannot bargain on your own listing.", code="own_listing")
         check_can_buy(buyer=buyer, listing=listing)
+        thread = check_offer_allowed(listing=listing, buyer_id=buyer.pk)
         check_offer_price(price_fen=price_fen, listing=listing)
         address = buyer_address(buyer=buyer)
         # The buyer's live offer here and those of the last 24 hours (the daily cap), at once.
@@ -257,6 +291,8 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             )
         )
         previous = next((o for o in recent if o.status in LIVE_STATUSES), None)
+        if previous is not None:
+            previous._thread = thread
         if previous is not None and previous.status == OfferStatus.OPEN:
             raise Conflict(
                 "You already have an open offer on this listing; withdraw it first.",
@@ -291,6 +327,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
             price_fen=price_fen,
             expires_at=now + timedelta(hours=settings_row.offer_expiry_hours),
         )
+        offer._thread = thread
         _record(offer, Action.MADE, actor=Actor.BUYER, actor_user=buyer, price=price_fen)
         if below_floor:
             _finish(offer, OfferStatus.DECLINED, reason=DeclineReason.BELOW_FLOOR)
@@ -321,7 +358,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
 @retry_on_deadlock
 def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
     check_not_banned(buyer)
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), batched():
         lock_listing_of_offer(offer_id)
         offer = access_offer(user=buyer, offer_id=offer_id, lock=True)
         if offer.buyer_id != buyer.pk:
@@ -372,7 +409,7 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
 def decline_offer(*, user: User, offer_id: int) -> Offer:
     """The seller declines an open offer; the buyer may decline a counter (docs/negotiation.md)."""
     check_not_banned(user)
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), batched():
         lock_listing_of_offer(offer_id)
         offer = access_offer(user=user, offer_id=offer_id, lock=True)
         role = _role(user, offer)
@@ -394,7 +431,7 @@ def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
     """The seller names a price between the buyer's offer and the listing price; the buyer's
     clock restarts."""
     check_not_banned(seller)
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), batched():
         # The listing lock reads a price no edit can change until we commit.
         listing = lock_listing_of_offer(offer_id)
         offer = access_offer(user=seller, offer_id=offer_id, lock=True)
@@ -476,7 +513,8 @@ def on_listing_price_changed(*, listing: Listing, new_price_fen: int) -> list[Of
 def on_order_closed(*, order: Order) -> None:
     """The agreed order went unpaid and closed: the listing is on sale again (the caller put it
     back), so buyers may offer again. The accepted offer stays accepted; its history says why
-    nothing came of it."""
+    nothing came of it. The threads closed when it was reserved open again."""
+    reopen_threads(listing_id=order.listing_id)
     for offer in Offer.objects.filter(order=order, status=OfferStatus.ACCEPTED):
         _record(
             offer, Action.ORDER_CLOSED, actor=Actor.SYSTEM, actor_user=None, reason="order_unpaid"
@@ -495,7 +533,7 @@ def handle_offer_expiry(*, offer_id: int, now: datetime | None = None) -> str:
     listing_id = Offer.objects.filter(pk=offer_id).values_list("listing_id", flat=True).first()
     if listing_id is None:
         return "not_live"
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), batched():
         lock_listing(listing_id)
         offer = Offer.objects.select_for_update().filter(pk=offer_id).first()
         if offer is None or not offer.is_live:

@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from marketplace.admin.base import ReadOnlyInline, ReadOnlyMixin
 from marketplace.models import Listing
+from negotiation import conversations_admin  # noqa: F401  (registers the conversation pages)
 from negotiation.models import Offer, OfferHistory
 
 

@@ -3,7 +3,9 @@ stay datetimes: the schema and the event encoder write them (project/wire.py).""
 
 from typing import Any
 
-from negotiation.models import Offer
+from marketplace.models import User
+from marketplace.representations import listing_summary_data, media_url
+from negotiation.models import Conversation, Message, Offer
 
 
 def offer_data(offer: Offer) -> dict[str, Any]:
@@ -20,4 +22,43 @@ def offer_data(offer: Offer) -> dict[str, Any]:
         "order_no": offer.order.order_no if offer.order is not None else None,
         "decline_reason": offer.decline_reason or None,
         "created_at": offer.created_at,
+    }
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """A message as the REST API shows it (and `message.created` carries). A hidden (risky)
+    image shows to neither side."""
+    hidden = message.is_hidden
+    image = message.image if message.image_id and not hidden else None
+    return {
+        "id": message.pk,
+        "conversation_id": message.conversation_id,
+        "sender_id": message.sender_id,
+        "kind": message.kind,
+        "text": "" if hidden else message.text,
+        "image_url": media_url(image.file) if image is not None else None,
+        "is_hidden": hidden,
+        "offer": offer_data(message.offer) if message.offer is not None else None,
+        "client_id": message.client_id or None,
+        "created_at": message.created_at,
+    }
+
+
+def _person(user: User) -> dict[str, Any]:
+    return {"id": user.pk, "nickname": user.nickname, "avatar_url": user.avatar_url}
+
+
+def conversation_data(conversation: Conversation, *, viewer_id: int) -> dict[str, Any]:
+    """The conversation as its `viewer` sees it (their own unread count). The caller joined the
+    listing and its seller, both users and the last message (selectors.conversations_of)."""
+    last = conversation.last_message
+    return {
+        "id": conversation.pk,
+        "listing": listing_summary_data(listing=conversation.listing),
+        "buyer": _person(conversation.buyer),
+        "seller": _person(conversation.seller),
+        "last_message": message_data(last) if last is not None else None,
+        "unread_count": conversation.unread_for(viewer_id),
+        "is_read_only": conversation.is_read_only,
+        "updated_at": conversation.updated_at,
     }

@@ -9,9 +9,10 @@ AsyncAPI document (`GET /api/asyncapi.json`) is generated from these declaration
 from pydantic import BaseModel
 
 from marketplace.models import User
-from negotiation import actions
+from negotiation import actions, conversations
 from negotiation.api import AcceptIn, CounterIn, Id, OfferIn, OfferOut
-from negotiation.representations import offer_data
+from negotiation.conversations_api import MessageIn, MessageOut, ReadIn, ReadOut
+from negotiation.representations import message_data, offer_data
 from realtime.dispatch import socket_action, socket_event
 
 
@@ -78,3 +79,49 @@ for _type, _summary in (
     ("offer.expired", "The offer expired unanswered."),
 ):
     socket_event(_type, OfferOut, summary=_summary)
+
+
+class ConversationRef(BaseModel):
+    conversation_id: Id
+
+
+def _conversation_id(frame: dict) -> int:
+    return ConversationRef.model_validate(_fields(frame, "conversation_id")).conversation_id
+
+
+@socket_action("message.send", payload=[ConversationRef, MessageIn], reply=MessageOut)
+def send_message(*, user: User, frame: dict) -> dict:
+    """Send a text or image into a conversation (as POST /api/conversations/{id}/messages)."""
+    conversation_id = _conversation_id(frame)
+    body = MessageIn.model_validate(_fields(frame, "kind", "text", "image_id", "client_id"))
+    sent = conversations.send_message(
+        sender=user,
+        conversation_id=conversation_id,
+        kind=body.kind,
+        text=body.text,
+        image_id=body.image_id,
+        client_id=body.client_id,
+    )
+    return message_data(sent.message)
+
+
+@socket_action("message.read", payload=[ConversationRef, ReadIn], reply=ReadOut)
+def read_messages(*, user: User, frame: dict) -> dict:
+    """Mark a conversation read up to a message (as POST /api/conversations/{id}/read)."""
+    conversation_id = _conversation_id(frame)
+    body = ReadIn.model_validate(_fields(frame, "up_to"))
+    row = conversations.mark_read(user=user, conversation_id=conversation_id, up_to=body.up_to)
+    return {
+        "conversation_id": row.pk,
+        "user_id": user.pk,
+        "up_to": getattr(row, f"{row.side(user.pk)}_read_up_to"),
+        "unread_count": row.unread_for(user.pk),
+    }
+
+
+socket_event(
+    "message.created",
+    MessageOut,
+    summary="A message in one of my conversations (to both users; move it to the top).",
+)
+socket_event("message.read", ReadOut, summary="One side read a conversation up to a message.")

@@ -18,6 +18,8 @@ from marketplace.api import accounts, catalog, orders, privacy, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
+from negotiation.conversations_api import push_router as wechat_push_router
+from negotiation.conversations_api import router as conversations_router
 from project.transactions import caused_by
 from project.wire import API_RENDERER
 from realtime.api import router as events_router
@@ -180,6 +182,8 @@ for router in (
     wallet.router,
     privacy.router,
     negotiation_router,
+    conversations_router,
+    wechat_push_router,
     events_router,
 ):
     api.add_router("", router)

@@ -423,6 +423,9 @@ REALTIME_EVENT_RETENTION_DAYS = env_int("REALTIME_EVENT_RETENTION_DAYS", 30)
 REALTIME_IDLE_TIMEOUT_SECONDS = env_int("REALTIME_IDLE_TIMEOUT_SECONDS", 120)
 REALTIME_PRESENCE_TTL_SECONDS = env_int("REALTIME_PRESENCE_TTL_SECONDS", 90)
 REALTIME_MAX_FRAME_BYTES = env_int("REALTIME_MAX_FRAME_BYTES", 16 * 1024)
+# Conversations (docs/conversations.md).
+MESSAGE_RATE_PER_MINUTE = env_int("MESSAGE_RATE_PER_MINUTE", 30)
+NEW_CONVERSATIONS_PER_DAY = env_int("NEW_CONVERSATIONS_PER_DAY", 50)
 REALTIME_RATE_PER_SECOND = env_int("REALTIME_RATE_PER_SECOND", 10)
 REALTIME_RATE_BURST = env_int("REALTIME_RATE_BURST", 30)
 # Socket objects are frozen out of the garbage collector's full passes, which stalled a process
@@ -433,10 +436,15 @@ REALTIME_FULL_COLLECT_SECONDS = env_int("REALTIME_FULL_COLLECT_SECONDS", 600)
 WECHAT_TEMPLATE_VIDEO_READY = os.environ.get("WECHAT_TEMPLATE_VIDEO_READY", "")
 WECHAT_TEMPLATE_SHIPPING_UPDATE = os.environ.get("WECHAT_TEMPLATE_SHIPPING_UPDATE", "")
 WECHAT_TEMPLATE_OFFER_ANSWERED = os.environ.get("WECHAT_TEMPLATE_OFFER_ANSWERED", "")
+WECHAT_TEMPLATE_NEW_MESSAGE = os.environ.get("WECHAT_TEMPLATE_NEW_MESSAGE", "")
+# The Token set for the message-push URL in the mini-program console (mediaCheckAsync verdicts).
+WECHAT_PUSH_TOKEN = os.environ.get("WECHAT_PUSH_TOKEN", "")
 if SANDBOX_ENABLED:
     WECHAT_TEMPLATE_VIDEO_READY = WECHAT_TEMPLATE_VIDEO_READY or "sandbox-tpl-video-ready"
     WECHAT_TEMPLATE_SHIPPING_UPDATE = WECHAT_TEMPLATE_SHIPPING_UPDATE or "sandbox-tpl-shipping"
     WECHAT_TEMPLATE_OFFER_ANSWERED = WECHAT_TEMPLATE_OFFER_ANSWERED or "sandbox-tpl-offer"
+    WECHAT_TEMPLATE_NEW_MESSAGE = WECHAT_TEMPLATE_NEW_MESSAGE or "sandbox-tpl-message"
+    WECHAT_PUSH_TOKEN = WECHAT_PUSH_TOKEN or "sandbox-push-token"
 
 # --- Privacy and sharing (docs/privacy.md) -----------------------------------------------------
 # A closed account's personal data is erased this many days after it was closed; signing in

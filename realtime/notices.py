@@ -67,3 +67,24 @@ def message_for(event: Event) -> dict | None:
             "time4": {"value": at},
         },
     }
+
+
+def conversation_message(conversation) -> dict | None:
+    """The subscribe message telling a user with no socket that a conversation has unread
+    messages (one per conversation until read; negotiation/conversations.py)."""
+    template_id = settings.WECHAT_TEMPLATE_NEW_MESSAGE
+    if not template_id:
+        return None
+    last = conversation.last_message
+    at = timezone.localtime(last.created_at if last else timezone.now()).strftime("%Y-%m-%d %H:%M")
+    preview = (last.text if last is not None and not last.is_hidden else "") or "[图片]"
+    return {
+        "template_id": template_id,
+        "page": f"pages/conversations/detail?id={conversation.pk}",
+        "data": {
+            "character_string1": {"value": _cut(conversation.pk, 32)},
+            "thing2": {"value": _cut(f"{conversation.listing.title}：{preview}", 20)},
+            "phrase3": {"value": _cut("新消息", 5)},
+            "time4": {"value": at},
+        },
+    }

@@ -45,6 +45,8 @@ EVENT_TYPES = frozenset(
         "listing.reviewed",
         "wallet.credited",
         "withdrawal.updated",
+        "message.created",
+        "message.read",
     }
 )
 # A user with no open socket gets these as a WeChat subscribe message (when granted).

@@ -46,6 +46,21 @@ class SandboxSubscribeGrant(models.Model):
         return f"{self.openid}/{self.template_id}: {self.remaining}"
 
 
+class SandboxMediaCheck(models.Model):
+    """A mediaCheckAsync request; its verdict is pushed to our message-push URL (as WeChat
+    does, within minutes) by `sandbox.wechat.push_media_checks`."""
+
+    trace_id = models.CharField(max_length=64, unique=True)
+    openid = models.CharField(max_length=64)
+    media_url = models.CharField(max_length=500)
+    suggest = models.CharField(max_length=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"media check {self.trace_id}: {self.suggest}"
+
+
 class SandboxMessage(models.Model):
     """A subscribe message the sandbox accepted, for tests and the demo to inspect."""
 

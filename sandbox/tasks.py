@@ -20,6 +20,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from sandbox.mchtransfer import expire_due_transfers
 from sandbox.models import SandboxNotification
+from sandbox.wechat import push_media_checks
 from sandbox.wechatpay import settle_due_refunds, settle_refund, signed_headers
 
 logger = logging.getLogger("sandbox.wechatpay")
@@ -143,6 +144,12 @@ def deliver_notification(notification_pk: int) -> None:
 @db_task()
 def settle_refund_task(refund_pk: int) -> None:
     settle_refund(refund_pk=refund_pk)
+
+
+@db_periodic_task(crontab(minute="*"))
+def sandbox_media_check_push() -> int:
+    """WeChat pushes a mediaCheckAsync verdict within minutes; the sandbox within one."""
+    return push_media_checks()
 
 
 @db_periodic_task(crontab(minute="*"))

@@ -340,7 +340,21 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     )
     say(f"     address #{address['id']}")
 
-    step(5, "Live bargain over the sockets: buyer offers, seller counters, buyer accepts")
+    step(5, "Buyer asks, seller answers, then the live bargain in the same thread")
+    thread = await buyer.call("POST", f"/api/listings/{listing['id']}/conversation")
+    asked = await buyer.act(
+        "message.send", conversation_id=thread["id"], kind="text", text="还在吗？能小刀吗？",
+        client_id=f"{run}-ask",
+    )
+    say(f"     buyer asks in conversation #{thread['id']}: {asked['text']}")
+    await seller.wait_event("message.created", lambda d: d.get("id") == asked["id"])
+    answered = await seller.act(
+        "message.send", conversation_id=thread["id"], kind="text", text="在的，可以出个价",
+        client_id=f"{run}-answer",
+    )
+    say(f"     seller answers live: {answered['text']}")
+    await buyer.wait_event("message.created", lambda d: d.get("id") == answered["id"])
+    await buyer.act("message.read", conversation_id=thread["id"], up_to=answered["id"])
     offer = await buyer.act("offer.make", listing_id=listing["id"], price=70_000)
     say(f"     buyer's offer #{offer['id']} {yuan(offer['price'])}: ack {offer['status']}")
     await seller.wait_event("offer.created", lambda d: d.get("id") == offer["id"])
@@ -353,6 +367,12 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
         raise DemoFailed(f"the accepted offer carries no order: {accepted}")
     say(f"     buyer accepts: order {order_no}")
     await seller.wait_event("offer.accepted", lambda d: d.get("id") == offer["id"])
+    history = await seller.call("GET", f"/api/conversations/{thread['id']}/messages")
+    in_thread = [m for m in history["items"] if (m.get("offer") or {}).get("id") == offer["id"]]
+    if not in_thread:
+        raise DemoFailed("the offer does not appear in the buyer and seller's conversation")
+    for message in reversed(history["items"]):
+        say(f"     thread: [{message['kind']}] {message['text']}")
 
     step(6, "Buyer pays with WeChat Pay (the sandbox plays the WeChat app)")
     pay = await buyer.call("POST", f"/api/orders/{order_no}/pay", headers={"Idempotency-Key": run})

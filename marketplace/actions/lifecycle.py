@@ -34,6 +34,7 @@ from marketplace.models import ListingStatus, User
 from marketplace.models.orders import Order
 from marketplace.states import PAID_BEFORE_SHIPMENT, OrderStatus
 from negotiation.actions import decline_offers, lock_live_offers, on_order_closed
+from negotiation.conversations import attach_threads, close_other_threads, lock_threads
 from negotiation.models import DeclineReason
 from project.transactions import retry_on_deadlock
 from realtime.push import batched
@@ -71,10 +72,14 @@ def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
         listing = lock_listing(listing_id)
         check_can_buy(buyer=buyer, listing=listing)
         offers = lock_live_offers(listing)
+        # Every conversation on the listing, before any inbox row (negotiation/conversations.py).
+        threads = lock_threads(listing_id=listing.pk)
+        attach_threads(offers, threads)
         order = reserve_listing_for(
             buyer=buyer, listing=listing, price_fen=listing.price_fen, address=address
         )
         decline_offers(offers, reason=DeclineReason.LISTING_SOLD)
+        close_other_threads(listing=listing, winner_id=buyer.pk, threads=threads)
     return order
 
 

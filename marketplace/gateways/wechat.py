@@ -6,6 +6,8 @@ In the sandbox the client's HTTP session is routed to the fake WeChat; nothing e
 """
 
 import functools
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -133,6 +135,34 @@ def text_check(*, openid: str, content: str, scene: int = 3) -> str:
     except (WeChatClientException, requests.RequestException) as exc:
         raise _upstream(exc, "check the text") from exc
     return result["result"]["suggest"]
+
+
+def media_check_async(*, openid: str, media_url: str, scene: int = 2) -> str:
+    """mediaCheckAsync v2 for an image: returns the trace_id its verdict will be pushed with
+    (the wxa_media_check event to the message-push URL)."""
+    try:
+        result = client().post(
+            f"{WXA_BASE}wxa/media_check_async",
+            data={
+                "media_url": media_url,
+                "media_type": 2,
+                "version": 2,
+                "scene": scene,
+                "openid": openid,
+            },
+        )
+    except (WeChatClientException, requests.RequestException) as exc:
+        raise _upstream(exc, "check the image") from exc
+    return str(result["trace_id"])
+
+
+def push_signature_valid(*, signature: str, timestamp: str, nonce: str) -> bool:
+    """WeChat's message-push signature: sha1 of the sorted token, timestamp and nonce."""
+    token = settings.WECHAT_PUSH_TOKEN
+    if not token or not signature:
+        return False
+    expected = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
 def send_subscribe_message(*, openid: str, template_id: str, data: dict, page: str = "") -> bool:

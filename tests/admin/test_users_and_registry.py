@@ -22,6 +22,8 @@ NOT_REGISTERED = {
     "marketplace.address": "inline on the user",
     "marketplace.imageupload": "inline on the listing",
     "marketplace.listingview": "raw click rows, folded into Listing.views by a task",
+    "negotiation.messageinbox": "a counter row per user (the unread badge), kept by the actions",
+    "negotiation.userblock": "users' own choice; its effect shows on the conversations (is_blocked)",
     "marketplace.orderhistory": "inline on the order",
     "marketplace.trackingevent": "inline on the order",
     "marketplace.wechattransferevent": "inline on the transfer",

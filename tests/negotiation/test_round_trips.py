@@ -17,12 +17,17 @@ from tests.negotiation.helpers import buyer, seller_and_listing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# (PostgreSQL, SQLite): the issue's targets are PostgreSQL's ≤ 6 / ≤ 5 / ≤ 10 + 1 per rival.
-OFFER = (6, 7)
-COUNTER = (5, 6)
-ACCEPT_WITHOUT_RIVALS = (10, 11)
-ACCEPT_WITH_THREE_RIVALS = (12, 13)
-PURCHASE_WITH_TWO_BARGAINERS = (9, 10)
+# (PostgreSQL, SQLite): the issue's targets are PostgreSQL's ≤ 6 / ≤ 5 / ≤ 10 + 1 per rival,
+# before conversations (issue 15). Each move now also writes its message into the buyer's
+# thread in the same transaction: on PostgreSQL +1 to lock (or open) the thread and +1 for
+# the message, the thread's counters and the inbox in one statement; an acceptance or a
+# purchase locks every thread on the listing (+1) and writes the accepted move, the rivals'
+# declines and the closing of the other threads (+1 each, whatever the number of threads).
+OFFER = (8, 12)
+COUNTER = (7, 11)
+ACCEPT_WITHOUT_RIVALS = (12, 15)
+ACCEPT_WITH_THREE_RIVALS = (16, 23)
+PURCHASE_WITH_TWO_BARGAINERS = (12, 17)
 NOT_ROUND_TRIPS = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK")
 
 

@@ -149,6 +149,10 @@ def test_every_event_of_an_order_life_and_of_bargaining_validates(make_client):
     assert second.post(f"/api/offers/{withdrawn['id']}/withdraw").status_code == 200
     expiring = post_offer(first, third_listing, 5_000)
     handle_offer_expiry(offer_id=expiring["id"], now=timezone.now() + timedelta(days=30))
+    # Conversations: each offer move above wrote message.created; a read receipt.
+    thread = first.get("/api/conversations").json()["items"][0]
+    last = thread["last_message"]["id"]
+    assert first.post(f"/api/conversations/{thread['id']}/read", {"up_to": last}).status_code == 200
 
     seen = set()
     for event in Event.objects.order_by("user_id", "seq"):

@@ -26,6 +26,9 @@ PUBLIC = {
     ("GET", "/api/listings/{listing_id}"): "approved listings are public (storefront)",
     ("POST", "/api/listings/{listing_id}/offers"): "any buyer may bargain on a listing on sale",
     ("GET", "/api/listings/{listing_id}/share"): "a published listing's share card is public",
+    ("POST", "/api/listings/{listing_id}/conversation"): "any buyer may ask about a listing",
+    ("POST", "/api/users/{user_id}/block"): "anyone may block anyone (it reveals nothing)",
+    ("DELETE", "/api/users/{user_id}/block"): "unblocking someone one never blocked is a no-op",
 }
 
 # A valid body for each id-taking operation that needs one, so the 404 cannot be a 422 that
@@ -42,6 +45,12 @@ BODIES = {
     ("POST", "/api/orders/{order_no}/review"): {"rating": 5, "comment": "很好"},
     ("POST", "/api/offers/{offer_id}/counter"): {"price": 9_500},
     ("PUT", "/api/listings/{listing_id}/bargain-floor"): {"floor_price": 5_000},
+    ("POST", "/api/conversations/{conversation_id}/messages"): {
+        "kind": "text",
+        "text": "还在吗",
+        "client_id": "stranger-1",
+    },
+    ("POST", "/api/conversations/{conversation_id}/read"): {"up_to": 1},
 }
 MULTIPART = {
     ("POST", "/api/orders/{order_no}/video"): ("file", MP4_BYTES, "item.mp4", "video/mp4"),
@@ -71,6 +80,8 @@ def victim_world(make_client):
     pay_in_wechat(victim, order_no)
     offer = other.post(f"/api/listings/{listing.pk}/offers", {"price": 18_000})
     assert offer.status_code == 201, offer.content
+    conversation = other.post(f"/api/listings/{listing.pk}/conversation")
+    assert conversation.status_code == 200, conversation.content
     credit(victim.user, 50_000)
     account = make_account(victim.user)
     withdrawal = victim.post("/api/wallet/withdrawals", {"amount": 1_000, "account_id": account.pk})
@@ -83,6 +94,7 @@ def victim_world(make_client):
         "account_id": account.pk,
         "withdrawal_id": withdrawal.json()["id"],
         "user_id": victim.user.pk,
+        "conversation_id": conversation.json()["id"],
     }
 
 
@@ -146,6 +158,10 @@ def test_every_id_taking_operation_is_404_to_a_stranger_and_changes_nothing(
         ("POST", "/api/offers/{offer_id}/withdraw"),
         ("DELETE", "/api/wallet/accounts/{account_id}"),
         ("GET", "/api/wallet/withdrawals/{withdrawal_id}"),
+        ("GET", "/api/conversations/{conversation_id}"),
+        ("GET", "/api/conversations/{conversation_id}/messages"),
+        ("POST", "/api/conversations/{conversation_id}/messages"),
+        ("POST", "/api/conversations/{conversation_id}/read"),
     ]:
         assert must in checked, must
 
