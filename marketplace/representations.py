@@ -9,8 +9,8 @@ one wire format (project/wire.py)."""
 from collections.abc import Sequence
 from typing import Any
 
-from marketplace.media import storage_url
-from marketplace.models import Listing
+from marketplace.media import private_url, storage_url
+from marketplace.models import Listing, User
 from marketplace.models.orders import Order, OrderHistory, Refund
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 
@@ -25,10 +25,12 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
     }
 
 
-def order_video_url(order: Order) -> str | None:
-    """Only the buyer and seller may watch it: on S3 a signed, expiring URL, never a CDN link
-    (settings.STORAGES["private"])."""
-    return storage_url(order.video.name, storage="private") if order.video else None
+def order_video_url(order: Order, *, reader: User | None) -> str | None:
+    """A fresh short-lived URL for the reader who asked (its buyer, seller or staff: the caller
+    checked); None without a reader, so no event or stored copy ever holds an expiring link."""
+    if not order.video or reader is None:
+        return None
+    return private_url(order.video.name, reader_id=reader.pk)
 
 
 def refund_status(order: Order) -> str:
@@ -47,13 +49,24 @@ def order_data(
     with_history: bool = True,
     history: Sequence[OrderHistory] | None = None,
     refund: Any = _LOADED,
+    reader: User | None = None,
 ) -> dict[str, Any]:
     """`history` and `refund` (a Refund or None) when the caller knows them, so they are not
-    read again (a just-created order); by default they are read from the order."""
+    read again (a just-created order); by default they are read from the order. `reader`: the
+    user the REST API answers, who gets the video's private URL; events pass none.
+
+    The item (title, cover, seller's nickname and avatar) comes from the order's own snapshot,
+    taken when it was placed: never from the listing or the seller as they are now."""
     data: dict[str, Any] = {
         "order_no": order.order_no,
         "listing_id": order.listing_id,
         "title": order.title,
+        "cover_url": media_url(order.cover),
+        "seller": {
+            "id": order.seller_id,
+            "nickname": order.seller_nickname,
+            "avatar_url": order.seller_avatar_url,
+        },
         "buyer_id": order.buyer_id,
         "seller_id": order.seller_id,
         "status": order.status,
@@ -62,7 +75,8 @@ def order_data(
         "address": order.address,
         "deadline_at": order.deadline_at,
         "paid_at": order.paid_at,
-        "video_url": order_video_url(order),
+        "has_video": bool(order.video),
+        "video_url": order_video_url(order, reader=reader),
         "carrier": order.carrier or None,
         "tracking_no": order.tracking_no or None,
         "shipped_at": order.shipped_at,

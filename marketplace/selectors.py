@@ -13,6 +13,7 @@ from marketplace.errors import NotFound
 from marketplace.models import Address, Banner, Category, Listing, ListingStatus, User
 from marketplace.models.catalog import PUBLIC_DETAIL_STATUSES
 from marketplace.models.orders import Order, PlatformSettings
+from marketplace.models.privacy import DataExport
 from marketplace.models.wallet import LedgerEntry, Wallet, Withdrawal
 from marketplace.pagination import MAX_LIMIT, Page, after_cursor, cursor_for, paginate
 from marketplace.representations import listing_summary_data, media_url
@@ -373,6 +374,21 @@ def order_of(*, user: User, order_no: str) -> Order:
     if order is None:
         raise NotFound("No such order.", code="order_not_found")
     return order
+
+
+def may_read_private_file(*, name: str, reader_id: int) -> bool:
+    """Checked again when a private URL is used, not only when it was issued: an order's video
+    for its buyer, its seller and staff; an export for its owner. Any other name: nobody."""
+    reader = User.objects.filter(pk=reader_id, is_active=True).first()
+    if reader is None or reader.is_banned:
+        return False
+    if name.startswith("order-videos/"):
+        if reader.is_staff:
+            return Order.objects.filter(video=name).exists()
+        return Order.objects.filter(Q(buyer=reader) | Q(seller=reader), video=name).exists()
+    if name.startswith("exports/"):
+        return DataExport.objects.filter(user=reader, file=name).exists()
+    return False
 
 
 def order_for_display(*, order_id: int) -> Order:

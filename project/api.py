@@ -14,7 +14,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from psycopg_pool import PoolTimeout
 
-from marketplace.api import accounts, catalog, orders, privacy, wallet
+from marketplace.api import accounts, catalog, media, orders, privacy, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
@@ -179,6 +179,7 @@ for router in (
     orders.notify_router,
     wallet.router,
     privacy.router,
+    media.router,
     negotiation_router,
     events_router,
 ):

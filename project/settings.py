@@ -439,11 +439,21 @@ MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 # a CDN in front of MEDIA_URL, or by default this server itself.
 MEDIA_BASE_URL = os.environ.get("MEDIA_BASE_URL", PUBLIC_BASE_URL).rstrip("/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-# "private" names the same files as "default" but only ever hands out signed URLs: order videos
-# (marketplace.representations) go through it, listing images through "default".
+# "private" holds what only some readers may see (order videos, personal-data exports) outside
+# the public media prefix: its own directory here (never served as /media/), its own key prefix
+# on S3. Readers get short-lived URLs from marketplace.media.private_url (docs/fixes.md).
+PRIVATE_MEDIA_ROOT = Path(os.environ.get("PRIVATE_MEDIA_ROOT", VAR_DIR / "private-media"))
+# How long a private URL (a signed link to our view, or an S3 presigned URL) stays valid.
+PRIVATE_MEDIA_TTL_SECONDS = env_int("PRIVATE_MEDIA_TTL_SECONDS", 600)
+# Behind nginx: the internal location that maps PRIVATE_MEDIA_ROOT (e.g. "/_private/"); the view
+# then answers with X-Accel-Redirect and nginx sends the file. Empty: the view streams it.
+PRIVATE_MEDIA_ACCEL_PREFIX = os.environ.get("PRIVATE_MEDIA_ACCEL_PREFIX", "")
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "private": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(PRIVATE_MEDIA_ROOT), "base_url": "/private-media-not-served/"},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
@@ -466,7 +476,14 @@ if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     }
     # No custom domain here: django-storages signs only bucket URLs, and a CDN URL for a video
     # would be readable by anyone who saw it, for ever.
-    STORAGES["private"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
+    STORAGES["private"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **_s3_options,
+            "location": os.environ.get("AWS_PRIVATE_LOCATION", "private"),
+            "querystring_expire": PRIVATE_MEDIA_TTL_SECONDS,
+        },
+    }
 
 LANGUAGE_CODE = "zh-hans"
 TIME_ZONE = "Asia/Shanghai"

@@ -36,6 +36,15 @@ HUEY = {**HUEY, "immediate": True}
 # Sandbox notifications reach the notify URLs in-process (no server runs during tests).
 SANDBOX_CALLBACK_TRANSPORT = "django"
 MEDIA_ROOT = VAR_DIR / "test-media"
+PRIVATE_MEDIA_ROOT = VAR_DIR / "test-private-media"
+if STORAGES["private"]["BACKEND"].endswith("FileSystemStorage"):  # noqa: F405
+    STORAGES = {  # noqa: F811
+        **STORAGES,  # noqa: F405
+        "private": {
+            **STORAGES["private"],  # noqa: F405
+            "OPTIONS": {**STORAGES["private"]["OPTIONS"], "location": str(PRIVATE_MEDIA_ROOT)},  # noqa: F405
+        },
+    }
 if REDIS_URL:
     # Keep test keys away from a developer's running server.
     CACHES = {  # noqa: F811

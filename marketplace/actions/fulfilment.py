@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files import File
-from django.core.files.storage import default_storage
+from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -62,11 +62,12 @@ def upload_video(*, seller: User, order_no: str, file: File, extension: str) -> 
     order = check_video_upload(seller=seller, order_no=order_no)
     # Saved before the transaction: storage writes can be slow (S3) and must not hold the lock.
     name = f"order-videos/{order.order_no}-{secrets.token_hex(6)}.{extension}"
-    stored = default_storage.save(name, file)
+    # Private storage: never under the public media prefix (marketplace/media.py).
+    stored = storages["private"].save(name, file)
     with transaction.atomic(durable=True):
         order = access_order(user=seller, order_no=order_no, role="seller", lock=True)
         if order.status != OrderStatus.AWAITING_VIDEO:
-            default_storage.delete(stored)
+            storages["private"].delete(stored)
             _require(order, OrderStatus.AWAITING_VIDEO)
         order.video.name = stored
         order.video_uploaded_at = timezone.now()

@@ -187,6 +187,9 @@ def _erase_personal_data(user: User) -> None:
         deleted_at=timezone.now(),
     )
     Order.objects.filter(buyer=user).update(address=ERASED_ADDRESS)
+    # The item snapshot keeps the seller's name and face for the buyer (issue 18), not once the
+    # seller is erased.
+    Order.objects.filter(seller=user).update(seller_nickname=ERASED_NAME, seller_avatar_url="")
     # Durable events are delivery copies of orders and offers (addresses, nicknames): the
     # user's own, and the other parties' copies of objects the user was a party to.
     Event.objects.filter(

@@ -1,10 +1,17 @@
 """Orders, their append-only history, refunds, raw payment notifications and platform settings."""
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import Q
 
 from marketplace.states import OrderStatus, RefundStatus
+
+
+def private_storage() -> Storage:
+    """Order videos are private (marketplace/media.py); a callable keeps settings out of the
+    migration."""
+    return storages["private"]
 
 
 class PlatformSettings(models.Model):
@@ -63,6 +70,13 @@ class Order(models.Model):
         "marketplace.Listing", on_delete=models.PROTECT, related_name="orders"
     )
     title = models.CharField(max_length=60, help_text="The listing's title when ordered.")
+    # The item as it was bought (issue 18): the order renders from these whatever later happens
+    # to the listing (edited, off the shelf) or its seller (renamed, banned, erased).
+    cover = models.CharField(
+        max_length=300, blank=True, help_text="The listing's cover (a storage name) when ordered."
+    )
+    seller_nickname = models.CharField(max_length=64, blank=True)
+    seller_avatar_url = models.CharField(max_length=500, blank=True)
     price_fen = models.BigIntegerField()
     # A copy, not a reference: editing the address book never changes where an order ships.
     address = models.JSONField()
@@ -80,7 +94,7 @@ class Order(models.Model):
     transaction_id = models.CharField(max_length=64, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
 
-    video = models.FileField(upload_to="order-videos/%Y/%m/", blank=True)
+    video = models.FileField(upload_to="order-videos/%Y/%m/", storage=private_storage, blank=True)
     video_uploaded_at = models.DateTimeField(null=True, blank=True)
     carrier = models.CharField(max_length=30, blank=True)
     tracking_no = models.CharField(max_length=32, blank=True)
