@@ -431,6 +431,10 @@ SHARE_CARD_FONT = os.environ.get(
     "SHARE_CARD_FONT", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 )
 
+# Hosts an avatar_url given as text may point at (HTTPS only): WeChat's own avatar CDN. Our own
+# uploads (POST /api/me/avatar, MEDIA_BASE_URL) are always accepted.
+AVATAR_URL_HOSTS = env_list("AVATAR_URL_HOSTS", ["thirdwx.qlogo.cn", "wx.qlogo.cn"])
+
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -4,11 +4,13 @@ from typing import Annotated
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import File, Router, Schema, Status
+from ninja.files import UploadedFile
 from pydantic import ConfigDict, StringConstraints
 
 from marketplace.actions import accounts as account_actions
-from marketplace.errors import NotFound
+from marketplace.actions import uploads as upload_actions
+from marketplace.errors import NotFound, PayloadTooLarge
 from marketplace.selectors import addresses_of, public_user
 from project.ratelimit import RateLimit
 from project.wire import WireDateTime
@@ -158,6 +160,21 @@ def update_me(request: HttpRequest, payload: ProfileIn):
     return account_actions.update_profile(
         user=request.auth, nickname=payload.nickname, avatar_url=payload.avatar_url
     )
+
+
+@router.post(
+    "/me/avatar",
+    response=UserOut,
+    throttle=[RateLimit("image_upload")],
+    summary="Upload my avatar (the chooseAvatar file; JPEG/PNG/WebP ≤ 10 MB, stored square)",
+)
+def upload_avatar(request: HttpRequest, file: File[UploadedFile]):
+    if file.size is not None and file.size > upload_actions.MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge("Images are limited to 10 MB.")
+    name = upload_actions.store_avatar(
+        user=request.auth, data=file.read(upload_actions.MAX_UPLOAD_BYTES + 1)
+    )
+    return account_actions.set_uploaded_avatar(user=request.auth, name=name)
 
 
 @router.get("/users/{user_id}", response=PublicUserOut, auth=None)

@@ -30,13 +30,15 @@ def sign_in(anon: ApiClient, openid: str, unionid: str = "", **body) -> dict:
 
 
 def test_first_sign_in_creates_the_user_and_returns_a_working_token(anon):
-    body = sign_in(anon, "openid-new-user-1", nickname="小明", avatar_url="https://img.example/a.png")
+    body = sign_in(
+        anon, "openid-new-user-1", nickname="小明", avatar_url="https://thirdwx.qlogo.cn/mmopen/vi_32/a/132"
+    )
 
     user = User.objects.get(openid="openid-new-user-1")
     assert body["user"] == {
         "id": user.pk,
         "nickname": "小明",
-        "avatar_url": "https://img.example/a.png",
+        "avatar_url": "https://thirdwx.qlogo.cn/mmopen/vi_32/a/132",
         "phone": "",
         "rating_avg": None,
         "rating_count": 0,
