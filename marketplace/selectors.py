@@ -304,6 +304,8 @@ def search_listings(
     category_ids: list[int] | None = None,
     min_price: int | None = None,
     max_price: int | None = None,
+    city_code: str | None = None,
+    condition: str | None = None,
     sort: str = "newest",
     limit: int = 20,
     cursor: str | None = None,
@@ -314,7 +316,9 @@ def search_listings(
         queryset = public_listings()
         for word in words:
             queryset = queryset.filter(_term_filter(word))
-        queryset = _listing_filters(queryset, category_ids, min_price, max_price)
+        queryset = _listing_filters(
+            queryset, category_ids, min_price, max_price, city_code=city_code, condition=condition
+        )
         return paginate(
             queryset, ordering=ordering, limit=limit, cursor=cursor, transform=_summaries
         )
@@ -326,7 +330,11 @@ def search_listings(
         seller_id__in=User.objects.filter(is_banned=True).values("id")
     )
     window = after_cursor(
-        _listing_filters(window, category_ids, min_price, max_price), ordering, cursor
+        _listing_filters(
+            window, category_ids, min_price, max_price, city_code=city_code, condition=condition
+        ),
+        ordering,
+        cursor,
     )
     found = _search_postgres(window, ordering, words, limit + 1)
     page = found[:limit]
@@ -341,6 +349,9 @@ def _listing_filters(
     category_ids: list[int] | None,
     min_price: int | None,
     max_price: int | None,
+    *,
+    city_code: str | None = None,
+    condition: str | None = None,
 ) -> QuerySet:
     if category_ids is not None:
         queryset = queryset.filter(category_id__in=category_ids)
@@ -348,6 +359,10 @@ def _listing_filters(
         queryset = queryset.filter(price_fen__gte=min_price)
     if max_price is not None:
         queryset = queryset.filter(price_fen__lte=max_price)
+    if city_code:
+        queryset = queryset.filter(city_code=city_code)
+    if condition:
+        queryset = queryset.filter(condition=condition)
     return queryset
 
 

@@ -326,7 +326,10 @@ def create_address(*, user: User, data: dict) -> Address:
         if is_default:
             _clear_other_defaults(user=user, keep_id=None)
         return Address.objects.create(
-            user=user, is_default=is_default, **{f: data[f] for f in ADDRESS_FIELDS}
+            user=user,
+            is_default=is_default,
+            city_code=data.get("city_code") or "",
+            **{f: data[f] for f in ADDRESS_FIELDS},
         )
 
 
@@ -344,7 +347,7 @@ def update_address(*, user: User, address_id: int, data: dict) -> Address:
     with transaction.atomic(durable=True):
         _lock_address_book(user)
         address = access_address(user=user, address_id=address_id, lock=True)
-        for name in ADDRESS_FIELDS:
+        for name in (*ADDRESS_FIELDS, "city_code"):
             if data.get(name) is not None:
                 setattr(address, name, data[name])
         if data.get("is_default") is True and not address.is_default:

@@ -335,21 +335,23 @@ def open_dispute(*, buyer: User, order_no: str, reason: str) -> Order:
 
 
 def settle_dispute(*, staff: User, order_id: int, refund_fen: int, note: str) -> Order:
-    """Staff decision: refund_fen == price → cancelled with a full refund; 0 → released to
+    """Staff decision: refund_fen == price + shipping → cancelled with a full refund; 0 → released to
     the seller (completed and credited); in between → the buyer gets refund_fen back and the
     seller is credited for the rest (completed)."""
     with transaction.atomic(durable=True):
         order = lock_order(order_id)
         _require(order, OrderStatus.DISPUTED, code="dispute_not_open")
-        if not 0 <= refund_fen <= order.price_fen:
-            raise InvalidInput("The refund must be between 0 and the price.", code="invalid_refund")
+        if not 0 <= refund_fen <= order.total_fen:
+            raise InvalidInput(
+                "The refund must be between 0 and the price plus shipping.", code="invalid_refund"
+            )
         dispute = Dispute.objects.select_for_update().get(order=order)
         dispute.resolution = Dispute.Resolution.REFUND if refund_fen else Dispute.Resolution.RELEASE
         dispute.refund_fen, dispute.note = refund_fen, note[:500]
         dispute.settled_by, dispute.settled_at = staff, timezone.now()
         dispute.save()
         reason = f"dispute settled by staff: {note}"[:500]
-        if refund_fen == order.price_fen:
+        if refund_fen == order.total_fen:
             return cancel_paid_order(
                 order,
                 actor=Actor.STAFF,
@@ -360,7 +362,10 @@ def settle_dispute(*, staff: User, order_id: int, refund_fen: int, note: str) ->
         if refund_fen:
             request_refund(order=order, amount_fen=refund_fen, reason="partial refund (dispute)")
         order.commission_fen, _ = sale_split(
-            price_fen=order.price_fen, refunded_fen=refund_fen, rate_bp=order.commission_rate_bp or 0
+            price_fen=order.price_fen,
+            shipping_fee_fen=order.shipping_fee_fen,
+            refunded_fen=refund_fen,
+            rate_bp=order.commission_rate_bp or 0,
         )
         return complete_order(
             order, actor=Actor.STAFF, actor_user=staff, reason=reason, fields=("commission_fen",)

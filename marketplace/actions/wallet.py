@@ -96,6 +96,7 @@ def credit_sale(*, order_id: int) -> LedgerEntry | None:
         refunded = Refund.objects.filter(order=order).values_list("amount_fen", flat=True).first()
         commission, seller_share = sale_split(
             price_fen=order.price_fen,
+            shipping_fee_fen=order.shipping_fee_fen,
             refunded_fen=refunded or 0,
             rate_bp=order.commission_rate_bp or 0,
         )
@@ -105,7 +106,10 @@ def credit_sale(*, order_id: int) -> LedgerEntry | None:
             available_delta_fen=seller_share,
             unique_key=f"order:{order.pk}:sale_credit",
             order=order,
-            note=f"{order.order_no}: {order.price_fen} - commission {commission}",
+            note=(
+                f"{order.order_no}: {order.price_fen} + shipping {order.shipping_fee_fen}"
+                f" - commission {commission}"
+            ),
         )
         if entry is not None:
             entry.order = order

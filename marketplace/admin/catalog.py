@@ -5,6 +5,7 @@ from django.contrib.admin import helpers
 from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import catalog as catalog_actions
 from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
@@ -105,6 +106,21 @@ class ListingReviewInline(admin.TabularInline):
 
 # Listings come from sellers through the API; orders and reviews point at them, so one is
 # taken off sale by rejecting it, never deleted.
+class ShippingFilter(admin.SimpleListFilter):
+    title = _("shipping")
+    parameter_name = "shipping"
+
+    def lookups(self, request, model_admin):
+        return [("free", _("Free shipping")), ("paid", _("Buyer pays shipping"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "free":
+            return queryset.filter(shipping_fee_fen=0)
+        if self.value() == "paid":
+            return queryset.filter(shipping_fee_fen__gt=0)
+        return queryset
+
+
 @admin.register(Listing)
 class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
     """The review queue: pending first, oldest submission first."""
@@ -116,13 +132,22 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         "seller",
         "category",
         "price_yuan",
+        "shipping_yuan",
+        "condition",
+        "city_code",
         "status",
         "is_flagged",
         "submitted_at",
         "views",
     )
-    list_filter = ("status", "is_flagged", ("category", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("title", "seller__nickname", "seller__username", "=id")
+    list_filter = (
+        "status",
+        "is_flagged",
+        "condition",
+        ShippingFilter,
+        ("category", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("title", "seller__nickname", "seller__username", "=id", "=city_code")
     list_select_related = ("seller", "category", "category__parent")
     raw_id_fields = ("seller",)
     readonly_fields = (
@@ -172,6 +197,10 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
     @admin.display(description="price (¥)", ordering="price_fen")
     def price_yuan(self, obj):
         return yuan(obj.price_fen)
+
+    @admin.display(description=_("shipping (¥)"), ordering="shipping_fee_fen")
+    def shipping_yuan(self, obj):
+        return yuan(obj.shipping_fee_fen) if obj.shipping_fee_fen else _("Free shipping")
 
     def _report(self, request, done: int, problems: list[str], verb: str) -> None:
         if done:

@@ -149,7 +149,7 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
         if not self.has_settle_permission(request):
             raise PermissionDenied
         order = Order.objects.select_related("buyer", "seller").get(pk=order_id)
-        form = SettleDisputeForm(request.POST or None, initial={"refund_fen": order.price_fen})
+        form = SettleDisputeForm(request.POST or None, initial={"refund_fen": order.total_fen})
         if request.method == "POST" and form.is_valid():
             try:
                 fulfilment.settle_dispute(

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, StringConstraints
 from marketplace.actions import accounts as account_actions
 from marketplace.actions import uploads as upload_actions
 from marketplace.errors import NotFound, PayloadTooLarge
+from marketplace.models.catalog import CITY_CODE_PATTERN
 from marketplace.selectors import addresses_of, public_user
 from project.ratelimit import RateLimit
 from project.wire import WireDateTime
@@ -19,6 +20,7 @@ router = Router(tags=["accounts"])
 
 Nickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 AvatarUrl = Annotated[str, StringConstraints(max_length=500, pattern=r"^https?://\S+$")]
+CityCode = Annotated[str, StringConstraints(pattern=CITY_CODE_PATTERN)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9-]{5,19}$")]
 
 
@@ -87,6 +89,7 @@ class AddressIn(StrictSchema):
     city: _short(40)
     district: _short(40)
     detail: _short(200)
+    city_code: CityCode | None = None
     is_default: bool = False
 
 
@@ -97,6 +100,7 @@ class AddressPatch(StrictSchema):
     city: _short(40) | None = None
     district: _short(40) | None = None
     detail: _short(200) | None = None
+    city_code: CityCode | None = None
     is_default: bool | None = None
 
 
@@ -108,6 +112,7 @@ class AddressOut(Schema):
     city: str
     district: str
     detail: str
+    city_code: str
     is_default: bool
 
 

@@ -78,7 +78,9 @@ class OrderSummaryOut(Schema):
     buyer_id: int
     seller_id: int
     status: OrderStatus
-    price: int
+    price: int = Field(description="The item's price in fen; commission is on this alone.")
+    shipping_fee: int = Field(description="Shipping in fen, paid on top (0 = 包邮).")
+    total: int = Field(description="What the buyer pays: price + shipping_fee.")
     commission: int | None
     deadline_at: WireDateTime | None
     refund_status: str

@@ -61,6 +61,10 @@ class Address(models.Model):
     province = models.CharField(max_length=40)
     city = models.CharField(max_length=40)
     district = models.CharField(max_length=40)
+    # The city's 6-digit division code from WeChat's region picker (or chooseAddress's
+    # nationalCode, district level, whose city is its first four digits + "00"); a listing's
+    # city defaults to the seller's default address's.
+    city_code = models.CharField(max_length=6, blank=True)
     detail = models.CharField(max_length=200)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

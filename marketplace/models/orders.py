@@ -77,7 +77,10 @@ class Order(models.Model):
     )
     seller_nickname = models.CharField(max_length=64, blank=True)
     seller_avatar_url = models.CharField(max_length=500, blank=True)
+    # The item's price (agreed in a bargain, or the listing's); commission is on this alone.
     price_fen = models.BigIntegerField()
+    # The listing's shipping fee when ordered, paid on top of the price (0 = 包邮).
+    shipping_fee_fen = models.BigIntegerField(default=0)
     # A copy, not a reference: editing the address book never changes where an order ships.
     address = models.JSONField()
     status = models.CharField(
@@ -115,6 +118,9 @@ class Order(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(price_fen__gte=1), name="order_price_positive"),
             models.CheckConstraint(
+                condition=Q(shipping_fee_fen__gte=0), name="order_shipping_fee_not_negative"
+            ),
+            models.CheckConstraint(
                 condition=Q(status__in=OrderStatus.values), name="order_status_valid"
             ),
             # The database itself refuses a second live order on one listing.
@@ -144,6 +150,11 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.order_no
+
+    @property
+    def total_fen(self) -> int:
+        """What the buyer pays, and what a full refund returns: price + shipping."""
+        return self.price_fen + self.shipping_fee_fen
 
 
 class OrderHistory(models.Model):

@@ -33,7 +33,13 @@ CATEGORIES = {
     "电脑": ["笔记本", "台式机", "平板"],
 }
 
-# (leaf, title, description, price in yuan, features)
+# Each demo item's condition, shipping and city follow from its place in the list: the choices
+# and 同城 filter have something to show.
+DEMO_CONDITIONS = ["like_new", "light_wear", "new", "heavy_wear"]
+DEMO_CITIES = ["440300", "310100", "110100"]  # 深圳, 上海, 北京
+DEMO_SHIPPING_FEN = [0, 1_000, 0, 800]  # 0 = 包邮
+
+# (leaf, title, description, price in yuan)
 ITEMS = [
     ("苹果", "iPhone 13 128G 午夜色", "自用一年，无磕碰，电池健康 89%，原装充电线。", 2799),
     ("苹果", "iPhone 12 mini 64G", "小屏党福音，屏幕完美，背板有细微划痕。", 1399),
@@ -151,8 +157,11 @@ class Command(BaseCommand):
                     category=leaves[leaf],
                     title=title,
                     description=description,
-                    features=[{"name": "成色", "value": "九成新"}],
                     price_fen=yuan * 100,
+                    original_price_fen=yuan * 100 * 3 // 2,
+                    shipping_fee_fen=DEMO_SHIPPING_FEN[index % len(DEMO_SHIPPING_FEN)],
+                    city_code=DEMO_CITIES[index % len(DEMO_CITIES)],
+                    condition=DEMO_CONDITIONS[index % len(DEMO_CONDITIONS)],
                     status=ListingStatus.ON_SALE,
                     approved_at=approved,
                     views=(index * 37) % 500,
