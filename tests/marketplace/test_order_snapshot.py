@@ -41,7 +41,9 @@ def test_the_order_carries_the_item_as_bought(make_client):
     assert listing.cover and _item(created) == expected
     order = Order.objects.get(order_no=created["order_no"])
     assert (order.cover, order.seller_nickname, order.seller_avatar_url) == (
-        listing.cover, "小王的闲置", AVATAR
+        listing.cover,
+        "小王的闲置",
+        AVATAR,
     )
     # The event the order's creation sent shows the same item.
     event = Event.objects.filter(user=buyer.user, type="order.status_changed").latest("seq")
