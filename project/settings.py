@@ -295,7 +295,12 @@ MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 110 * 1024 * 1024)
 NUM_PROXIES: int | None = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
 NINJA_NUM_PROXIES = NUM_PROXIES
 RATE_LIMITS = {
+    # Sign-in (docs/fixes.md): per WeChat openid, as code2session returns it, since most mobile
+    # users share carrier-grade NAT addresses; a far higher per-address ceiling against floods;
+    # and failed code exchanges per address, counted apart (a flood of made-up codes).
     "sign_in": os.environ.get("RATE_SIGN_IN", "10/m"),
+    "sign_in_address": os.environ.get("RATE_SIGN_IN_ADDRESS", "300/m"),
+    "sign_in_failures": os.environ.get("RATE_SIGN_IN_FAILURES", "30/m"),
     "phone": os.environ.get("RATE_PHONE", "10/m"),
     "default_user": os.environ.get("RATE_USER", "600/m"),
     "withdrawal": os.environ.get("RATE_WITHDRAWAL", "10/h"),

@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -133,6 +134,7 @@ def sign_in_with_wechat(
     nickname: str | None = None,
     avatar_url: str | None = None,
     restore_account: bool = False,
+    admit: Callable[[str], None] | None = None,
 ) -> SignIn:
     """Exchange a wx.login code for a user and a fresh API token. A closed account's openid
     starts a fresh account, unless `restore_account` asks for the closed one back within its
@@ -140,6 +142,9 @@ def sign_in_with_wechat(
     if avatar_url is not None:
         check_avatar_url(avatar_url)
     session = wechat.code_to_session(code)
+    if admit is not None:
+        # The caller's per-openid limit (the API's), before anything is written.
+        admit(session.openid)
     with transaction.atomic(durable=True):
         restored = reopen_closed_account(openid=session.openid) if restore_account else None
         if restored is not None:
