@@ -9,8 +9,8 @@ from django.utils import timezone
 from marketplace.models import Order
 from negotiation.models import Offer
 from tests.conftest import assert_error
-from tests.negotiation.helpers import buyer, offer, seller_and_listing
 from tests.marketplace.order_helpers import listing_on_sale, place_order
+from tests.negotiation.helpers import buyer, offer, seller_and_listing
 
 pytestmark = pytest.mark.django_db
 
