@@ -131,9 +131,9 @@ def category_tree() -> list[dict[str, Any]]:
             {
                 "id": root.pk,
                 "name": root.name,
-                "icon": _media_or_url(root.icon),
+                "icon": _media_or_url(root.icon.name),
                 "children": [
-                    {"id": c.pk, "name": c.name, "icon": _media_or_url(c.icon), "children": []}
+                    {"id": c.pk, "name": c.name, "icon": _media_or_url(c.icon.name), "children": []}
                     for c in rows
                     if c.parent_id == root.pk
                 ],

@@ -18,12 +18,35 @@ class ChildCategoryInline(admin.TabularInline):
     model = Category
     fk_name = "parent"
     extra = 0
-    fields = ("name", "icon", "sort_order", "is_active")
+    fields = ("name", "icon", "icon_preview", "sort_order", "is_active")
+    readonly_fields = ("icon_preview",)
+
+    @admin.display(description=_("icon preview"))
+    def icon_preview(self, obj):
+        return category_icon_preview(obj)
+
+
+def category_icon_preview(obj):
+    if not obj or not obj.icon:
+        return "-"
+    return format_html(
+        '<img src="{}" alt="" style="width:48px;height:48px;object-fit:contain">',
+        _icon_url(obj.icon.name),
+    )
+
+
+def _icon_url(name: str) -> str:
+    return name if name.startswith(("http://", "https://", "/")) else media_url(name)
 
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "parent", "sort_order", "is_active")
+    list_display = ("id", "icon_preview", "name", "parent", "sort_order", "is_active")
+    readonly_fields = ("icon_preview",)
+
+    @admin.display(description=_("icon preview"))
+    def icon_preview(self, obj):
+        return category_icon_preview(obj)
     list_editable = ("sort_order", "is_active")
     list_filter = ("is_active", ("parent", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name",)

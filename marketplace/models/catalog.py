@@ -42,7 +42,13 @@ class Category(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
     name = models.CharField(max_length=30)
-    icon = models.CharField(max_length=500, blank=True, help_text="Icon URL or media path.")
+    # Uploaded in the admin through the storage API (older rows may hold a URL as text).
+    icon = models.ImageField(
+        upload_to="category-icons/",
+        max_length=500,
+        blank=True,
+        help_text=_("A square PNG or JPEG, shown at 48 px in the mini-program."),
+    )
     sort_order = models.IntegerField(default=0)
     is_active = models.BooleanField(default=True)
 

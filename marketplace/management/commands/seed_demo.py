@@ -14,7 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image, ImageDraw
 
+from marketplace.actions.catalog import invalidate_catalog_cache
 from marketplace.actions.uploads import THUMB_SIDE
+from marketplace.category_icons import give_generated_icons
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingStatus, User
 
 DEMO_USERS = [
@@ -141,6 +143,9 @@ class Command(BaseCommand):
                     leaves[child], _ = Category.objects.get_or_create(
                         parent=root, name=child, defaults={"sort_order": order}
                     )
+            # The seeded categories get generated icons (staff may upload real ones later).
+            if give_generated_icons():
+                invalidate_catalog_cache()
             now = timezone.now()
             created = 0
             for index, (leaf, title, description, yuan) in enumerate(ITEMS):
