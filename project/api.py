@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils.translation import gettext
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
@@ -88,7 +89,10 @@ api = MarketplaceAPI(
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra) -> HttpResponse:
-    return api.create_response(request, {"code": code, "message": message, **extra}, status=status)
+    """`message` is English source text: the reader gets it in their language."""
+    return api.create_response(
+        request, {"code": code, "message": gettext(message), **extra}, status=status
+    )
 
 
 @api.exception_handler(DomainError)
@@ -108,7 +112,12 @@ def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> Http
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(first["loc"][1:] or first["loc"])
-    message = f"{where}: {first['msg']}" if where else first["msg"]
+    # Pydantic's own wording stays English (it is also in `errors`); the frame is translated.
+    message = (
+        gettext("%(field)s: %(problem)s") % {"field": where, "problem": first["msg"]}
+        if where
+        else first["msg"]
+    )
     return _error(request, 422, "validation_error", message, errors=errors)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -35,7 +36,8 @@ _STATUS_MESSAGES = {
 
 
 def error_response(status: int, code: str, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message, **extra}, status=status)
+    """`message` is English source text: the reader gets it in their language."""
+    return JsonResponse({"code": code, "message": gettext(message), **extra}, status=status)
 
 
 def is_api_path(path: str) -> bool:
@@ -109,7 +111,9 @@ class BodySizeLimitMiddleware:
         )
         if length > limit:
             return error_response(
-                413, "payload_too_large", f"The request body exceeds {limit} bytes."
+                413,
+                "payload_too_large",
+                gettext("The request body exceeds %(limit)s bytes.") % {"limit": limit},
             )
         return self.get_response(request)
 
@@ -170,7 +174,8 @@ def _too_large() -> JsonResponse:
     return error_response(
         413,
         "payload_too_large",
-        f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        gettext("The request body exceeds %(limit)s bytes.")
+        % {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
     )
 
 

@@ -90,6 +90,9 @@ MIDDLEWARE = [
     "project.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Accept-Language picks the language of error messages and the admin: Simplified Chinese
+    # unless the client asks for English (docs/fixes.md).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -495,6 +498,10 @@ if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     }
 
 LANGUAGE_CODE = "zh-hans"
+# What users and staff read: Simplified Chinese by default, English on Accept-Language: en.
+# The catalogue is locale/zh_Hans/LC_MESSAGES/django.po, compiled by `make messages`.
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True

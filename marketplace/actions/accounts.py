@@ -323,7 +323,8 @@ def create_address(*, user: User, data: dict) -> Address:
         existing = Address.objects.filter(user=user).count()
         if existing >= settings.MAX_ADDRESSES_PER_USER:
             raise Conflict(
-                f"At most {settings.MAX_ADDRESSES_PER_USER} addresses; delete one first.",
+                "At most %(limit)s addresses; delete one first.",
+                params={"limit": settings.MAX_ADDRESSES_PER_USER},
                 code="address_limit",
             )
         # The first address is the default whatever the client says.

@@ -78,7 +78,9 @@ def _check_images(*, seller: User, image_ids: Sequence[int], listing: Listing | 
     if not image_ids:
         raise InvalidInput("Add at least one image.", code="images_required")
     if len(image_ids) > MAX_IMAGES:
-        raise InvalidInput(f"At most {MAX_IMAGES} images.", code="too_many_images")
+        raise InvalidInput(
+            "At most %(limit)s images.", code="too_many_images", params={"limit": MAX_IMAGES}
+        )
     if len(set(image_ids)) != len(image_ids):
         raise InvalidInput("An image appears twice.", code="duplicate_image")
     # Locked so two listings published at once cannot both consume the same upload.
@@ -93,7 +95,9 @@ def _check_images(*, seller: User, image_ids: Sequence[int], listing: Listing | 
         )
         if upload is None or (upload.consumed_at is not None and not attached_here):
             raise InvalidInput(
-                f"Image {image_id} is not one of your unused uploads.", code="invalid_image_id"
+                "Image %(id)s is not one of your unused uploads.",
+                code="invalid_image_id",
+                params={"id": image_id},
             )
     return [uploads[i] for i in image_ids]
 
@@ -274,8 +278,9 @@ def _review(*, staff: User, listing_id: int, decision: str, reason: str) -> List
             raise NotFound("No such listing.", code="listing_not_found")
         if listing.status != ListingStatus.PENDING_REVIEW:
             raise Conflict(
-                f"Listing #{listing_id} is {listing.status}, not waiting for review.",
+                "Listing #%(id)s is %(status)s, not waiting for review.",
                 code="not_pending_review",
+                params={"id": listing_id, "status": listing.status},
             )
         if decision == ReviewDecision.APPROVED:
             listing.approved_at = timezone.now()

@@ -43,7 +43,9 @@ RESUBSCRIBE_AFTER_ABORT = timedelta(minutes=30)
 
 def _require(order: Order, *statuses: str, code: str = "invalid_order_status") -> None:
     if order.status not in statuses:
-        raise Conflict(f"Not possible while the order is {order.status}.", code=code)
+        raise Conflict(
+            "Not possible while the order is %(status)s.", code=code, params={"status": order.status}
+        )
 
 
 # --- video -------------------------------------------------------------------------------------

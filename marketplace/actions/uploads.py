@@ -49,8 +49,9 @@ class InvalidImage(DomainError):
 
 def _too_large(width: int, height: int, limit: int) -> InvalidImage:
     return InvalidImage(
-        f"The image is too large ({width}x{height}); at most {limit} pixels.",
+        "The image is too large (%(width)sx%(height)s); at most %(limit)s pixels.",
         code="image_too_large",
+        params={"width": width, "height": height, "limit": limit},
     )
 
 
@@ -73,7 +74,8 @@ def _open_checked(data: bytes) -> Image.Image:
             probe = Image.open(io.BytesIO(data))
             if probe.format not in ALLOWED_FORMATS:
                 raise InvalidImage(
-                    f"{probe.format or 'This'} images are not accepted; send JPEG, PNG or WebP."
+                    "%(format)s images are not accepted; send JPEG, PNG or WebP.",
+                    params={"format": probe.format or "?"},
                 )
             width, height = probe.size
             if width < 1 or height < 1 or width * height > MAX_PIXELS:
@@ -122,7 +124,9 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 def process_image(data: bytes) -> tuple[bytes, bytes, str, int, int]:
     """(main bytes, thumbnail bytes, format, width, height) of an upload, or InvalidImage."""
     if len(data) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(f"Images are limited to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
+        raise PayloadTooLarge(
+            "Images are limited to %(mb)s MB.", params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)}
+        )
     if not data:
         raise InvalidImage("The file is empty.")
     image = _open_checked(data)
@@ -167,7 +171,9 @@ def upload_image(*, user: User, data: bytes) -> ImageUpload:
 def process_avatar(data: bytes) -> tuple[bytes, str]:
     """(square avatar bytes, format) of an upload, checked exactly as listing images are."""
     if len(data) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(f"Images are limited to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
+        raise PayloadTooLarge(
+            "Images are limited to %(mb)s MB.", params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)}
+        )
     if not data:
         raise InvalidImage("The file is empty.")
     image = _open_checked(data)

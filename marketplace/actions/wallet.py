@@ -197,11 +197,13 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _invalid(field: str, message: str, code: str) -> Unprocessable:
+def _invalid(field: str, message: str, code: str, **params: object) -> Unprocessable:
+    english = message % params if params else message
     return Unprocessable(
         message,
         code=code,
-        errors=[{"loc": ["body", "payload", field], "msg": message, "type": code}],
+        params=params,
+        errors=[{"loc": ["body", "payload", field], "msg": english, "type": code}],
     )
 
 
@@ -266,7 +268,8 @@ def create_payout_account(
         lock_wallet(user_id=user.pk)
         if live_accounts(user=user).count() >= MAX_PAYOUT_ACCOUNTS:
             raise Conflict(
-                f"At most {MAX_PAYOUT_ACCOUNTS} payout accounts; remove one first.",
+                "At most %(limit)s payout accounts; remove one first.",
+                params={"limit": MAX_PAYOUT_ACCOUNTS},
                 code="account_limit",
             )
         return PayoutAccount.objects.create(
@@ -322,7 +325,10 @@ def request_withdrawal(*, user: User, amount_fen: int, account_id: int) -> Withd
     minimum = platform_settings().min_withdrawal_fen
     if amount_fen < minimum:
         raise _invalid(
-            "amount", f"The smallest withdrawal is {minimum} fen.", "amount_below_minimum"
+            "amount",
+            "The smallest withdrawal is %(minimum)s fen.",
+            "amount_below_minimum",
+            minimum=minimum,
         )
     with transaction.atomic(durable=True):
         wallet = lock_wallet(user_id=user.pk)

@@ -85,7 +85,7 @@ class BannerAdmin(admin.ModelAdmin):
     raw_id_fields = ("target_listing",)
     readonly_fields = ("preview",)
 
-    @admin.display(description="image")
+    @admin.display(description=_("image"))
     def preview(self, obj):
         if not obj.image:
             return "-"
@@ -108,7 +108,7 @@ class ListingImageInline(admin.TabularInline):
     fields = ("preview", "position", "width", "height", "format")
     readonly_fields = fields
 
-    @admin.display(description="image")
+    @admin.display(description=_("image"))
     def preview(self, obj):
         return format_html('<img src="{}" style="max-height:90px">', media_url(obj.thumbnail))
 
@@ -211,13 +211,13 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
             ),
         ]
 
-    @admin.display(description="cover")
+    @admin.display(description=_("cover"))
     def cover_preview(self, obj):
         if not obj.cover:
             return "-"
         return format_html('<img src="{}" style="max-height:48px">', media_url(obj.cover))
 
-    @admin.display(description="price (¥)", ordering="price_fen")
+    @admin.display(description=_("price (¥)"), ordering="price_fen")
     def price_yuan(self, obj):
         return yuan(obj.price_fen)
 
@@ -231,7 +231,7 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         for problem in problems:
             messages.warning(request, problem)
 
-    @admin.action(description="Approve the selected listings", permissions=["change"])
+    @admin.action(description=_("Approve the selected listings"), permissions=["change"])
     def approve_selected(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
         done, problems = catalog_actions.review_many(
@@ -240,12 +240,12 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         self._report(request, done, problems, "Approved")
 
     @admin.action(
-        description="Reject the selected listings (asks for a reason)", permissions=["change"]
+        description=_("Reject the selected listings (asks for a reason)"), permissions=["change"]
     )
     def reject_selected(self, request, queryset):
         form = RejectForm(
             request.POST if "confirm_reject" in request.POST else None,
-            help_text="Shown to the seller, who may edit and resubmit.",
+            help_text=_("Shown to the seller, who may edit and resubmit."),
         )
         if "confirm_reject" in request.POST and form.is_valid():
             ids = list(queryset.values_list("pk", flat=True))

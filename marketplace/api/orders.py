@@ -313,7 +313,8 @@ def _uploaded_file(request: HttpRequest, name: str = "file"):
     upload = request.FILES.get(name)
     if upload is None:
         raise Unprocessable(
-            f"{name}: Field required",
+            "%(name)s: Field required",
+            params={"name": name},
             errors=[{"loc": ["file", name], "msg": "Field required", "type": "missing"}],
         )
     return upload
