@@ -109,11 +109,22 @@ def source_messages() -> tuple[set[str], list[str]]:
                 argument = next((k.value for k in node.keywords if k.arg == "message"), None)
             if argument is None:
                 continue
+            if isinstance(argument, ast.BinOp) and _marked_literal(argument.left):
+                continue  # gettext("... %(name)s ...") % {...}: makemessages finds it
             if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                 found.add(argument.value)
             elif isinstance(argument, ast.JoinedStr | ast.BinOp):
                 unfit.append(f"{path.relative_to(settings.BASE_DIR)}:{node.lineno}")
     return found, unfit
+
+
+def _marked_literal(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and _name(node.func) in {"gettext", "gettext_lazy", "_"}
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+    )
 
 
 def _plain(value: object) -> str | None:
