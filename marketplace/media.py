@@ -44,7 +44,7 @@ def private_url(name: str, *, reader_id: int, ttl: int | None = None) -> str:
     storage = storages["private"]
     if not isinstance(storage, FileSystemStorage):
         # django-storages' S3Storage presigns with the expiry asked for; nothing of ours in it.
-        return storage.url(name, expire=ttl)
+        return storage.url(name, expire=ttl)  # type: ignore[call-arg]  # S3Storage.url
     token = signing.dumps(
         {"n": name, "u": reader_id, "x": int(time.time()) + ttl}, salt=PRIVATE_SALT, compress=True
     )

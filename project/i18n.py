@@ -23,6 +23,7 @@ import ast
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -134,7 +135,7 @@ def _plain(value: object) -> str | None:
     return None
 
 
-def _labels() -> Iterator[tuple[object, str, str]]:
+def _labels() -> Iterator[tuple[Any, str, Any]]:
     """(owner, attribute, English text) of every model label staff see in our apps."""
     for label in APP_LABELS:
         config = apps.get_app_config(label)
@@ -148,7 +149,7 @@ def _labels() -> Iterator[tuple[object, str, str]]:
                 yield field, "help_text", getattr(field, "help_text", "")
 
 
-def _choice_labels() -> Iterator[tuple[object, object]]:
+def _choice_labels() -> Iterator[tuple[Any, Any]]:
     for label in APP_LABELS:
         for model in apps.get_app_config(label).get_models():
             for field in model._meta.fields:

@@ -8,6 +8,7 @@ The template (project/templates/admin/index.html) asks for it through the `staff
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,9 @@ from marketplace.models import (
 from marketplace.money import yuan
 from marketplace.states import OrderStatus
 
+if TYPE_CHECKING:  # a development dependency only: never imported at run time
+    from django_stubs_ext import StrPromise
+
 # The platform's business day: turnover "today" is a China calendar day, whatever the server's
 # or the viewer's clock says.
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
@@ -39,12 +43,13 @@ REFUSED_NOTIFICATIONS_WINDOW = dt.timedelta(days=7)
 
 @dataclass
 class Tile:
-    label: str
+    # Labels are translations (gettext_lazy), rendered in the staff member's language.
+    label: "str | StrPromise"
     value: str
     url: str
     # "attention" tiles are work waiting for staff; they are highlighted when not zero.
     is_attention: bool = False
-    detail: str = ""
+    detail: "str | StrPromise" = ""
 
 
 @dataclass

@@ -6,6 +6,7 @@ import posixpath
 from django.conf import settings
 from django.core.files.storage import storages
 from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Router
 
 from marketplace.errors import NotFound
@@ -38,6 +39,7 @@ def private_file(request: HttpRequest, token: str, filename: str):
     if not storage.exists(grant.name):
         raise _refused()
     content_type = mimetypes.guess_type(grant.name)[0] or "application/octet-stream"
+    response: HttpResponseBase
     if settings.PRIVATE_MEDIA_ACCEL_PREFIX:
         # nginx sends the file from an `internal` location mapping PRIVATE_MEDIA_ROOT.
         response = HttpResponse(content_type=content_type)
