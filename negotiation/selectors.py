@@ -36,7 +36,7 @@ def offers_of(
 TRADES_CURSOR_TAG = "trades:-created_at,-kind,-id"
 # Ties on created_at are broken by kind, then id: the order is total across the two tables.
 KIND_RANK = {"offer": 0, "order": 1}
-_CURSOR_FIELDS: list[models.Field[Any, Any]] = [
+_CURSOR_FIELDS: "list[models.Field[Any, Any]]" = [
     models.DateTimeField(),
     models.CharField(),
     models.BigIntegerField(),
