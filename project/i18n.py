@@ -27,7 +27,7 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, override
 
 # Our packages: what users and staff read comes from these.
 PACKAGES = ("marketplace", "negotiation", "realtime", "project")
@@ -43,6 +43,7 @@ MESSAGE_SINKS = {
 CJK = re.compile(r"[\u3400-\u9fff]")
 # The English texts translate_model_labels made lazy (they are no longer plain afterwards).
 _WRAPPED: set[str] = set()
+_WRAPPED_PLURALS: dict[type, bool] = {}
 
 
 def _domain_error_names() -> set[str]:
@@ -143,7 +144,15 @@ def _labels() -> Iterator[tuple[Any, str, Any]]:
         for model in config.get_models():
             opts = model._meta
             yield opts, "verbose_name", opts.verbose_name
-            yield opts, "verbose_name_plural", opts.verbose_name_plural
+            plural = opts.verbose_name_plural
+            if "verbose_name_plural" not in opts.original_attrs and not _WRAPPED_PLURALS.get(
+                model
+            ):
+                # Django's default plural is a lazy "<name>s": its English text, as a plain
+                # string, is what the catalogue translates.
+                with override(None):
+                    plural = str(plural)
+            yield opts, "verbose_name_plural", plural
             for field in [*opts.fields, *opts.many_to_many]:
                 yield field, "verbose_name", field.verbose_name
                 yield field, "help_text", getattr(field, "help_text", "")
@@ -166,6 +175,8 @@ def translate_model_labels() -> None:
         if text is not None:
             _WRAPPED.add(text)
             setattr(owner, attribute, gettext_lazy(text))
+            if attribute == "verbose_name_plural":
+                _WRAPPED_PLURALS[owner.model] = True
     for field, choices in list(_choice_labels()):
         wrapped = []
         for value, label in choices:
