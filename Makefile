@@ -20,7 +20,7 @@ PYTEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
 .PHONY: run test test-embedded test-real test-sdk sdk-deps lint typecheck venv venv-dev demo bench \
-	bench-full migrate clean lock check-locks messages catalogue
+	bench-full migrate clean lock check-locks staging backup restore-drill messages catalogue
 
 define install_lock
 	@test -n "$(PYTHON)" || exit 1
@@ -127,3 +127,19 @@ bench-full: venv-dev
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache sdk/dist
+
+# The production layout from deploy/ behind a real nginx on this machine (scripts/staging.py):
+# installs nginx when missing, starts gunicorn, daphne, Huey and nginx on loopback ports with a
+# scratch database, plays the demo through the proxy, and stops everything it started.
+STAGING_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+STAGING_REDIS_URL ?= redis://127.0.0.1:6379/14
+staging: venv-dev
+	$(BIN)/python scripts/staging.py --database-url "$(STAGING_DATABASE_URL)" \
+	  --redis-url "$(STAGING_REDIS_URL)" $(STAGING_ARGS)
+
+# PostgreSQL backups and the restore drill (docs/operations.md, "Backups and restores").
+backup:
+	scripts/backup $(BACKUP_ARGS)
+# make restore-drill DUMP=/srv/marketplace/backups/marketplace-....dump
+restore-drill: venv
+	scripts/restore_drill "$(DUMP)" $(DRILL_ARGS)

@@ -6,7 +6,7 @@ from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 # Importing it registers the deployment checks (project/checks.py).
-from project import checks, i18n
+from project import checks, i18n, jsonlog, metrics
 
 
 class MarketplaceConfig(AppConfig):
@@ -24,6 +24,14 @@ class MarketplaceConfig(AppConfig):
         post_migrate.connect(_tell_how_to_create_staff, sender=self)
         # Every app's models are loaded by now: their labels become translations.
         i18n.translate_model_labels()
+        # Task outcomes for /metrics; only consumers run tasks, so only they count.
+        from huey.contrib.djhuey import HUEY  # built from settings.HUEY on first import
+
+        metrics.watch_tasks(HUEY)
+        # Multi-process metrics: a process's live gauges (open sockets) go when it exits, be it
+        # daphne, a Huey consumer or a one-off `manage.py` command with the deployment's env.
+        metrics.mark_process_dead_at_exit()
+        jsonlog.watch_tasks(HUEY)
 
 
 def _tell_how_to_create_staff(*, verbosity: int = 1, **kwargs: Any) -> None:

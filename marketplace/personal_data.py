@@ -103,7 +103,9 @@ def _ledger(user: User) -> list[dict[str, Any]]:
 
 
 def _withdrawals(user: User) -> list[dict[str, Any]]:
-    withdrawals = Withdrawal.objects.filter(user=user).select_related("account").order_by("id")
+    withdrawals = (
+        Withdrawal.objects.filter(user=user).select_related("account", "transfer").order_by("id")
+    )
     return [withdrawal_data(withdrawal) for withdrawal in withdrawals]
 
 
@@ -151,7 +153,10 @@ NOT_EXPORTED = {
 
 
 # Foreign keys to a user that name the staff member who acted, not the owner of the row.
-STAFF_FIELDS = {"decided_by", "settled_by", "staff", "actor_user", "changed_by", "reviewer"}
+STAFF_FIELDS = {
+    "decided_by", "settled_by", "staff", "actor_user", "changed_by", "reviewer", "actor",
+    "resolved_by",
+}  # fmt: skip
 
 
 def personal_data(user: User) -> dict[str, Any]:

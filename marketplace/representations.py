@@ -9,10 +9,12 @@ one wire format (project/wire.py)."""
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
+
 from marketplace.media import private_url, storage_url
 from marketplace.models import Listing, User
 from marketplace.models.orders import Order, OrderHistory, Refund
-from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, WechatTransfer, Withdrawal
 
 
 def history_data(entry: OrderHistory) -> dict[str, Any]:
@@ -171,12 +173,28 @@ def account_data(account: PayoutAccount) -> dict:
     }
 
 
+def transfer_data(transfer: WechatTransfer | None) -> dict | None:
+    """What the client needs for wx.requestMerchantTransfer, while the user can confirm."""
+    if transfer is None:
+        return None
+    return {
+        "state": transfer.state or None,
+        "mch_id": settings.WECHATPAY_MCHID,
+        "app_id": settings.WECHAT_APPID,
+        "package_info": transfer.package_info or None,
+        "confirm_before": transfer.confirm_deadline_at,
+        "fail_reason": transfer.fail_reason or None,
+    }
+
+
 def withdrawal_data(withdrawal: Withdrawal) -> dict:
     return {
         "id": withdrawal.pk,
         "amount": withdrawal.amount_fen,
         "status": withdrawal.status,
-        "account": account_data(withdrawal.account),
+        "to": withdrawal.to,
+        "account": account_data(withdrawal.account) if withdrawal.account is not None else None,
+        "transfer": transfer_data(getattr(withdrawal, "transfer", None)),
         "transfer_reference": withdrawal.transfer_reference or None,
         "reject_reason": withdrawal.reject_reason or None,
         "created_at": withdrawal.created_at,

@@ -431,5 +431,5 @@ def ledger_of(*, user: User) -> QuerySet[LedgerEntry]:
 
 
 def withdrawals_of(*, user: User, status: str | None = None) -> QuerySet[Withdrawal]:
-    queryset = Withdrawal.objects.filter(user=user).select_related("account")
+    queryset = Withdrawal.objects.filter(user=user).select_related("account", "transfer")
     return queryset.filter(status=status) if status else queryset

@@ -179,15 +179,26 @@ REFUND = Machine(
 
 class WithdrawalStatus(models.TextChoices):
     PENDING = "pending", "待打款"
+    # To the user's WeChat balance: WeChat accepted the transfer, the user must confirm it in
+    # the mini-program (wx.requestMerchantTransfer).
+    AWAITING_USER_CONFIRMATION = "awaiting_user_confirmation", "待用户确认收款"
     PAID = "paid", "已打款"
     REJECTED = "rejected", "已驳回"
+    # A WeChat transfer that failed, was cancelled or was not confirmed in time: hold released.
+    FAILED = "failed", "转账失败"
 
 
 W = WithdrawalStatus
 
 WITHDRAWAL = Machine(
     "withdrawal",
-    {W.PENDING: {W.PAID, W.REJECTED}, W.PAID: set(), W.REJECTED: set()},
+    {
+        W.PENDING: {W.PAID, W.REJECTED, W.AWAITING_USER_CONFIRMATION, W.FAILED},
+        W.AWAITING_USER_CONFIRMATION: {W.PAID, W.FAILED},
+        W.PAID: set(),
+        W.REJECTED: set(),
+        W.FAILED: set(),
+    },
     code="invalid_withdrawal_status",
 )
 

@@ -4,7 +4,15 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.actions import fulfilment, lifecycle, privacy, refunds, wallet
+from marketplace.actions import (
+    fulfilment,
+    lifecycle,
+    payouts,
+    privacy,
+    reconciliation,
+    refunds,
+    wallet,
+)
 
 # Upper bound per run, so one run stays short even after the worker was down a while.
 MAX_FLUSH_ROUNDS = 20
@@ -92,3 +100,24 @@ def retention_sweep() -> dict:
     """Daily, at a quiet hour: what is past its retention period (docs/privacy.md)."""
     return privacy.sweep_retention().counts
 
+
+
+# --- Payouts to WeChat and reconciliation (docs/payout.md) ---------------------------------------
+
+
+@db_task()
+def submit_transfer_task(transfer_id: int) -> str:
+    return payouts.submit_transfer(transfer_id=transfer_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def sweep_transfers() -> dict:
+    """Creates transfers whose task was lost or failed, settles stalled ones by query, cancels
+    those past WeChat's confirmation window."""
+    return payouts.sweep_transfers()
+
+
+@db_periodic_task(crontab(hour="3", minute="0"))  # UTC: 11:00 in China
+def reconcile_yesterday() -> str:
+    """Daily, after WeChat has generated yesterday's bills (from about 10:00)."""
+    return reconciliation.reconcile_day(day=reconciliation.yesterday()).status

@@ -10,6 +10,8 @@ from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext
 
@@ -42,6 +44,29 @@ def error_response(status: int, code: str, message: str, **extra) -> JsonRespons
 
 def is_api_path(path: str) -> bool:
     return path.startswith("/api/")
+
+
+class ReleaseConnectionsMiddleware:
+    """Under ASGI, gives the request's database connections back to the pool when it ends.
+
+    Django closes them on `request_finished`, but under ASGI that signal runs on the event loop,
+    outside the context the sync view ran in (asgiref 3.10+ runs it in a copy), so it never saw
+    the view's connection: each request kept a pool slot for good and daphne answered 503 once
+    the pool was empty (tests/realtime/test_connection_pool.py). A sync middleware runs in the
+    view's own context. Under WSGI the signal does the work; connections in an atomic block (a
+    test's transaction, ATOMIC_REQUESTS) are left alone, as Django's own cleanup does."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self.get_response(request)
+        finally:
+            if isinstance(request, ASGIRequest):
+                for connection in connections.all(initialized_only=True):
+                    if not connection.in_atomic_block:
+                        connection.close_if_unusable_or_obsolete()
 
 
 class MethodOverrideMiddleware:

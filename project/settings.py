@@ -84,7 +84,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it runs after everything else has used the database (ASGI only).
+    "project.middleware.ReleaseConnectionsMiddleware",
+    # Next: counts and times every request, refused ones too (project/metrics.py).
+    "project.metrics.MetricsMiddleware",
     "project.middleware.RequestIdMiddleware",
+    # LOG_FORMAT=json: one line per request with its id, user id, route, status and duration.
+    "project.jsonlog.AccessLogMiddleware",
     "project.middleware.MethodOverrideMiddleware",
     "project.middleware.BodySizeLimitMiddleware",
     "project.middleware.NulCharacterMiddleware",
@@ -368,12 +374,42 @@ WECHATPAY_PUBLIC_KEY_ID = os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "")
 WECHATPAY_TIMEOUT = env_int("WECHATPAY_TIMEOUT", 10)
 WECHATPAY_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/notify"
 WECHATPAY_REFUND_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/refund-notify"
+# Merchant transfer (商家转账) to the user's WeChat balance (docs/payout.md). The scene is the one
+# the merchant applied for in the WeChat Pay console; its report infos and the text the user sees
+# must be the ones WeChat lists for that scene (1005 佣金报酬: 岗位类型, 报酬说明).
+WECHATPAY_TRANSFER_NOTIFY_URL = PUBLIC_BASE_URL + "/api/payments/wechat/transfer-notify"
+WECHATPAY_TRANSFER_SCENE_ID = os.environ.get("WECHATPAY_TRANSFER_SCENE_ID", "1005")
+WECHATPAY_TRANSFER_RECV_PERCEPTION = os.environ.get("WECHATPAY_TRANSFER_RECV_PERCEPTION", "劳务报酬")
+WECHATPAY_TRANSFER_REPORT_INFOS = [
+    {"info_type": "岗位类型", "info_content": os.environ.get("WECHATPAY_TRANSFER_POST", "闲置卖家")},
+    {
+        "info_type": "报酬说明",
+        "info_content": os.environ.get("WECHATPAY_TRANSFER_REWARD", "闲置交易货款提现"),
+    },
+]
+# WeChat closes a transfer the user has not confirmed after this window (24 h at the time of
+# writing; check WeChat's current rule); past it we cancel and settle by query.
+WECHATPAY_TRANSFER_CONFIRM_WINDOW_SECONDS = env_int(
+    "WECHATPAY_TRANSFER_CONFIRM_WINDOW_SECONDS", 24 * 3600
+)
+# From this amount (2,000 yuan) WeChat requires the payee's real name (user_name).
+WECHATPAY_TRANSFER_REAL_NAME_FROM_FEN = 200_000
 if SANDBOX_ENABLED:
     WECHATPAY_MCHID = WECHATPAY_MCHID or "1900000109"
 # WeChat's notification retry schedule is multiplied by this in the sandbox (1.0 = real pace).
 SANDBOX_NOTIFY_SCHEDULE_SCALE = float(os.environ.get("SANDBOX_NOTIFY_SCHEDULE_SCALE", "0.01"))
 # Seconds a sandbox refund stays PROCESSING before it settles and notifies.
 SANDBOX_REFUND_SETTLE_SECONDS = float(os.environ.get("SANDBOX_REFUND_SETTLE_SECONDS", "2"))
+# Sandbox merchant transfers: the outcome of a confirmation ("SUCCESS" or "FAIL") and how long
+# an unconfirmed one waits before it is closed (CANCELLED).
+SANDBOX_TRANSFER_OUTCOME = os.environ.get("SANDBOX_TRANSFER_OUTCOME", "SUCCESS")
+SANDBOX_TRANSFER_CONFIRM_SECONDS = float(
+    os.environ.get("SANDBOX_TRANSFER_CONFIRM_SECONDS", str(24 * 3600))
+)
+# Sandbox bills: out_trade_no / out_refund_no / out_bill_no values whose line the served bill
+# drops, or whose amount it alters by +1 fen (tests of reconciliation).
+SANDBOX_BILL_DROP = env_list("SANDBOX_BILL_DROP", [])
+SANDBOX_BILL_ALTER = env_list("SANDBOX_BILL_ALTER", [])
 # How the sandbox reaches notify URLs: "http" (a real POST) or "django" (in-process test client).
 SANDBOX_CALLBACK_TRANSPORT = os.environ.get("SANDBOX_CALLBACK_TRANSPORT", "http")
 
@@ -445,7 +481,7 @@ AVATAR_URL_HOSTS = env_list("AVATAR_URL_HOSTS", ["thirdwx.qlogo.cn", "wx.qlogo.c
 
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 # The origin every media URL the API and the socket return starts with (marketplace/media.py):
 # a CDN in front of MEDIA_URL, or by default this server itself.
@@ -468,6 +504,14 @@ STORAGES: dict[str, dict[str, Any]] = {
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Deployments on local disk sign the private storage's URLs and let nginx send the files
+# (project/private_media.py); the embedded stack serves everything under /media/.
+PRIVATE_MEDIA_SIGNED = env_bool("PRIVATE_MEDIA_SIGNED", IS_DEPLOYED)
+PRIVATE_MEDIA_URL_TTL_SECONDS = env_int("PRIVATE_MEDIA_URL_TTL_SECONDS", 3600)
+# nginx's internal location for them ("/protected-media/"); empty: the app streams the file.
+PRIVATE_MEDIA_ACCEL_REDIRECT = os.environ.get("PRIVATE_MEDIA_ACCEL_REDIRECT", "")
+if PRIVATE_MEDIA_SIGNED:
+    STORAGES["private"] = {"BACKEND": "project.private_media.SignedFileSystemStorage"}
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     # S3-compatible object storage. boto3 takes AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
     # AWS_DEFAULT_REGION from the environment (tests/project/test_s3_storage.py).
@@ -506,18 +550,40 @@ TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
 
+# --- Metrics and error reporting (docs/operations.md, "Metrics", "Error reporting") --------------
+# /metrics answers `Authorization: Bearer <METRICS_TOKEN>`, or a client address listed here.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# Errors go to Sentry when a DSN is set, scrubbed of tokens and personal data first
+# (project/error_reporting.py).
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+if SENTRY_DSN:
+    from project import error_reporting
+
+    error_reporting.init(
+        dsn=SENTRY_DSN,
+        environment=os.environ.get("SENTRY_ENVIRONMENT") or MARKETPLACE_ENV,
+        release=os.environ.get("SENTRY_RELEASE"),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+    )
+
 # --- Logging: one line per record, with the request id ------------------------------------------
+# "line" (readable) or "json" (one JSON object per line, for log shippers; project/jsonlog.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "line")
+if LOG_FORMAT not in {"line", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use line or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "project.middleware.RequestIdLogFilter"}},
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+        "json": {"()": "project.jsonlog.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "line",
+            "formatter": LOG_FORMAT,
             "filters": ["request_id"],
         },
     },
@@ -525,7 +591,9 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
-        "huey": {"level": "INFO"},
+        # A handler of its own, so run_huey does not add its plain one: each line once, in
+        # LOG_FORMAT (with a handler already set, Huey leaves the logger alone).
+        "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -544,7 +612,8 @@ def _proxy_ssl_header(value: str | None) -> tuple[str, str] | None:
 SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(os.environ.get("SECURE_PROXY_SSL_HEADER"))
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", IS_DEPLOYED)
 # The load balancer probes over plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Prometheus may scrape a server process directly (its token or allow-list still applies).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if IS_DEPLOYED else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", IS_DEPLOYED)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)

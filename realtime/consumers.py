@@ -8,7 +8,6 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -19,8 +18,10 @@ from pydantic import ValidationError
 
 from marketplace.errors import DomainError
 from marketplace.models import ApiToken
+from project import metrics
 from project.client_address import scope_client_address
 from realtime import dispatch, presence, selectors
+from realtime.db import database_sync_to_async
 from realtime.heap import heap
 from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, encode, group_for
 
@@ -197,6 +198,8 @@ class EventConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BANNED if is_banned else CLOSE_UNAUTHENTICATED)
             return
         self.user_id, self.token_id = user_id, token_id
+        # Counted from here, as disconnect() uncounts every socket that has a user_id.
+        metrics.OPEN_SOCKETS.inc()
         self.group = group_for(user_id)
         # Read before joining: an event committed in between is fetched by the gap fill when
         # the next one arrives (or by the client's resume), never dropped as a duplicate.
@@ -217,6 +220,7 @@ class EventConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:
             return
+        metrics.OPEN_SOCKETS.dec()
         _local.discard(self)
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await sync_to_async(presence.mark_disconnected, thread_sensitive=False)(
@@ -389,6 +393,8 @@ class EventConsumer(AsyncWebsocketConsumer):
                 self.last_sent = missing_seq
         await self.send(text_data=message["text"])
         self.last_sent = seq
+        if "emitted_at" in message:
+            metrics.EVENT_SEND_LAG.observe(max(0.0, time.time() - message["emitted_at"]))
 
 
 class BannedError(Exception):

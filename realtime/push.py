@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from project import metrics
 from project.tasking import enqueue
 from project.wire import WireJSONEncoder, wire_time
 from realtime.models import Event
@@ -367,6 +368,10 @@ def _store(events: list[Event]) -> None:
 def _send(messages: list[tuple[int, dict]]) -> None:
     # Runs after commit, in whatever thread committed. A failed send loses only the live copy:
     # the event is stored and the client gets it on resume, so never fail the caller here.
+    committed_at = time.time()
+    for _, message in messages:
+        # For the emit→send lag on /metrics: the consumer measures it when the frame leaves.
+        message["emitted_at"] = committed_at
     try:
         layer = get_channel_layer()
         if layer is None:
@@ -390,6 +395,7 @@ def _send(messages: list[tuple[int, dict]]) -> None:
         else:
             async_to_sync(_group_send_all)(layer, messages)
     except Exception:
+        metrics.LAYER_SEND_FAILURES.inc()
         logger.exception("live send of %d event(s) failed; clients will resume", len(messages))
 
 
@@ -487,6 +493,7 @@ async def _listening(layer, user_ids: list[int]) -> set[int]:
 
 def _log_failure(future) -> None:
     if not future.cancelled() and future.exception() is not None:
+        metrics.LAYER_SEND_FAILURES.inc()
         logger.error("live send failed; clients will resume", exc_info=future.exception())
 
 

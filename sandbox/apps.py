@@ -11,4 +11,4 @@ class SandboxConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the handler modules registers their routes with the transport.
-        from sandbox import kuaidi100, wechat, wechatpay  # noqa: F401
+        from sandbox import bills, kuaidi100, mchtransfer, wechat, wechatpay  # noqa: F401

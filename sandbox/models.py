@@ -167,7 +167,12 @@ class SandboxNotification(models.Model):
 
     KIND_TRANSACTION = "transaction"
     KIND_REFUND = "refund"
-    KIND_CHOICES = [(KIND_TRANSACTION, "payment"), (KIND_REFUND, "refund")]
+    KIND_TRANSFER = "mch_payment"  # the merchant transfer's original_type
+    KIND_CHOICES = [
+        (KIND_TRANSACTION, "payment"),
+        (KIND_REFUND, "refund"),
+        (KIND_TRANSFER, "merchant transfer"),
+    ]
 
     kind = models.CharField(max_length=16, choices=KIND_CHOICES)
     event_type = models.CharField(max_length=32)
@@ -190,6 +195,66 @@ class SandboxNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.out_trade_no} x{self.attempts}"
+
+
+class SandboxTransferBill(models.Model):
+    """A merchant transfer bill (商家转账, user-confirmation mode), keyed by (mchid, out_bill_no).
+
+    WAIT_USER_CONFIRM until the user confirms (`/sandbox/wechat/confirm-transfer`) → SUCCESS
+    (or FAIL when settings.SANDBOX_TRANSFER_OUTCOME says so), the merchant cancels → CANCELLED,
+    or the confirmation window passes → CANCELLED; each final state is notified.
+    """
+
+    WAIT_USER_CONFIRM = "WAIT_USER_CONFIRM"
+    SUCCESS = "SUCCESS"
+    FAIL = "FAIL"
+    CANCELLED = "CANCELLED"
+    STATE_CHOICES = [(s, s) for s in (WAIT_USER_CONFIRM, SUCCESS, FAIL, CANCELLED)]
+    FINAL = (SUCCESS, FAIL, CANCELLED)
+
+    mchid = models.CharField(max_length=32)
+    appid = models.CharField(max_length=32)
+    out_bill_no = models.CharField(max_length=32)
+    transfer_bill_no = models.CharField(max_length=64, unique=True)
+    transfer_scene_id = models.CharField(max_length=10)
+    openid = models.CharField(max_length=128)
+    # Decrypted with the platform private key, as WeChat would, to check it against the payee.
+    user_name = models.CharField(max_length=64, blank=True)
+    transfer_amount_fen = models.PositiveBigIntegerField()
+    transfer_remark = models.CharField(max_length=32)
+    notify_url = models.CharField(max_length=256, blank=True)
+    # The request without the (randomly encrypted) name plus the decrypted name: a repeat with
+    # the same parameters answers the same bill.
+    fingerprint = models.JSONField()
+    package_info = models.CharField(max_length=128, unique=True)
+    state = models.CharField(max_length=20, choices=STATE_CHOICES, default=WAIT_USER_CONFIRM)
+    fail_reason = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mchid", "out_bill_no"], name="sandbox_transfer_unique_out_bill_no"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.out_bill_no} {self.state}"
+
+
+class SandboxBillDownload(models.Model):
+    """A bill file the sandbox prepared for a download URL (valid five minutes, as WeChat's)."""
+
+    token = models.CharField(max_length=64, unique=True)
+    content = models.BinaryField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"bill {self.token[:8]}"
 
 
 class SandboxFault(models.Model):

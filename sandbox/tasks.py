@@ -18,6 +18,7 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
+from sandbox.mchtransfer import expire_due_transfers
 from sandbox.models import SandboxNotification
 from sandbox.wechatpay import settle_due_refunds, settle_refund, signed_headers
 
@@ -31,11 +32,19 @@ CLAIM = timedelta(seconds=60)
 DELIVERY_TIMEOUT = 5
 
 
-def retry_delay(attempts: int) -> float | None:
+# Merchant transfer notifications follow their own schedule: 15 s (10 times), 5 min (10 times),
+# 30 min (44 times) after the first attempt - about a day.
+TRANSFER_RETRY_SCHEDULE = (15,) * 10 + (300,) * 10 + (1800,) * 44
+
+
+def retry_delay(attempts: int, *, kind: str = "") -> float | None:
     """Seconds to wait after the `attempts`-th failed attempt; None once WeChat gives up."""
-    if attempts > len(RETRY_SCHEDULE):
+    schedule = (
+        TRANSFER_RETRY_SCHEDULE if kind == SandboxNotification.KIND_TRANSFER else RETRY_SCHEDULE
+    )
+    if attempts > len(schedule):
         return None
-    return RETRY_SCHEDULE[attempts - 1] * settings.SANDBOX_NOTIFY_SCHEDULE_SCALE
+    return schedule[attempts - 1] * settings.SANDBOX_NOTIFY_SCHEDULE_SCALE
 
 
 def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str]:
@@ -91,7 +100,7 @@ def attempt_delivery(notification_pk: int) -> bool:
     if acknowledged:
         fields.update(acknowledged_at=finished, next_attempt_at=None)
     else:
-        delay = retry_delay(notification.attempts)
+        delay = retry_delay(notification.attempts, kind=notification.kind)
         if delay is None:
             fields.update(gave_up_at=finished, next_attempt_at=None)
         else:
@@ -138,6 +147,8 @@ def settle_refund_task(refund_pk: int) -> None:
 
 @db_periodic_task(crontab(minute="*"))
 def sandbox_wechatpay_sweep() -> None:
-    """Catch up what a lost task left behind: refunds due to settle, notifications due again."""
+    """Catch up what a lost task left behind: refunds due to settle, unconfirmed transfers past
+    their window, notifications due again."""
     settle_due_refunds()
+    expire_due_transfers()
     deliver_pending_notifications()

@@ -8,5 +8,8 @@ urlpatterns = [
     path("wechat/phone-code", views.phone_code, name="wechat-phone-code"),
     path("wechat/subscribe-grant", views.subscribe_grant, name="wechat-subscribe-grant"),
     path("wechat/pay", views.wechat_pay, name="wechat-pay"),
+    path(
+        "wechat/confirm-transfer", views.wechat_confirm_transfer, name="wechat-confirm-transfer"
+    ),
     path("kuaidi100/advance", views.kuaidi100_advance, name="kuaidi100-advance"),
 ]

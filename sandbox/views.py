@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from marketplace.errors import DomainError
 from project.middleware import error_response
-from sandbox import kuaidi100, wechat, wechatpay
+from sandbox import kuaidi100, mchtransfer, wechat, wechatpay
 from sandbox.models import SandboxCode, SandboxSubscribeGrant
 
 _OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
@@ -133,4 +133,26 @@ def wechat_pay(request: HttpRequest) -> JsonResponse:
                 "acknowledged": notification.acknowledged_at is not None,
             },
         }
+    )
+
+
+@csrf_exempt
+@require_POST
+def wechat_confirm_transfer(request: HttpRequest) -> JsonResponse:
+    """The user confirms a merchant transfer in wx.requestMerchantTransfer: the bill succeeds
+    (or fails, per settings.SANDBOX_TRANSFER_OUTCOME) and WeChat Pay's signed, encrypted
+    MCHTRANSFER.BILL.FINISHED notification goes to the notify URL (retried until acknowledged).
+    """
+    body = _json_body(request)
+    if body is None:
+        return error_response(400, "malformed_json", "The body is not a JSON object.")
+    package_info = body.get("package_info")
+    if not isinstance(package_info, str) or not 0 < len(package_info) <= 128:
+        return error_response(422, "validation_error", "package_info: the one the server gave.")
+    try:
+        bill = mchtransfer.confirm_transfer(package_info=package_info)
+    except mchtransfer.TransferRefused as exc:
+        return error_response(404 if exc.code == "not_found" else 409, exc.code, exc.message)
+    return JsonResponse(
+        {"out_bill_no": bill.out_bill_no, "state": bill.state, "fail_reason": bill.fail_reason}
     )

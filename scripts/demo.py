@@ -9,7 +9,9 @@ publishes; staff approve it in the Django admin (signed in over HTTP like a brow
 CSRF token); the buyer bargains over the socket and the seller counters live; the buyer accepts
 and pays through the sandbox WeChat Pay; the seller uploads a video, the buyer confirms it; the
 seller ships, the sandbox Kuaidi100 moves the parcel; the buyer confirms receipt; the seller's
-wallet is credited; the seller adds a payout account and withdraws; staff mark it paid. Each
+wallet is credited; the seller adds a payout account and withdraws half; staff mark it paid;
+the seller withdraws the rest to the WeChat balance and confirms it (WeChat's merchant transfer,
+paid without staff); the day reconciles clean against the sandbox's bills. Each
 step prints what happened and the live events each side received. Any failure stops the run
 with a message and exit status 1.
 """
@@ -20,8 +22,10 @@ import contextlib
 import io
 import json
 import re
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -32,6 +36,7 @@ MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
 TRACKING_NO_PREFIX = "YT77"
 STAFF_USER, STAFF_PASSWORD = "admin", "admin-demo-2026"
 WAIT_SECONDS = 20
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class DemoFailed(Exception):
@@ -419,7 +424,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     if wallet["available"] != order["price"] - (order["commission"] or 0):
         raise DemoFailed(f"the wallet shows {wallet}, not price − commission")
 
-    step(10, "Seller adds an Alipay account and withdraws; staff mark it paid in the admin")
+    step(10, "Seller adds an Alipay account and withdraws half; staff mark it paid in the admin")
     account = await seller.call(
         "POST",
         "/api/wallet/accounts",
@@ -428,7 +433,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     withdrawal = await seller.call(
         "POST",
         "/api/wallet/withdrawals",
-        json={"amount": wallet["available"], "account_id": account["id"]},
+        json={"amount": wallet["available"] // 2, "account_id": account["id"]},
         headers={"Idempotency-Key": f"w-{run}"},
     )
     say(f"     withdrawal #{withdrawal['id']} {yuan(withdrawal['amount'])}: {withdrawal['status']}")
@@ -449,6 +454,50 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     )
     wallet = await seller.call("GET", "/api/wallet")
     say(f"     wallet now: available {yuan(wallet['available'])}, frozen {yuan(wallet['frozen'])}")
+
+    step(11, "Seller withdraws the rest to the WeChat balance and confirms it: paid, no staff")
+    withdrawal = await seller.call(
+        "POST",
+        "/api/wallet/withdrawals",
+        json={"amount": wallet["available"], "to": "wechat_balance"},
+        headers={"Idempotency-Key": f"wx-{run}"},
+    )
+    say(f"     withdrawal #{withdrawal['id']} {yuan(withdrawal['amount'])}: {withdrawal['status']}")
+    awaiting = await seller.wait_event(
+        "withdrawal.updated",
+        lambda d: d.get("id") == withdrawal["id"]
+        and d.get("status") == "awaiting_user_confirmation",
+    )
+    transfer = awaiting["data"]["transfer"]
+    say(
+        f"     WeChat accepted the transfer: wx.requestMerchantTransfer(mchId={transfer['mch_id']}, "
+        f"appId={transfer['app_id']}, package={transfer['package_info'][:16]}…)"
+    )
+    confirmed = await seller.call(
+        "POST", "/sandbox/wechat/confirm-transfer", json={"package_info": transfer["package_info"]}
+    )
+    say(f"     the seller confirms in WeChat: {confirmed['state']}")
+    await seller.wait_event(
+        "withdrawal.updated",
+        lambda d: d.get("id") == withdrawal["id"] and d.get("status") == "paid",
+    )
+    wallet = await seller.call("GET", "/api/wallet")
+    say(f"     paid by WeChat; wallet now: available {yuan(wallet['available'])}, frozen "
+        f"{yuan(wallet['frozen'])}")  # fmt: skip
+
+    step(12, "Today reconciles against the sandbox's WeChat Pay bills")
+    today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "manage.py", "reconcile", "--date", today],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    report = (result.stdout.strip().splitlines() or [result.stderr.strip()])[-1]
+    say(f"     manage.py reconcile --date {today}: {report}")
+    if result.returncode != 0 or ": clean;" not in report:
+        raise DemoFailed(f"the day does not reconcile clean: {report}")
 
 
 def cli() -> int:

@@ -13,6 +13,7 @@ from marketplace.actions.accounts import issue_token
 from tests.factories import UserFactory
 
 REAL_STACK_REQUIRED = os.environ.get("MARKETPLACE_REQUIRE_REAL_STACK") == "1"
+_LEAKED_BEFORE = pytest.StashKey[int | None]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,6 +47,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         report.sections.append(("PostgreSQL connection holders", _connection_holders()))
 
 
+def _leaked_pool_connections() -> int | None:
+    """Connections of this process's pool lent out but not held by the main thread: a thread or
+    context that opened one and never closed it. psycopg's pool never gets such a slot back, so
+    each leak shrinks the pool for the rest of the run, until a much later test fails on a pool
+    timeout (twice in CI). None off PostgreSQL or before the pool exists."""
+    from django.db import connections
+
+    connection = connections["default"]
+    pool = getattr(type(connection), "_connection_pools", {}).get(connection.alias)
+    if pool is None:
+        return None
+    stats = pool.get_stats()
+    lent = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+    return lent - (1 if connection.connection is not None else 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    item.stash[_LEAKED_BEFORE] = _leaked_pool_connections()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Fails the test that leaked a pool connection, where the cause is, not the later one that
+    finds the pool empty. A live server's thread holds its connection for the session."""
+    yield
+    after = _leaked_pool_connections()
+    if after is None or "live_server" in getattr(item, "fixturenames", ()):
+        return
+    before = item.stash.get(_LEAKED_BEFORE, None) or 0  # None: the pool opened in this test
+    if after > before:
+        pytest.fail(
+            f"{after - before} database connection(s) left checked out of the pool: a thread or "
+            "async context opened one and never closed it (close it in a finally, or use "
+            "realtime.db.database_sync_to_async)",
+            pytrace=False,
+        )
+
+
 def _is_pool_timeout(exc: BaseException | None) -> bool:
     from psycopg_pool import PoolTimeout
 
@@ -62,8 +103,11 @@ def _connection_holders() -> str:
     params = settings.DATABASES["default"]
     try:
         with psycopg.connect(
-            host=params["HOST"], port=params["PORT"] or 5432, user=params["USER"],
-            dbname="postgres", connect_timeout=5,
+            host=params["HOST"],
+            port=params["PORT"] or 5432,
+            user=params["USER"],
+            dbname="postgres",
+            connect_timeout=5,
         ) as conn:
             rows = conn.execute(
                 "select coalesce(datname, '-'), coalesce(application_name, ''), state, count(*)"

@@ -84,7 +84,10 @@ def deletion_blockers(user: User) -> list[dict]:
             {"code": "offer_in_progress", "count": count,
              "message": _("Withdraw or answer your open offers first.")}
         )
-    withdrawals = Withdrawal.objects.filter(user=user, status=WithdrawalStatus.PENDING)
+    withdrawals = Withdrawal.objects.filter(
+        user=user,
+        status__in=[WithdrawalStatus.PENDING, WithdrawalStatus.AWAITING_USER_CONFIRMATION],
+    )
     if count := withdrawals.count():
         blockers.append(
             {"code": "withdrawal_in_progress", "count": count,
@@ -191,6 +194,8 @@ def _erase_personal_data(user: User) -> None:
         deleted_at=timezone.now(),
     )
     Order.objects.filter(buyer=user).update(address=ERASED_ADDRESS)
+    # The payee's real name sent with a large WeChat transfer; the bill number stays traceable.
+    Withdrawal.objects.filter(user=user).update(real_name_encrypted="")
     # The item snapshot keeps the seller's name and face for the buyer (issue 18), not once the
     # seller is erased.
     Order.objects.filter(seller=user).update(seller_nickname=ERASED_NAME, seller_avatar_url="")

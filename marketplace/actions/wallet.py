@@ -7,7 +7,7 @@ by every action here so none can deadlock another: withdrawal row, then wallet r
 import functools
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -20,15 +20,25 @@ from marketplace.actions.accounts import check_not_banned
 from marketplace.errors import Conflict, NotFound, Unprocessable
 from marketplace.models import User
 from marketplace.models.orders import Order, Refund
-from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.models.wallet import (
+    LedgerEntry,
+    PayoutAccount,
+    Wallet,
+    WechatTransfer,
+    WechatTransferEvent,
+    Withdrawal,
+)
 from marketplace.money import sale_split
 from marketplace.representations import entry_data, wallet_data, withdrawal_data
 from marketplace.selectors import platform_settings
 from marketplace.states import WITHDRAWAL, OrderStatus
+from project.tasking import enqueue_on_commit
 from realtime.push import emit
 
 logger = logging.getLogger("marketplace.wallet")
 Kind = LedgerEntry.Kind
+# While one creation of a transfer is in flight, the sweeper leaves it alone this long.
+TRANSFER_SUBMIT_LEASE = timedelta(minutes=2)
 
 
 def lock_wallet(*, user_id: int) -> Wallet:
@@ -310,17 +320,65 @@ def _notify_withdrawal(withdrawal: Withdrawal) -> None:
 
 def access_withdrawal(*, user: User, withdrawal_id: int) -> Withdrawal:
     withdrawal = (
-        Withdrawal.objects.select_related("account").filter(pk=withdrawal_id, user=user).first()
+        Withdrawal.objects.select_related("account", "transfer")
+        .filter(pk=withdrawal_id, user=user)
+        .first()
     )
     if withdrawal is None:
         raise NotFound("No such withdrawal.", code="withdrawal_not_found")
     return withdrawal
 
 
-def request_withdrawal(*, user: User, amount_fen: int, account_id: int) -> Withdrawal:
+def transfer_bill_number(withdrawal: Withdrawal) -> str:
+    """WeChat's out_bill_no for a withdrawal (letters and digits): derived, never random, so a
+    retried or resumed creation names the same bill and WeChat pays it at most once."""
+    return f"WD{withdrawal.pk:012d}"
+
+
+def check_withdrawal_destination(
+    *, user: User, amount_fen: int, to: str, account_id: int | None, real_name: str
+) -> str:
+    """The real name to send (stripped), or a 422 saying what the body lacks."""
+    real_name = real_name.strip()
+    if to == Withdrawal.Destination.WECHAT_BALANCE:
+        if account_id is not None:
+            raise _invalid(
+                "account_id",
+                "A withdrawal to the WeChat balance has no account_id.",
+                "account_not_allowed",
+            )
+        if not user.openid:
+            raise Conflict("This account is not bound to WeChat.", code="wechat_not_bound")
+        if amount_fen >= settings.WECHATPAY_TRANSFER_REAL_NAME_FROM_FEN and not real_name:
+            raise _invalid(
+                "real_name",
+                "从 2000 元起，微信要求填写收款人真实姓名。",
+                "real_name_required",
+            )
+        if len(real_name) > 40:
+            raise _invalid("real_name", "The real name is at most 40 characters.", "invalid_real_name")
+        return real_name
+    if account_id is None:
+        raise _invalid("account_id", "Choose the payout account.", "account_required")
+    if real_name:
+        raise _invalid(
+            "real_name", "real_name is for withdrawals to the WeChat balance.", "real_name_not_allowed"
+        )
+    return ""
+
+
+def request_withdrawal(
+    *,
+    user: User,
+    amount_fen: int,
+    account_id: int | None = None,
+    to: str = Withdrawal.Destination.ACCOUNT,
+    real_name: str = "",
+) -> Withdrawal:
     """Creates a pending withdrawal and holds its amount (available → frozen) in the same
     transaction, under the wallet lock: concurrent requests queue on the lock and each sees the
-    balance the previous one left, so together they can never overdraw."""
+    balance the previous one left, so together they can never overdraw. To the WeChat balance,
+    the transfer row is created with it and a task creates it at WeChat after commit."""
     check_not_banned(user)
     minimum = platform_settings().min_withdrawal_fen
     if amount_fen < minimum:
@@ -330,14 +388,36 @@ def request_withdrawal(*, user: User, amount_fen: int, account_id: int) -> Withd
             "amount_below_minimum",
             minimum=minimum,
         )
+    real_name = check_withdrawal_destination(
+        user=user, amount_fen=amount_fen, to=to, account_id=account_id, real_name=real_name
+    )
     with transaction.atomic(durable=True):
         wallet = lock_wallet(user_id=user.pk)
-        account = access_payout_account(user=user, account_id=account_id)
+        account = None
+        if account_id is not None:  # to an account (checked above)
+            account = access_payout_account(user=user, account_id=account_id)
         if amount_fen > wallet.available_fen:
             raise Conflict(
                 "The amount is more than the available balance.", code="insufficient_balance"
             )
-        withdrawal = Withdrawal.objects.create(user=user, account=account, amount_fen=amount_fen)
+        withdrawal = Withdrawal.objects.create(
+            user=user,
+            to=to,
+            account=account,
+            amount_fen=amount_fen,
+            real_name_encrypted=encrypt_account_no(real_name) if real_name else "",
+        )
+        if to == Withdrawal.Destination.WECHAT_BALANCE:
+            transfer = WechatTransfer.objects.create(
+                withdrawal=withdrawal,
+                out_bill_no=transfer_bill_number(withdrawal),
+                openid=user.openid or "",
+                amount_fen=amount_fen,
+                # The sweeper resumes it after this if the task is lost.
+                next_attempt_at=timezone.now() + TRANSFER_SUBMIT_LEASE,
+            )
+            WechatTransferEvent.objects.create(transfer=transfer, source="requested")
+            enqueue_on_commit("marketplace.tasks.submit_transfer_task", transfer.pk)
         post_entry(
             user_id=user.pk,
             kind=Kind.WITHDRAWAL_HOLD,
@@ -364,7 +444,16 @@ def _lock_withdrawal(withdrawal_id: int) -> Withdrawal:
     return withdrawal
 
 
-def _decide(withdrawal: Withdrawal, *, staff: User, status: str, **fields) -> None:
+def _refuse_manual_decision(withdrawal: Withdrawal) -> None:
+    # WeChat pays (or fails) a transfer; a hand decision on it could pay the seller twice.
+    if withdrawal.to == Withdrawal.Destination.WECHAT_BALANCE:
+        raise Conflict(
+            "This withdrawal is paid by WeChat transfer; cancel the transfer instead.",
+            code="withdrawal_is_transfer",
+        )
+
+
+def _decide(withdrawal: Withdrawal, *, staff: User | None, status: str, **fields) -> None:
     withdrawal.decided_at = timezone.now()
     withdrawal.decided_by = staff
     for name, value in fields.items():
@@ -386,6 +475,7 @@ def mark_withdrawal_paid(
         withdrawal = _lock_withdrawal(withdrawal_id)
         if withdrawal.status == Withdrawal.Status.PAID:
             return withdrawal, False
+        _refuse_manual_decision(withdrawal)
         if withdrawal.status == Withdrawal.Status.REJECTED:
             raise Conflict(
                 "This withdrawal was rejected; its hold is released.", code="withdrawal_rejected"
@@ -418,6 +508,7 @@ def reject_withdrawal(*, staff: User, withdrawal_id: int, reason: str) -> tuple[
         withdrawal = _lock_withdrawal(withdrawal_id)
         if withdrawal.status == Withdrawal.Status.REJECTED:
             return withdrawal, False
+        _refuse_manual_decision(withdrawal)
         if withdrawal.status == Withdrawal.Status.PAID:
             raise Conflict("This withdrawal was already paid out.", code="withdrawal_paid")
         # The same unique key as a payout: one withdrawal is settled once, whichever way.

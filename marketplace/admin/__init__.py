@@ -7,6 +7,7 @@ from marketplace.admin import (
     accounts,  # noqa: F401
     catalog,  # noqa: F401
     orders,  # noqa: F401
+    payouts,  # noqa: F401
     privacy,  # noqa: F401
     wallet,  # noqa: F401
 )

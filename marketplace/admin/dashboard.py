@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext
@@ -24,6 +24,8 @@ from marketplace.models import (
     ListingStatus,
     Order,
     PaymentNotification,
+    ReconciliationDay,
+    ReconciliationItem,
     Refund,
     Withdrawal,
 )
@@ -111,14 +113,19 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         )
 
     if _may_view(request, Withdrawal):
-        queue = Withdrawal.objects.filter(status=Withdrawal.Status.PENDING).aggregate(
-            count=Count("id"), total=Sum("amount_fen")
-        )
+        # Transfers to the WeChat balance are paid by WeChat, not by staff.
+        queue = Withdrawal.objects.filter(
+            status=Withdrawal.Status.PENDING, to=Withdrawal.Destination.ACCOUNT
+        ).aggregate(count=Count("id"), total=Sum("amount_fen"))
         board.attention.append(
             Tile(
                 _("Withdrawals to pay out"),
                 str(queue["count"]),
-                _changelist(Withdrawal, status__exact=Withdrawal.Status.PENDING),
+                _changelist(
+                    Withdrawal,
+                    status__exact=Withdrawal.Status.PENDING,
+                    to__exact=Withdrawal.Destination.ACCOUNT,
+                ),
                 is_attention=queue["count"] > 0,
                 detail="¥" + yuan(queue["total"] or 0, grouped=True),
             )
@@ -152,6 +159,26 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
                     "signed WeChat Pay notifications not about our merchant, order or amount, "
                     "last 7 days"
                 ),
+            )
+        )
+
+    if _may_view(request, ReconciliationItem):
+        open_items = ReconciliationItem.objects.filter(is_resolved=False).count()
+        days = ReconciliationDay.objects.aggregate(
+            unbalanced=Count("id", filter=Q(is_books_balanced=False)),
+            failed=Count("id", filter=Q(status=ReconciliationDay.Status.FAILED)),
+        )
+        unbalanced, failed = days["unbalanced"], days["failed"]
+        detail = "differences between WeChat Pay's bills and our books"
+        if unbalanced or failed:
+            detail = f"{unbalanced} day(s) whose books do not add up, {failed} failed download(s)"
+        board.attention.append(
+            Tile(
+                "对账差异",
+                str(open_items),
+                _changelist(ReconciliationItem, is_resolved__exact="0"),
+                is_attention=bool(open_items or unbalanced or failed),
+                detail=detail,
             )
         )
 

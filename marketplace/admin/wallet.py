@@ -27,7 +27,12 @@ class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Money records are written by actions only; staff look, never edit."""
 
 
-def _account_number(request, account: PayoutAccount) -> str:
+WECHAT_BALANCE = "微信零钱（商家转账）"
+
+
+def _account_number(request, account: PayoutAccount | None) -> str:
+    if account is None:
+        return WECHAT_BALANCE
     if request.user.has_perm(FULL_NUMBER_PERM):
         return wallet_actions.reveal_account_no(account) or "(cannot decrypt: key missing)"
     return account.masked_account_no
@@ -220,7 +225,7 @@ class MarkPaidForm(forms.Form):
 class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
     """The payout queue: pending first, oldest first."""
 
-    list_filter = ("status", "account__type", "created_at")
+    list_filter = ("status", "to", "account__type", "created_at")
     search_fields = ("=id", "user__username", "user__nickname", "=user__id", "transfer_reference")
     list_select_related = ("user", "account", "decided_by")
     actions = ["mark_paid", "reject"]
@@ -278,22 +283,24 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description=_("type"), ordering="account__type")
     def account_type(self, obj):
-        return obj.account.get_type_display()
+        return obj.account.get_type_display() if obj.account else WECHAT_BALANCE
 
     @admin.display(description=_("holder"))
     def holder_name(self, obj):
-        return obj.account.holder_name
+        return obj.account.holder_name if obj.account else "-"
 
     @admin.display(description=_("bank"))
     def bank_name(self, obj):
-        return obj.account.bank_name or "-"
+        return (obj.account.bank_name if obj.account else "") or "-"
 
     @admin.display(description=_("account no."))
     def masked_number(self, obj):
-        return obj.account.masked_account_no
+        return obj.account.masked_account_no if obj.account else WECHAT_BALANCE
 
     @admin.display(description=_("account no. (full)"))
     def full_number(self, obj):
+        if obj.account is None:
+            return WECHAT_BALANCE
         return wallet_actions.reveal_account_no(obj.account) or "(cannot decrypt: key missing)"
 
     def _intermediate(self, request, queryset, *, template, title, form, action):

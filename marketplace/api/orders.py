@@ -11,6 +11,7 @@ from pydantic import Field, StringConstraints
 from marketplace import selectors
 from marketplace.actions import fulfilment, lifecycle
 from marketplace.actions import payments as payment_actions
+from marketplace.actions import payouts as payout_actions
 from marketplace.actions import refunds as refund_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
@@ -207,6 +208,16 @@ def wechat_pay_notify(request: HttpRequest):
 )
 def wechat_refund_notify(request: HttpRequest):
     return _wechat_reply(request, refund_actions.handle_refund_notification)
+
+
+@notify_router.post(
+    "/payments/wechat/transfer-notify",
+    auth=None,
+    response={204: None, 401: dict},
+    summary="WeChat Pay v3 merchant transfer notification (signed, encrypted)",
+)
+def wechat_transfer_notify(request: HttpRequest):
+    return _wechat_reply(request, payout_actions.handle_transfer_notification)
 
 
 # --- fulfilment --------------------------------------------------------------------------------

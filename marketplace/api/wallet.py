@@ -11,7 +11,7 @@ from marketplace import selectors
 from marketplace.actions import wallet as wallet_actions
 from marketplace.api.accounts import StrictSchema
 from marketplace.api.idempotency import idempotent
-from marketplace.models.wallet import LedgerEntry, PayoutAccount
+from marketplace.models.wallet import LedgerEntry, PayoutAccount, Withdrawal
 from marketplace.pagination import PageParams, page_schema, paginate
 from marketplace.representations import account_data, entry_data, wallet_data, withdrawal_data
 from marketplace.states import WithdrawalStatus
@@ -63,17 +63,38 @@ class AccountOut(Schema):
     created_at: WireDateTime
 
 
+RealName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)]
+
+
 class WithdrawalIn(StrictSchema):
     # Strict: money is an integer in JSON, never "100" or 100.0 coerced.
     amount: StrictInt = Field(gt=0, le=10**12, description="Fen.")
-    account_id: StrictInt = Field(gt=0)
+    account_id: StrictInt | None = Field(None, gt=0, description="For `to: account` only.")
+    to: Withdrawal.Destination = Field(
+        Withdrawal.Destination.ACCOUNT,
+        description="`account` (staff pay by hand) or `wechat_balance` (WeChat merchant transfer).",
+    )
+    real_name: RealName = Field(
+        "", description="The payee's real name; required to the WeChat balance from 200000 fen."
+    )
+
+
+class TransferOut(Schema):
+    state: str | None = Field(description="WeChat's bill state (WAIT_USER_CONFIRM, SUCCESS...).")
+    mch_id: str
+    app_id: str
+    package_info: str | None = Field(description="For wx.requestMerchantTransfer's `package`.")
+    confirm_before: WireDateTime | None
+    fail_reason: str | None
 
 
 class WithdrawalOut(Schema):
     id: int
     amount: int
     status: WithdrawalStatus
-    account: AccountOut
+    to: Withdrawal.Destination
+    account: AccountOut | None
+    transfer: TransferOut | None
     transfer_reference: str | None
     reject_reason: str | None
     created_at: WireDateTime
@@ -142,12 +163,16 @@ def list_withdrawals(request: HttpRequest, filters: Query[WithdrawalFilters]):
     "/wallet/withdrawals",
     response={201: WithdrawalOut},
     throttle=[RateLimit("withdrawal", settings.RATE_LIMITS["withdrawal"])],
-    summary="Withdraw: the amount is held at once, staff pay it out",
+    summary="Withdraw: the amount is held at once; staff pay it out, or WeChat transfers it",
 )
 @idempotent("wallet.withdraw", response=WithdrawalOut)
 def create_withdrawal(request: HttpRequest, payload: WithdrawalIn):
     withdrawal = wallet_actions.request_withdrawal(
-        user=request.auth, amount_fen=payload.amount, account_id=payload.account_id
+        user=request.auth,
+        amount_fen=payload.amount,
+        account_id=payload.account_id,
+        to=payload.to,
+        real_name=payload.real_name,
     )
     return Status(201, withdrawal_data(withdrawal))
 

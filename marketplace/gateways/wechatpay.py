@@ -12,6 +12,8 @@ WeChat Pay writes its own rows on the same connection.
 """
 
 import functools
+import gzip
+import hashlib
 import json
 import logging
 import secrets
@@ -41,7 +43,8 @@ NOTIFICATION_MAX_SKEW = timedelta(minutes=5)
 # 4xx codes that WeChat documents as "try again later" rather than "this request is wrong".
 RETRYABLE_CODES = {"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR"}
 PAID_CODES = {"ORDERPAID", "ORDER_PAID"}
-NOT_FOUND_CODES = {"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"}
+NOT_FOUND_CODES = {"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS", "NOT_FOUND"}
+NO_STATEMENT = "NO_STATEMENT_EXIST"
 
 
 class PaymentGatewayError(Exception):
@@ -357,6 +360,135 @@ def refund(
 
 def query_refund(*, out_refund_no: str) -> dict | None:
     return _lookup("refund query", client().query_refund, out_refund_no=out_refund_no)
+
+
+# --- merchant transfer (商家转账, user-confirmation mode) ---------------------------------------
+
+
+def create_transfer(
+    *, out_bill_no: str, openid: str, amount_fen: int, remark: str, user_name: str = ""
+) -> dict:
+    """Creates the transfer bill; the same out_bill_no and parameters answer the same bill.
+    Returns WeChat's `{out_bill_no, transfer_bill_no, create_time, state, package_info?}`."""
+    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
+        raise ValueError("amount_fen must be a positive integer")
+    if amount_fen >= settings.WECHATPAY_TRANSFER_REAL_NAME_FROM_FEN and not user_name:
+        raise ValueError("WeChat needs the payee's real name from 2,000 yuan")
+    _, body = _request(
+        "transfer",
+        client().mch_transfer_bills,
+        out_bill_no=out_bill_no,
+        transfer_scene_id=settings.WECHATPAY_TRANSFER_SCENE_ID,
+        openid=openid,
+        transfer_amount=amount_fen,
+        transfer_remark=remark[:32],
+        # wechatpayv3 encrypts it with the platform public key (and sends Wechatpay-Serial).
+        user_name=user_name or None,
+        user_recv_perception=settings.WECHATPAY_TRANSFER_RECV_PERCEPTION,
+        transfer_scene_report_infos=settings.WECHATPAY_TRANSFER_REPORT_INFOS,
+        notify_url=settings.WECHATPAY_TRANSFER_NOTIFY_URL,
+    )
+    if not body.get("out_bill_no") or not body.get("state"):
+        raise PaymentGatewayError(
+            "WeChat Pay's transfer answer has no bill.", retryable=True, code="MALFORMED_RESPONSE"
+        )
+    return body
+
+
+def query_transfer(*, out_bill_no: str) -> dict | None:
+    """The bill as WeChat has it (state, transfer_amount, openid, fail_reason...); None if
+    WeChat never created it."""
+    return _lookup("transfer query", client().mch_transfer_bills_query, out_bill_no=out_bill_no)
+
+
+def cancel_transfer(*, out_bill_no: str) -> dict:
+    """Cancels a bill the user has not confirmed (answer state CANCELING or CANCELLED); one
+    already final raises PaymentGatewayError with WeChat's code."""
+    _, body = _request("transfer cancel", client().mch_transfer_bills_cancel, out_bill_no=out_bill_no)
+    return body
+
+
+# --- bills (对账单) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bill:
+    sha1: str
+    text: str  # the CSV, decompressed and decoded
+
+
+def _download_bill(what: str, answer: dict) -> Bill:
+    url = answer.get("download_url")
+    expected = str(answer.get("hash_value", "")).lower()
+    if not isinstance(url, str) or not url or not expected:
+        raise PaymentGatewayError(
+            f"WeChat Pay's {what} answer has no download_url/hash.",
+            retryable=True,
+            code="MALFORMED_RESPONSE",
+        )
+    # Signed like every request; the file's answer itself carries no signature (skip_verify),
+    # which is why its hash is checked.
+    try:
+        status, content = client().download_bill(url)
+    except requests.RequestException as exc:
+        raise PaymentGatewayError(
+            f"WeChat Pay's {what} download failed.", retryable=True, code="NETWORK_ERROR"
+        ) from exc
+    if not 200 <= status < 300:
+        raise PaymentGatewayError(
+            f"WeChat Pay's {what} download answered {status}.",
+            retryable=status >= 500,
+            status=status,
+            code="DOWNLOAD_FAILED",
+        )
+    raw = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise PaymentGatewayError(
+                f"WeChat Pay's {what} is not valid gzip.", retryable=True, code="BAD_BILL"
+            ) from exc
+    # The hash is of the original bill (after gzip is undone).
+    actual = hashlib.sha1(raw).hexdigest()  # noqa: S324 - WeChat's choice, an integrity check
+    if actual != expected:
+        raise PaymentGatewayError(
+            f"WeChat Pay's {what} failed its hash check ({actual} != {expected}).",
+            retryable=True,
+            code="BILL_HASH_MISMATCH",
+        )
+    return Bill(sha1=actual, text=raw.decode("utf-8-sig"))
+
+
+def trade_bill(*, bill_date: str) -> Bill | None:
+    """The day's trade bill (every transaction and refund), gzip, hash checked; None when
+    WeChat has no statement for the day (NO_STATEMENT_EXIST)."""
+    try:
+        _, answer = _request(
+            "trade bill", client().trade_bill, bill_date=bill_date, bill_type="ALL", tar_type="GZIP"
+        )
+    except PaymentGatewayError as exc:
+        if exc.code == NO_STATEMENT:
+            return None
+        raise
+    return _download_bill("trade bill", answer)
+
+
+def fundflow_bill(*, bill_date: str) -> Bill | None:
+    """The day's fund-flow bill of the basic account (income, refunds, transfers, fees)."""
+    try:
+        _, answer = _request(
+            "fund-flow bill",
+            client().fundflow_bill,
+            bill_date=bill_date,
+            account_type="BASIC",
+            tar_type="GZIP",
+        )
+    except PaymentGatewayError as exc:
+        if exc.code == NO_STATEMENT:
+            return None
+        raise
+    return _download_bill("fund-flow bill", answer)
 
 
 # --- notifications ------------------------------------------------------------------------------

@@ -21,7 +21,16 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.models.privacy import AccountDeletion, DataExport, RetentionRun
-from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
+from marketplace.models.wallet import (
+    LedgerEntry,
+    PayoutAccount,
+    ReconciliationDay,
+    ReconciliationItem,
+    Wallet,
+    WechatTransfer,
+    WechatTransferEvent,
+    Withdrawal,
+)
 from marketplace.states import ListingStatus
 
 __all__ = [
@@ -34,6 +43,10 @@ __all__ = [
     "LedgerEntry",
     "PayoutAccount",
     "Withdrawal",
+    "WechatTransfer",
+    "WechatTransferEvent",
+    "ReconciliationDay",
+    "ReconciliationItem",
     "Wallet",
     "IdempotencyRecord",
     "Order",

@@ -222,6 +222,7 @@ class PaymentNotification(models.Model):
     class Kind(models.TextChoices):
         PAYMENT = "payment"
         REFUND = "refund"
+        TRANSFER = "transfer"
 
     # The outcome of a verified notification that is not about us (marketplace/actions/
     # notifications.py): the admin filters on it and the staff dashboard counts it.

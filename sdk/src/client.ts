@@ -315,6 +315,16 @@ export class MarketplaceClient {
     return this.call<Schemas["WithdrawalOut"]>("POST", "/api/wallet/withdrawals", { body, idempotent: true });
   }
 
+  withdrawals(query: { cursor?: string } = {}) {
+    return this.call<Schemas["WithdrawalPage"]>("GET", "/api/wallet/withdrawals", { query });
+  }
+
+  /** One withdrawal; for `to: "wechat_balance"` its `transfer.package_info` appears once WeChat
+   * has accepted the transfer (`awaiting_user_confirmation`, also a `withdrawal.updated` event). */
+  withdrawal(id: number) {
+    return this.call<Schemas["WithdrawalOut"]>("GET", `/api/wallet/withdrawals/${id}`);
+  }
+
   // --- privacy and sharing (docs/privacy.md) -----------------------------------------------
 
   /** 注销: closes the account at once (409 `deletion_blocked` lists what to finish first); the

@@ -61,8 +61,10 @@ export async function payOrder(client: MarketplaceClient, orderNo: string, api: 
   });
 }
 
-/** Confirms a merchant transfer (payouts to WeChat change) with the `package` the server gives,
- * once payouts by transfer exist; today withdrawals are paid by finance by hand. */
+/** Confirms a merchant transfer (a withdrawal to the WeChat balance) with the withdrawal's
+ * `transfer`: `{mchId: transfer.mch_id, appId: transfer.app_id, package: transfer.package_info}`
+ * (docs/payout.md). The withdrawal becomes `paid` when WeChat tells the server, not when this
+ * resolves: wait for `withdrawal.updated`. */
 export function confirmMerchantTransfer(
   params: { mchId: string; appId: string; package: string; openId?: string },
   api: WechatMiniprogram.Wx = wx,

@@ -10,7 +10,10 @@ from tests.factories import UserFactory
 
 ROLES_MIGRATION = "marketplace.migrations.0008_staff_groups"
 # Later migrations that grant a role more (each has GRANTS and grant_all).
-GRANT_MIGRATIONS = ["marketplace.migrations.0013_support_sees_deletions"]
+GRANT_MIGRATIONS = [
+    "marketplace.migrations.0013_support_sees_deletions",
+    "marketplace.migrations.0015_finance_sees_transfers_and_reconciliation",
+]
 
 
 def ensure_staff_groups() -> dict[str, Group]:

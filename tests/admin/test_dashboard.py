@@ -139,7 +139,7 @@ def test_superuser_sees_every_figure(world):
     assert tiles["Open disputes"][:2] == ("1", "/admin/marketplace/dispute/?open=yes")
     assert tiles["Withdrawals to pay out"] == (
         "2",
-        "/admin/marketplace/withdrawal/?status__exact=pending",
+        "/admin/marketplace/withdrawal/?status__exact=pending&to__exact=account",
         "¥42.34",
     )
     assert tiles["Refunds needing attention"][:2] == (
@@ -169,7 +169,7 @@ def test_each_link_opens_the_list_of_exactly_what_it_counts(world):
 
 def test_index_page_renders_the_dashboard_in_few_queries(world, django_assert_max_num_queries):
     client = admin_client(StaffFactory())
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(16):  # 14 + the reconciliation tile's two
         page = client.get("/admin/")
     html = page.content.decode()
     assert page.status_code == 200 and 'id="staff-dashboard"' in html
@@ -180,13 +180,13 @@ def test_index_page_renders_the_dashboard_in_few_queries(world, django_assert_ma
 
 def test_queries_do_not_grow_with_the_data(world, django_assert_num_queries):
     request = _request(StaffFactory())
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(9):
         build_dashboard(request, now=NOW)
     for _ in range(5):
         make_order(OrderStatus.CLOSED)
         listing_on_sale(status=ListingStatus.PENDING_REVIEW)
         PaymentNotification.objects.create(kind="payment", body="{}", outcome="refused: x")
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(9):
         build_dashboard(request, now=NOW)
 
 
@@ -198,6 +198,8 @@ def test_each_role_sees_only_its_own_figures(world):
     assert [tile.label for tile in reviewer.attention] == ["Listings awaiting review"]
     assert not reviewer.money and not reviewer.orders
     assert "Withdrawals to pay out" in [tile.label for tile in finance.attention]
+    assert "对账差异" in [tile.label for tile in finance.attention]
+    assert "对账差异" not in [tile.label for tile in support.attention]
     assert "Listings awaiting review" not in [tile.label for tile in finance.attention]
     assert finance.money
     assert "Withdrawals to pay out" not in [tile.label for tile in support.attention]

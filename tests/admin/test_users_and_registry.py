@@ -24,6 +24,7 @@ NOT_REGISTERED = {
     "marketplace.listingview": "raw click rows, folded into Listing.views by a task",
     "marketplace.orderhistory": "inline on the order",
     "marketplace.trackingevent": "inline on the order",
+    "marketplace.wechattransferevent": "inline on the transfer",
     "marketplace.idempotencyrecord": "replay cache for Idempotency-Key",
     "negotiation.offerhistory": "inline on the offer",
     "realtime.eventcounter": "per-user sequence counter",

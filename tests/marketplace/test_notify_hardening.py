@@ -8,7 +8,11 @@ from sandbox.wechatpay import signed_headers
 
 pytestmark = pytest.mark.django_db
 
-NOTIFY_PATHS = ["/api/payments/wechat/notify", "/api/payments/wechat/refund-notify"]
+NOTIFY_PATHS = [
+    "/api/payments/wechat/notify",
+    "/api/payments/wechat/refund-notify",
+    "/api/payments/wechat/transfer-notify",
+]
 
 
 @pytest.mark.parametrize("path", NOTIFY_PATHS)

@@ -4,11 +4,11 @@ frames, and the live events both sides see (WebsocketCommunicator on the real AS
 import json
 
 import pytest
-from channels.db import database_sync_to_async
 
 from marketplace.actions.accounts import issue_token
 from marketplace.models.orders import Order
 from negotiation.models import Offer
+from realtime.db import database_sync_to_async
 from tests.factories import AddressFactory, UserFactory
 from tests.marketplace.order_helpers import listing_on_sale
 from tests.realtime.conftest import connected, send

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
 from marketplace.actions.accounts import issue_token
+from realtime.db import database_sync_to_async
 from realtime.push import emit
 from tests.factories import UserFactory
 

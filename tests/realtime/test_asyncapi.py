@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from marketplace.actions.catalog import approve_listing
@@ -20,6 +19,7 @@ from negotiation.actions import handle_offer_expiry
 from negotiation.models import Offer
 from realtime import consumers, dispatch
 from realtime.asyncapi import CHANNEL, SOCKET_ERROR_CODES, build_document
+from realtime.db import database_sync_to_async
 from realtime.models import Event
 from realtime.push import EVENT_TYPES, event_frame
 from tests.factories import AddressFactory, StaffFactory

@@ -7,7 +7,6 @@ import asyncio
 import tempfile
 
 import pytest
-from channels.db import database_sync_to_async
 from django.test import override_settings
 from django.utils import timezone
 from websockets.asyncio.client import connect as ws_connect
@@ -15,6 +14,7 @@ from websockets.asyncio.client import connect as ws_connect
 from marketplace.actions import accounts as account_actions
 from marketplace.actions.accounts import issue_token
 from marketplace.models import ApiToken
+from realtime.db import database_sync_to_async
 from tests.conftest import ApiClient
 from tests.realtime.conftest import aemit, connected, receive, receive_close, send
 from tests.realtime.test_redis import _free_port, _start_server, _wait_listening

@@ -3,11 +3,11 @@
 import asyncio
 
 import pytest
-from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from marketplace.errors import Conflict
 from realtime import consumers, dispatch, selectors
+from realtime.db import database_sync_to_async
 from realtime.models import Event
 from realtime.push import group_for
 from tests.realtime.conftest import (

@@ -5,8 +5,8 @@ import datetime as dt
 import json
 
 import pytest
-from channels.db import database_sync_to_async
 
+from realtime.db import database_sync_to_async
 from realtime.models import Event
 from tests.realtime.conftest import aemit, connected, emit_now, receive, send
 from tests.test_wire import assert_wire_time

@@ -12,10 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from marketplace.actions.accounts import issue_token
+from realtime.db import database_sync_to_async
 from tests.factories import UserFactory
 from tests.realtime.conftest import connected, receive, send
 

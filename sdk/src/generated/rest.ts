@@ -533,6 +533,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/payments/wechat/transfer-notify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** WeChat Pay v3 merchant transfer notification (signed, encrypted) */
+        post: operations["marketplace_api_orders_wechat_transfer_notify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/logistics/kuaidi100/notify": {
         parameters: {
             query?: never;
@@ -629,7 +646,7 @@ export interface paths {
         /** My withdrawals */
         get: operations["marketplace_api_wallet_list_withdrawals"];
         put?: never;
-        /** Withdraw: the amount is held at once, staff pay it out */
+        /** Withdraw: the amount is held at once; staff pay it out, or WeChat transfers it */
         post: operations["marketplace_api_wallet_create_withdrawal"];
         delete?: never;
         options?: never;
@@ -1603,7 +1620,33 @@ export interface components {
          * WithdrawalStatus
          * @enum {string}
          */
-        WithdrawalStatus: "pending" | "paid" | "rejected";
+        WithdrawalStatus: "pending" | "awaiting_user_confirmation" | "paid" | "rejected" | "failed";
+        /**
+         * Destination
+         * @enum {string}
+         */
+        Destination: "account" | "wechat_balance";
+        /** TransferOut */
+        TransferOut: {
+            /**
+             * State
+             * @description WeChat's bill state (WAIT_USER_CONFIRM, SUCCESS...).
+             */
+            state: string | null;
+            /** Mch Id */
+            mch_id: string;
+            /** App Id */
+            app_id: string;
+            /**
+             * Package Info
+             * @description For wx.requestMerchantTransfer's `package`.
+             */
+            package_info: string | null;
+            /** Confirm Before */
+            confirm_before: string | null;
+            /** Fail Reason */
+            fail_reason: string | null;
+        };
         /** WithdrawalOut */
         WithdrawalOut: {
             /** Id */
@@ -1611,7 +1654,9 @@ export interface components {
             /** Amount */
             amount: number;
             status: components["schemas"]["WithdrawalStatus"];
-            account: components["schemas"]["AccountOut"];
+            to: components["schemas"]["Destination"];
+            account: components["schemas"]["AccountOut"] | null;
+            transfer: components["schemas"]["TransferOut"] | null;
             /** Transfer Reference */
             transfer_reference: string | null;
             /** Reject Reason */
@@ -1641,8 +1686,22 @@ export interface components {
              * @description Fen.
              */
             amount: number;
-            /** Account Id */
-            account_id: number;
+            /**
+             * Account Id
+             * @description For `to: account` only.
+             */
+            account_id?: number | null;
+            /**
+             * @description `account` (staff pay by hand) or `wechat_balance` (WeChat merchant transfer).
+             * @default account
+             */
+            to?: components["schemas"]["Destination"];
+            /**
+             * Real Name
+             * @description The payee's real name; required to the WeChat balance from 200000 fen.
+             * @default
+             */
+            real_name?: string;
         };
         /** DeletionOut */
         DeletionOut: {
@@ -3032,6 +3091,44 @@ export interface operations {
         };
     };
     marketplace_api_orders_wechat_refund_notify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_orders_wechat_transfer_notify: {
         parameters: {
             query?: never;
             header?: never;

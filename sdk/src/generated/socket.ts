@@ -28,6 +28,11 @@ export type Name1 = string;
  * Integer fen (1 yuan = 100).
  */
 export type Price = number;
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "Destination".
+ */
+export type Destination = "account" | "wechat_balance";
 export type Name2 = string;
 export type Value = string;
 export type From = string | null;
@@ -125,6 +130,18 @@ export type Carrier1 = string;
 export type TrackingNo1 = string;
 export type State = number | null;
 export type Events = TrackingEventOut[];
+/**
+ * WeChat's bill state (WAIT_USER_CONFIRM, SUCCESS...).
+ */
+export type State1 = string | null;
+export type MchId = string;
+export type AppId = string;
+/**
+ * For wx.requestMerchantTransfer's `package`.
+ */
+export type PackageInfo = string | null;
+export type ConfirmBefore = string | null;
+export type FailReason = string | null;
 export type Id5 = number;
 /**
  * Change to the available balance, signed fen.
@@ -160,7 +177,7 @@ export type Amount1 = number;
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "WithdrawalStatus".
  */
-export type WithdrawalStatus = "pending" | "paid" | "rejected";
+export type WithdrawalStatus = "pending" | "awaiting_user_confirmation" | "paid" | "rejected" | "failed";
 export type TransferReference = string | null;
 export type RejectReason = string | null;
 export type CreatedAt4 = string;
@@ -189,6 +206,7 @@ export interface SocketSchemas {
   AddressSnapshot?: AddressSnapshot;
   CategoryRefOut?: CategoryRefOut;
   CounterIn?: CounterIn;
+  Destination?: Destination;
   FeatureOut?: FeatureOut;
   HistoryOut?: HistoryOut;
   Kind?: Kind;
@@ -204,6 +222,7 @@ export interface SocketSchemas {
   SellerOut?: SellerOut;
   TrackingEventOut?: TrackingEventOut;
   TrackingOut?: TrackingOut;
+  TransferOut?: TransferOut;
   Type?: Type;
   WalletCreditedOut?: WalletCreditedOut;
   WalletOut?: WalletOut;
@@ -417,6 +436,18 @@ export interface TrackingOut {
   events: Events;
 }
 /**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "TransferOut".
+ */
+export interface TransferOut {
+  state: State1;
+  mch_id: MchId;
+  app_id: AppId;
+  package_info: PackageInfo;
+  confirm_before: ConfirmBefore;
+  fail_reason: FailReason;
+}
+/**
  * The ledger entry (as GET /api/wallet/entries shows it) with the wallet after it.
  *
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -451,7 +482,9 @@ export interface WithdrawalOut {
   id: Id6;
   amount: Amount1;
   status: WithdrawalStatus;
-  account: AccountOut;
+  to: Destination;
+  account: AccountOut | null;
+  transfer: TransferOut | null;
   transfer_reference: TransferReference;
   reject_reason: RejectReason;
   created_at: CreatedAt4;

@@ -24,7 +24,7 @@ def snapshot_existing_orders(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0013_support_sees_deletions'),
+        ('marketplace', '0015_finance_sees_transfers_and_reconciliation'),
     ]
 
     operations = [
