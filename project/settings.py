@@ -493,9 +493,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 PRIVATE_MEDIA_ROOT = Path(os.environ.get("PRIVATE_MEDIA_ROOT", VAR_DIR / "private-media"))
 # How long a private URL (a signed link to our view, or an S3 presigned URL) stays valid.
 PRIVATE_MEDIA_TTL_SECONDS = env_int("PRIVATE_MEDIA_TTL_SECONDS", 600)
-# Behind nginx: the internal location that maps PRIVATE_MEDIA_ROOT (e.g. "/_private/"); the view
-# then answers with X-Accel-Redirect and nginx sends the file. Empty: the view streams it.
-PRIVATE_MEDIA_ACCEL_PREFIX = os.environ.get("PRIVATE_MEDIA_ACCEL_PREFIX", "")
+# Behind nginx the per-reader view (marketplace/api/media.py) hands the file over with
+# X-Accel-Redirect to PRIVATE_MEDIA_ACCEL_REDIRECT (below), as project/private_media.py does.
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "private": {
@@ -505,7 +504,9 @@ STORAGES: dict[str, dict[str, Any]] = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # Deployments on local disk sign the private storage's URLs and let nginx send the files
-# (project/private_media.py); the embedded stack serves everything under /media/.
+# (project/private_media.py); there the private files stay in MEDIA_ROOT, whose order-videos/
+# and exports/ nginx refuses under /media/ and aliases for /protected-media/. Elsewhere they
+# are in PRIVATE_MEDIA_ROOT, which no URL serves.
 PRIVATE_MEDIA_SIGNED = env_bool("PRIVATE_MEDIA_SIGNED", IS_DEPLOYED)
 PRIVATE_MEDIA_URL_TTL_SECONDS = env_int("PRIVATE_MEDIA_URL_TTL_SECONDS", 3600)
 # nginx's internal location for them ("/protected-media/"); empty: the app streams the file.

@@ -2,6 +2,7 @@
 
 import mimetypes
 import posixpath
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import storages
@@ -40,11 +41,11 @@ def private_file(request: HttpRequest, token: str, filename: str):
         raise _refused()
     content_type = mimetypes.guess_type(grant.name)[0] or "application/octet-stream"
     response: HttpResponseBase
-    if settings.PRIVATE_MEDIA_ACCEL_PREFIX:
-        # nginx sends the file from an `internal` location mapping PRIVATE_MEDIA_ROOT.
+    if settings.PRIVATE_MEDIA_ACCEL_REDIRECT:
+        # nginx sends the file from its `internal` location (deploy/nginx: /protected-media/).
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = (
-            settings.PRIVATE_MEDIA_ACCEL_PREFIX.rstrip("/") + "/" + (grant.name)
+            settings.PRIVATE_MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + quote(grant.name)
         )
     else:
         response = FileResponse(

@@ -116,7 +116,7 @@ def test_events_and_their_replay_carry_no_video_url(with_video):
 
 
 def test_behind_nginx_the_view_answers_with_x_accel_redirect(with_video, settings):
-    settings.PRIVATE_MEDIA_ACCEL_PREFIX = "/_private/"
+    settings.PRIVATE_MEDIA_ACCEL_REDIRECT = "/_private/"
     buyer, _, order_no = with_video
     url = buyer.get(f"/api/orders/{order_no}").json()["video_url"]
     response, body = _fetch(url)
