@@ -20,7 +20,7 @@ PYTEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
 .PHONY: run test test-embedded test-real test-sdk sdk-deps lint typecheck venv venv-dev demo bench \
-	bench-full migrate clean lock check-locks staging backup restore-drill
+	bench-full migrate clean lock check-locks staging backup restore-drill messages catalogue
 
 define install_lock
 	@test -n "$(PYTHON)" || exit 1
@@ -61,7 +61,20 @@ check-locks: venv-dev
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput
 
-run: migrate
+# The translation catalogue compiled (locale/zh_Hans/LC_MESSAGES/django.mo, not committed); needs
+# gettext's msgfmt (apt-get install -y gettext; .ci/run installs it).
+messages: venv
+	@command -v msgfmt >/dev/null || { echo "ERROR: msgfmt is missing: apt-get install -y gettext" >&2; exit 1; }
+	$(BIN)/python manage.py compilemessages --ignore=.venv --ignore=sdk --ignore=var
+
+# After adding or changing user-visible text: the unmarked strings (project/i18n.py) regenerated,
+# then makemessages merges every string into the catalogue; translate the new empty msgstr's.
+catalogue: venv
+	$(BIN)/python scripts/i18n_strings.py
+	$(BIN)/python manage.py makemessages -l zh_Hans --no-location --ignore=.venv --ignore=sdk \
+	  --ignore=tests --ignore=var --ignore=bench --ignore=sandbox --ignore=scripts --ignore=staticfiles
+
+run: migrate messages
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py ensure_staff
 	$(BIN)/python manage.py serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
@@ -76,11 +89,11 @@ typecheck: venv-dev
 test: lint typecheck check-locks sdk-deps test-embedded test-real test-sdk
 
 # Embedded defaults: SQLite, in-memory channel layer, sandbox.
-test-embedded: venv-dev
+test-embedded: venv-dev messages
 	env -u DATABASE_URL -u REDIS_URL $(PYTEST) $(PYTEST_ARGS)
 
 # The production stack: PostgreSQL + Redis. Fails loudly (never skips) when they are unreachable.
-test-real: venv-dev
+test-real: venv-dev messages
 	$(BIN)/python scripts/check_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" \
 	  MARKETPLACE_REQUIRE_REAL_STACK=1 $(BIN)/pytest $(PYTEST_ARGS)

@@ -6,12 +6,12 @@ from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 # Importing it registers the deployment checks (project/checks.py).
-from project import checks, jsonlog, metrics
+from project import checks, i18n, jsonlog, metrics
 
 
 class MarketplaceConfig(AppConfig):
     name = "marketplace"
-    verbose_name = "Marketplace"
+    verbose_name = "Marketplace"  # in Chinese through project/i18n.py
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
@@ -22,6 +22,8 @@ class MarketplaceConfig(AppConfig):
         # project.tasking can queue a task by name without the action importing its module.
         autodiscover_modules("tasks")
         post_migrate.connect(_tell_how_to_create_staff, sender=self)
+        # Every app's models are loaded by now: their labels become translations.
+        i18n.translate_model_labels()
         # Task outcomes for /metrics; only consumers run tasks, so only they count.
         from huey.contrib.djhuey import HUEY  # built from settings.HUEY on first import
 

@@ -5,11 +5,24 @@ Actions raise these; they never import ninja. The socket maps them to `error` fr
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 
 class DomainError(Exception):
+    """`message` is English source text, or a %-template filled from `params`; the client reads
+    it in its language (Simplified Chinese unless it sends Accept-Language: en): translated when
+    read, through the catalogue in locale/zh_Hans (docs/fixes.md). `code` never changes."""
+
     status = 400
     code = "bad_request"
-    message = "The request cannot be processed."
+    default_message = "The request cannot be processed."
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's `message = "..."` is its default text, not a shadow of the property.
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("message"), str):
+            cls.default_message = cls.__dict__["message"]
+            delattr(cls, "message")
 
     def __init__(
         self,
@@ -17,11 +30,34 @@ class DomainError(Exception):
         *,
         code: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
-        self.message = message or self.message
+        self.template = message or self.default_message
+        self.params = params or {}
         self.code = code or self.code
         self.errors = errors
-        super().__init__(self.message)
+        super().__init__(self._fill(self.template))  # logs read English
+
+    def _fill(self, text: str) -> str:
+        return text % self.params if self.params else text
+
+    @property
+    def message(self) -> str:
+        """In the active language (the request's, or the default one outside a request). Text
+        parameters are looked up too: a phrase marked with gettext_noop comes out translated,
+        anything else (a status, a name) as it is."""
+        if not self.template:
+            return ""
+        params = {
+            name: gettext(value) if isinstance(value, str) and value else value
+            for name, value in self.params.items()
+        }
+        text = gettext(self.template)
+        return text % params if params else text
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.template, self.params = value, {}
 
     def as_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}

@@ -15,13 +15,23 @@ def split_commission(*, price_fen: int, rate_bp: int) -> tuple[int, int]:
     return commission, price_fen - commission
 
 
-def sale_split(*, price_fen: int, refunded_fen: int, rate_bp: int) -> tuple[int, int]:
-    """(commission_fen, seller_fen) of a sale after refunds: commission is charged only on what
-    the buyer finally paid (price − refunded), with `split_commission`'s rounding. The one rule
-    for payment (nothing refunded), a partial refund settled in a dispute, and the credit."""
-    if not 0 <= refunded_fen <= price_fen:
-        raise ValueError("the refund must be between 0 and the price")
-    return split_commission(price_fen=price_fen - refunded_fen, rate_bp=rate_bp)
+def sale_split(
+    *, price_fen: int, refunded_fen: int, rate_bp: int, shipping_fee_fen: int = 0
+) -> tuple[int, int]:
+    """(commission_fen, seller_fen) of a sale after refunds. The buyer paid price + shipping;
+    commission is charged only on the item price the buyer finally paid for, with
+    `split_commission`'s rounding, and the seller gets everything else paid, shipping included.
+    A refund comes off the item price first, then the shipping (a full refund returns both).
+    The one rule for payment (nothing refunded), a partial refund settled in a dispute, and the
+    credit; commission + seller + refunded = price + shipping, exactly."""
+    if price_fen < 0 or shipping_fee_fen < 0:
+        raise ValueError("price and shipping must be >= 0")
+    if not 0 <= refunded_fen <= price_fen + shipping_fee_fen:
+        raise ValueError("the refund must be between 0 and the price plus shipping")
+    item_paid = max(price_fen - refunded_fen, 0)
+    shipping_paid = price_fen + shipping_fee_fen - refunded_fen - item_paid
+    commission, item_to_seller = split_commission(price_fen=item_paid, rate_bp=rate_bp)
+    return commission, item_to_seller + shipping_paid
 
 
 def yuan(fen: int | None, *, grouped: bool = False) -> str:

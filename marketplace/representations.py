@@ -11,8 +11,8 @@ from typing import Any
 
 from django.conf import settings
 
-from marketplace.media import storage_url
-from marketplace.models import Listing
+from marketplace.media import private_url, storage_url
+from marketplace.models import Listing, User
 from marketplace.models.orders import Order, OrderHistory, Refund
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, WechatTransfer, Withdrawal
 
@@ -27,10 +27,12 @@ def history_data(entry: OrderHistory) -> dict[str, Any]:
     }
 
 
-def order_video_url(order: Order) -> str | None:
-    """Only the buyer and seller may watch it: on S3 a signed, expiring URL, never a CDN link
-    (settings.STORAGES["private"])."""
-    return storage_url(order.video.name, storage="private") if order.video else None
+def order_video_url(order: Order, *, reader: User | None) -> str | None:
+    """A fresh short-lived URL for the reader who asked (its buyer, seller or staff: the caller
+    checked); None without a reader, so no event or stored copy ever holds an expiring link."""
+    if not order.video or reader is None:
+        return None
+    return private_url(order.video.name, reader_id=reader.pk)
 
 
 def refund_status(order: Order) -> str:
@@ -49,22 +51,36 @@ def order_data(
     with_history: bool = True,
     history: Sequence[OrderHistory] | None = None,
     refund: Any = _LOADED,
+    reader: User | None = None,
 ) -> dict[str, Any]:
     """`history` and `refund` (a Refund or None) when the caller knows them, so they are not
-    read again (a just-created order); by default they are read from the order."""
+    read again (a just-created order); by default they are read from the order. `reader`: the
+    user the REST API answers, who gets the video's private URL; events pass none.
+
+    The item (title, cover, seller's nickname and avatar) comes from the order's own snapshot,
+    taken when it was placed: never from the listing or the seller as they are now."""
     data: dict[str, Any] = {
         "order_no": order.order_no,
         "listing_id": order.listing_id,
         "title": order.title,
+        "cover_url": media_url(order.cover),
+        "seller": {
+            "id": order.seller_id,
+            "nickname": order.seller_nickname,
+            "avatar_url": order.seller_avatar_url,
+        },
         "buyer_id": order.buyer_id,
         "seller_id": order.seller_id,
         "status": order.status,
         "price": order.price_fen,
+        "shipping_fee": order.shipping_fee_fen,
+        "total": order.total_fen,
         "commission": order.commission_fen,
         "address": order.address,
         "deadline_at": order.deadline_at,
         "paid_at": order.paid_at,
-        "video_url": order_video_url(order),
+        "has_video": bool(order.video),
+        "video_url": order_video_url(order, reader=reader),
         "carrier": order.carrier or None,
         "tracking_no": order.tracking_no or None,
         "shipped_at": order.shipped_at,
@@ -93,6 +109,10 @@ def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
         "id": listing.pk,
         "title": listing.title,
         "price": listing.price_fen,
+        "original_price": listing.original_price_fen,
+        "shipping_fee": listing.shipping_fee_fen,
+        "city_code": listing.city_code,
+        "condition": listing.condition,
         "cover_url": media_url(listing.cover),
         "status": listing.status,
         "views": listing.views,

@@ -13,6 +13,7 @@ from marketplace.errors import NotFound
 from marketplace.models import Address, Banner, Category, Listing, ListingStatus, User
 from marketplace.models.catalog import PUBLIC_DETAIL_STATUSES
 from marketplace.models.orders import Order, PlatformSettings
+from marketplace.models.privacy import DataExport
 from marketplace.models.wallet import LedgerEntry, Wallet, Withdrawal
 from marketplace.pagination import MAX_LIMIT, Page, after_cursor, cursor_for, paginate
 from marketplace.representations import listing_summary_data, media_url
@@ -130,9 +131,9 @@ def category_tree() -> list[dict[str, Any]]:
             {
                 "id": root.pk,
                 "name": root.name,
-                "icon": _media_or_url(root.icon),
+                "icon": _media_or_url(root.icon.name),
                 "children": [
-                    {"id": c.pk, "name": c.name, "icon": _media_or_url(c.icon), "children": []}
+                    {"id": c.pk, "name": c.name, "icon": _media_or_url(c.icon.name), "children": []}
                     for c in rows
                     if c.parent_id == root.pk
                 ],
@@ -303,6 +304,8 @@ def search_listings(
     category_ids: list[int] | None = None,
     min_price: int | None = None,
     max_price: int | None = None,
+    city_code: str | None = None,
+    condition: str | None = None,
     sort: str = "newest",
     limit: int = 20,
     cursor: str | None = None,
@@ -313,7 +316,9 @@ def search_listings(
         queryset = public_listings()
         for word in words:
             queryset = queryset.filter(_term_filter(word))
-        queryset = _listing_filters(queryset, category_ids, min_price, max_price)
+        queryset = _listing_filters(
+            queryset, category_ids, min_price, max_price, city_code=city_code, condition=condition
+        )
         return paginate(
             queryset, ordering=ordering, limit=limit, cursor=cursor, transform=_summaries
         )
@@ -325,7 +330,11 @@ def search_listings(
         seller_id__in=User.objects.filter(is_banned=True).values("id")
     )
     window = after_cursor(
-        _listing_filters(window, category_ids, min_price, max_price), ordering, cursor
+        _listing_filters(
+            window, category_ids, min_price, max_price, city_code=city_code, condition=condition
+        ),
+        ordering,
+        cursor,
     )
     found = _search_postgres(window, ordering, words, limit + 1)
     page = found[:limit]
@@ -340,6 +349,9 @@ def _listing_filters(
     category_ids: list[int] | None,
     min_price: int | None,
     max_price: int | None,
+    *,
+    city_code: str | None = None,
+    condition: str | None = None,
 ) -> QuerySet:
     if category_ids is not None:
         queryset = queryset.filter(category_id__in=category_ids)
@@ -347,6 +359,10 @@ def _listing_filters(
         queryset = queryset.filter(price_fen__gte=min_price)
     if max_price is not None:
         queryset = queryset.filter(price_fen__lte=max_price)
+    if city_code:
+        queryset = queryset.filter(city_code=city_code)
+    if condition:
+        queryset = queryset.filter(condition=condition)
     return queryset
 
 
@@ -373,6 +389,21 @@ def order_of(*, user: User, order_no: str) -> Order:
     if order is None:
         raise NotFound("No such order.", code="order_not_found")
     return order
+
+
+def may_read_private_file(*, name: str, reader_id: int) -> bool:
+    """Checked again when a private URL is used, not only when it was issued: an order's video
+    for its buyer, its seller and staff; an export for its owner. Any other name: nobody."""
+    reader = User.objects.filter(pk=reader_id, is_active=True).first()
+    if reader is None or reader.is_banned:
+        return False
+    if name.startswith("order-videos/"):
+        if reader.is_staff:
+            return Order.objects.filter(video=name).exists()
+        return Order.objects.filter(Q(buyer=reader) | Q(seller=reader), video=name).exists()
+    if name.startswith("exports/"):
+        return DataExport.objects.filter(user=reader, file=name).exists()
+    return False
 
 
 def order_for_display(*, order_id: int) -> Order:

@@ -38,7 +38,9 @@ class Machine:
     def check(self, current: str, target: str) -> None:
         if not self.can(current, target):
             raise Conflict(
-                f"A {self.name} that is {current} cannot become {target}.", code=self.code
+                "A %(machine)s that is %(current)s cannot become %(target)s.",
+                code=self.code,
+                params={"machine": self.name, "current": current, "target": target},
             )
 
     def move(self, obj: models.Model, to: str, *, fields: Iterable[str] = ()) -> str:

@@ -63,14 +63,19 @@ def check_offer_rate(*, buyer: User) -> None:
     under the listing lock."""
     limit = int(getattr(settings, "OFFER_RATE_PER_MINUTE", 20))
     if not hit(f"offer:user:{buyer.pk}", limit=limit, period=60).allowed:
-        raise RateLimited(f"At most {limit} offers a minute; wait a moment.", code="rate_limited")
+        raise RateLimited(
+            "At most %(limit)s offers a minute; wait a moment.",
+            code="rate_limited",
+            params={"limit": limit},
+        )
 
 
 def check_offer_price(*, price_fen: int, listing: Listing) -> None:
     if price_fen >= listing.price_fen:
         raise Unprocessable(
-            f"An offer must be below the listing price ({listing.price_fen} fen); buy it instead.",
+            "An offer must be below the listing price (%(price)s fen); buy it instead.",
             code="price_not_below_listing",
+            params={"price": listing.price_fen},
         )
 
 
@@ -123,7 +128,9 @@ def _not_your_turn(offer: Offer) -> Conflict:
     elif offer.status == OfferStatus.COUNTERED:
         message = "The buyer must answer the counter first."
     else:
-        return Conflict(f"This offer is {offer.status}.", code="offer_not_open")
+        return Conflict(
+            "This offer is %(status)s.", code="offer_not_open", params={"status": offer.status}
+        )
     return Conflict(message, code="not_your_turn")
 
 
@@ -303,7 +310,9 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
         made_today = sum(1 for o in recent if o.created_at > now - DAY)
         if made_today >= cap:
             raise RateLimited(
-                f"At most {cap} offers per listing in 24 hours.", code="offer_rate_limited"
+                "At most %(cap)s offers per listing in 24 hours.",
+                code="offer_rate_limited",
+                params={"cap": cap},
             )
         floor, auto = listing.bargain_floor_fen, listing.auto_accept_fen
         below_floor = floor is not None and price_fen < floor
@@ -364,7 +373,9 @@ def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
         if offer.buyer_id != buyer.pk:
             raise Forbidden("Only the buyer can withdraw an offer.", code="buyer_only")
         if not offer.is_live:
-            raise Conflict(f"This offer is {offer.status}.", code="offer_not_open")
+            raise Conflict(
+                "This offer is %(status)s.", code="offer_not_open", params={"status": offer.status}
+            )
         _finish(offer, OfferStatus.WITHDRAWN)
         _record(offer, Action.WITHDRAWN, actor=Actor.BUYER, actor_user=buyer)
         notify(offer, "offer.withdrawn")
@@ -474,8 +485,9 @@ def set_bargain_terms(
         for name, value in (("floor_price", floor_fen), ("auto_accept_price", auto_accept_fen)):
             if value is not None and value >= listing.price_fen:
                 raise Unprocessable(
-                    f"{name} must be below the listing price ({listing.price_fen} fen).",
+                    "%(name)s must be below the listing price (%(price)s fen).",
                     code="price_not_below_listing",
+                    params={"name": name, "price": listing.price_fen},
                 )
         if floor_fen is not None and auto_accept_fen is not None and auto_accept_fen < floor_fen:
             raise Unprocessable(

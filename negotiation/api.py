@@ -8,12 +8,13 @@ from ninja import Path, Query, Router, Schema, Status
 from pydantic import Field, Strict
 
 from marketplace.api.accounts import StrictSchema
+from marketplace.api.orders import OrderSummaryOut
 from marketplace.models.catalog import MAX_PRICE_FEN
 from marketplace.pagination import PageParams, page_schema, paginate
 from negotiation import actions
 from negotiation.models import OfferStatus
 from negotiation.representations import offer_data
-from negotiation.selectors import offers_of
+from negotiation.selectors import offers_of, trades_of
 from project.wire import WireDateTime
 
 router = Router(tags=["negotiation"])
@@ -85,6 +86,28 @@ class OfferFilters(PageParams):
 
 
 OfferPage = page_schema(OfferOut, "OfferPage")
+
+
+class TradeListingOut(Schema):
+    id: int
+    title: str
+    cover_url: str
+    price: int
+    shipping_fee: int
+
+
+class TradeOfferOut(OfferOut):
+    listing: TradeListingOut
+
+
+class TradeOut(Schema):
+    kind: Literal["offer", "order"]
+    at: WireDateTime
+    offer: TradeOfferOut | None = Field(description="A live bargain (open or countered).")
+    order: OrderSummaryOut | None
+
+
+TradePage = page_schema(TradeOut, "TradePage")
 
 
 @router.post(
@@ -162,3 +185,12 @@ def set_bargain_floor(request: HttpRequest, listing_id: PathId, payload: Bargain
         "floor_price": listing.bargain_floor_fen,
         "auto_accept_price": listing.auto_accept_fen,
     }
+
+
+@router.get(
+    "/me/trades",
+    response=TradePage,
+    summary="My trades as buyer: live offers and orders in one list, newest first",
+)
+def my_trades(request: HttpRequest, page: Query[PageParams]):
+    return trades_of(buyer=request.auth, limit=page.limit, cursor=page.cursor).as_dict()

@@ -1,9 +1,17 @@
 """Reads of offers, with what the representation needs already joined."""
 
+import datetime as dt
+from typing import Any
+
+from django.db import models
 from django.db.models import Q, QuerySet
 
-from marketplace.models import User
+from marketplace.models import Order, User
+from marketplace.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from marketplace.representations import media_url, order_data
 from negotiation.models import Conversation, Message, MessageInbox, Offer
+from negotiation.representations import offer_data
+from negotiation.states import LIVE_STATUSES
 
 
 def offers_of(
@@ -67,3 +75,81 @@ def unread_message_count(user: User) -> int:
     read of the counter the sends and reads keep exact."""
     value = MessageInbox.objects.filter(user_id=user.pk).values_list("unread", flat=True).first()
     return int(value or 0)
+
+
+# --- my trades: the buyer's live offers and orders in one list --------------------------------
+
+TRADES_CURSOR_TAG = "trades:-created_at,-kind,-id"
+# Ties on created_at are broken by kind, then id: the order is total across the two tables.
+KIND_RANK = {"offer": 0, "order": 1}
+_CURSOR_FIELDS: "list[models.Field[Any, Any]]" = [
+    models.DateTimeField(),
+    models.CharField(),
+    models.BigIntegerField(),
+]
+
+
+def _after_trade(kind: str, cursor: list[Any] | None) -> Q:
+    """The rows of `kind` strictly after the cursor in (created_at, kind, id) descending."""
+    if cursor is None:
+        return Q()
+    at, cursor_kind, cursor_id = cursor
+    if cursor_kind not in KIND_RANK:
+        return Q(pk__in=[])
+    if KIND_RANK[kind] < KIND_RANK[cursor_kind]:
+        return Q(created_at__lte=at)
+    if KIND_RANK[kind] > KIND_RANK[cursor_kind]:
+        return Q(created_at__lt=at)
+    return Q(created_at__lt=at) | Q(created_at=at, pk__lt=cursor_id)
+
+
+def trades_of(*, buyer: User, limit: int = 20, cursor: str | None = None) -> Page:
+    """The buyer's live offers (open, countered: a bargain waiting for an answer) and orders, in
+    one list newest first: the client need not merge two paginated lists. An accepted offer shows
+    as its order. Two keyset queries of `limit + 1` rows each, merged."""
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    after = decode_cursor(cursor, TRADES_CURSOR_TAG, _CURSOR_FIELDS) if cursor else None
+    offers = list(
+        Offer.objects.filter(buyer=buyer, status__in=LIVE_STATUSES)
+        .filter(_after_trade("offer", after))
+        .select_related("order", "listing")
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+    orders = list(
+        Order.objects.filter(buyer=buyer)
+        .filter(_after_trade("order", after))
+        .select_related("refund")
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+    rows: list[tuple[dt.datetime, int, int, str, Any]] = [
+        (offer.created_at, KIND_RANK["offer"], offer.pk, "offer", offer) for offer in offers
+    ] + [(order.created_at, KIND_RANK["order"], order.pk, "order", order) for order in orders]
+    rows.sort(key=lambda row: (row[0], row[1], row[2]), reverse=True)
+    page, has_more = rows[:limit], len(rows) > limit
+    next_cursor = None
+    if has_more and page:
+        at, _, pk, kind, _ = page[-1]
+        next_cursor = encode_cursor(TRADES_CURSOR_TAG, [at, kind, pk])
+    return Page(items=[_trade(kind, row) for _, _, _, kind, row in page], next_cursor=next_cursor)
+
+
+def _trade(kind: str, row: Any) -> dict[str, Any]:
+    if kind == "offer":
+        listing = row.listing
+        return {
+            "kind": "offer",
+            "at": row.created_at,
+            "offer": {
+                **offer_data(row),
+                "listing": {
+                    "id": listing.pk,
+                    "title": listing.title,
+                    "cover_url": media_url(listing.cover),
+                    "price": listing.price_fen,
+                    "shipping_fee": listing.shipping_fee_fen,
+                },
+            },
+            "order": None,
+        }
+    return {"kind": "order", "at": row.created_at, "offer": None,
+            "order": order_data(row, with_history=False)}  # fmt: skip

@@ -8,13 +8,14 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils.translation import gettext
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from psycopg_pool import PoolTimeout
 
-from marketplace.api import accounts, catalog, orders, privacy, wallet
+from marketplace.api import accounts, catalog, media, orders, privacy, wallet
 from marketplace.api.auth import BearerTokenAuth
 from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
@@ -90,7 +91,10 @@ api = MarketplaceAPI(
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, **extra) -> HttpResponse:
-    return api.create_response(request, {"code": code, "message": message, **extra}, status=status)
+    """`message` is English source text: the reader gets it in their language."""
+    return api.create_response(
+        request, {"code": code, "message": gettext(message), **extra}, status=status
+    )
 
 
 @api.exception_handler(DomainError)
@@ -110,7 +114,12 @@ def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> Http
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(first["loc"][1:] or first["loc"])
-    message = f"{where}: {first['msg']}" if where else first["msg"]
+    # Pydantic's own wording stays English (it is also in `errors`); the frame is translated.
+    message = (
+        gettext("%(field)s: %(problem)s") % {"field": where, "problem": first["msg"]}
+        if where
+        else first["msg"]
+    )
     return _error(request, 422, "validation_error", message, errors=errors)
 
 
@@ -181,6 +190,7 @@ for router in (
     orders.notify_router,
     wallet.router,
     privacy.router,
+    media.router,
     negotiation_router,
     conversations_router,
     wechat_push_router,

@@ -13,6 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -37,7 +38,8 @@ _STATUS_MESSAGES = {
 
 
 def error_response(status: int, code: str, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message, **extra}, status=status)
+    """`message` is English source text: the reader gets it in their language."""
+    return JsonResponse({"code": code, "message": gettext(message), **extra}, status=status)
 
 
 def is_api_path(path: str) -> bool:
@@ -134,7 +136,9 @@ class BodySizeLimitMiddleware:
         )
         if length > limit:
             return error_response(
-                413, "payload_too_large", f"The request body exceeds {limit} bytes."
+                413,
+                "payload_too_large",
+                gettext("The request body exceeds %(limit)s bytes.") % {"limit": limit},
             )
         return self.get_response(request)
 
@@ -195,7 +199,8 @@ def _too_large() -> JsonResponse:
     return error_response(
         413,
         "payload_too_large",
-        f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+        gettext("The request body exceeds %(limit)s bytes.")
+        % {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
     )
 
 

@@ -47,6 +47,35 @@ def hit(key: str, *, limit: int, period: int, now: float | None = None) -> Hit:
     return Hit(False, retry_after=max(1.0, (window + 1) * period - now))
 
 
+def peek(key: str, *, limit: int, period: int, now: float | None = None) -> Hit:
+    """Whether one more attempt for `key` would pass `hit`, without counting one: for a counter
+    of failures that only failures add to."""
+    now = time.time() if now is None else now
+    window = int(now // period)
+    try:
+        counts = cache.get_many([f"rl:{key}:{window}", f"rl:{key}:{window - 1}"])
+    except Exception:  # noqa: BLE001 - fail open, as `hit` does while the cache is down
+        return Hit(True)
+    count = int(counts.get(f"rl:{key}:{window}") or 0)
+    previous = int(counts.get(f"rl:{key}:{window - 1}") or 0)
+    elapsed = (now - window * period) / period
+    if previous * (1 - elapsed) + count + 1 <= limit:
+        return Hit(True)
+    return Hit(False, retry_after=max(1.0, (window + 1) * period - now))
+
+
+def count_scope(scope: str, ident: str) -> Hit:
+    """One attempt against settings.RATE_LIMITS[scope] for `ident` (outside a Ninja throttle:
+    a key the view learns while it runs, like the openid code2session returns)."""
+    limit, period = parse_rate(settings.RATE_LIMITS[scope])
+    return hit(f"{scope}:{ident}", limit=limit, period=period)
+
+
+def peek_scope(scope: str, ident: str) -> Hit:
+    limit, period = parse_rate(settings.RATE_LIMITS[scope])
+    return peek(f"{scope}:{ident}", limit=limit, period=period)
+
+
 def _count(current: str, previous: str, *, timeout: int) -> tuple[int, int] | None:
     """This attempt counted in the current window, and the previous window's count. The window
     is kept `timeout` seconds, so the next window can weigh it. On Redis one round trip (a

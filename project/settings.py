@@ -96,6 +96,9 @@ MIDDLEWARE = [
     "project.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Accept-Language picks the language of error messages and the admin: Simplified Chinese
+    # unless the client asks for English (docs/fixes.md).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -301,7 +304,12 @@ MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 110 * 1024 * 1024)
 NUM_PROXIES: int | None = env_int("NUM_PROXIES", 0) if os.environ.get("NUM_PROXIES") else None
 NINJA_NUM_PROXIES = NUM_PROXIES
 RATE_LIMITS = {
+    # Sign-in (docs/fixes.md): per WeChat openid, as code2session returns it, since most mobile
+    # users share carrier-grade NAT addresses; a far higher per-address ceiling against floods;
+    # and failed code exchanges per address, counted apart (a flood of made-up codes).
     "sign_in": os.environ.get("RATE_SIGN_IN", "10/m"),
+    "sign_in_address": os.environ.get("RATE_SIGN_IN_ADDRESS", "300/m"),
+    "sign_in_failures": os.environ.get("RATE_SIGN_IN_FAILURES", "30/m"),
     "phone": os.environ.get("RATE_PHONE", "10/m"),
     "default_user": os.environ.get("RATE_USER", "600/m"),
     "withdrawal": os.environ.get("RATE_WITHDRAWAL", "10/h"),
@@ -475,6 +483,10 @@ SHARE_CARD_FONT = os.environ.get(
     "SHARE_CARD_FONT", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 )
 
+# Hosts an avatar_url given as text may point at (HTTPS only): WeChat's own avatar CDN. Our own
+# uploads (POST /api/me/avatar, MEDIA_BASE_URL) are always accepted.
+AVATAR_URL_HOSTS = env_list("AVATAR_URL_HOSTS", ["thirdwx.qlogo.cn", "wx.qlogo.cn"])
+
 # --- Static and media -------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
@@ -483,15 +495,26 @@ MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 # a CDN in front of MEDIA_URL, or by default this server itself.
 MEDIA_BASE_URL = os.environ.get("MEDIA_BASE_URL", PUBLIC_BASE_URL).rstrip("/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-# "private" names the same files as "default" but only ever hands out signed URLs: order videos
-# (marketplace.representations) go through it, listing images through "default".
+# "private" holds what only some readers may see (order videos, personal-data exports) outside
+# the public media prefix: its own directory here (never served as /media/), its own key prefix
+# on S3. Readers get short-lived URLs from marketplace.media.private_url (docs/fixes.md).
+PRIVATE_MEDIA_ROOT = Path(os.environ.get("PRIVATE_MEDIA_ROOT", VAR_DIR / "private-media"))
+# How long a private URL (a signed link to our view, or an S3 presigned URL) stays valid.
+PRIVATE_MEDIA_TTL_SECONDS = env_int("PRIVATE_MEDIA_TTL_SECONDS", 600)
+# Behind nginx the per-reader view (marketplace/api/media.py) hands the file over with
+# X-Accel-Redirect to PRIVATE_MEDIA_ACCEL_REDIRECT (below), as project/private_media.py does.
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "private": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(PRIVATE_MEDIA_ROOT), "base_url": "/private-media-not-served/"},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # Deployments on local disk sign the private storage's URLs and let nginx send the files
-# (project/private_media.py); the embedded stack serves everything under /media/.
+# (project/private_media.py); there the private files stay in MEDIA_ROOT, whose order-videos/
+# and exports/ nginx refuses under /media/ and aliases for /protected-media/. Elsewhere they
+# are in PRIVATE_MEDIA_ROOT, which no URL serves.
 PRIVATE_MEDIA_SIGNED = env_bool("PRIVATE_MEDIA_SIGNED", IS_DEPLOYED)
 PRIVATE_MEDIA_URL_TTL_SECONDS = env_int("PRIVATE_MEDIA_URL_TTL_SECONDS", 3600)
 # nginx's internal location for them ("/protected-media/"); empty: the app streams the file.
@@ -518,9 +541,20 @@ if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     }
     # No custom domain here: django-storages signs only bucket URLs, and a CDN URL for a video
     # would be readable by anyone who saw it, for ever.
-    STORAGES["private"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
+    STORAGES["private"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **_s3_options,
+            "location": os.environ.get("AWS_PRIVATE_LOCATION", "private"),
+            "querystring_expire": PRIVATE_MEDIA_TTL_SECONDS,
+        },
+    }
 
 LANGUAGE_CODE = "zh-hans"
+# What users and staff read: Simplified Chinese by default, English on Accept-Language: en.
+# The catalogue is locale/zh_Hans/LC_MESSAGES/django.po, compiled by `make messages`.
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True

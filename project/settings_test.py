@@ -10,7 +10,7 @@ os.environ.setdefault("SANDBOX_ENABLED", "1")
 os.environ.setdefault("CHANNELS_PREFIX", f"asgi-test-{os.environ.get('TEST_RUN_ID', os.getpid())}")
 
 from project.settings import *  # noqa: E402,F403
-from project.settings import DATABASES, HUEY, REDIS_URL, VAR_DIR  # noqa: E402
+from project.settings import DATABASES, HUEY, REDIS_URL, STORAGES, VAR_DIR  # noqa: E402
 
 # One test database per test run, so two runs on one machine (a developer's and CI's, or
 # several engineers') never drop each other's database.
@@ -36,6 +36,15 @@ HUEY = {**HUEY, "immediate": True}
 # Sandbox notifications reach the notify URLs in-process (no server runs during tests).
 SANDBOX_CALLBACK_TRANSPORT = "django"
 MEDIA_ROOT = VAR_DIR / "test-media"
+PRIVATE_MEDIA_ROOT = VAR_DIR / "test-private-media"
+if STORAGES["private"]["BACKEND"].endswith("FileSystemStorage"):
+    STORAGES = {
+        **STORAGES,
+        "private": {
+            **STORAGES["private"],
+            "OPTIONS": {**STORAGES["private"]["OPTIONS"], "location": str(PRIVATE_MEDIA_ROOT)},
+        },
+    }
 if REDIS_URL:
     # Keep test keys away from a developer's running server.
     CACHES = {  # noqa: F811

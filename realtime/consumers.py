@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext
 from pydantic import ValidationError
 
 from marketplace.errors import DomainError
@@ -247,7 +248,10 @@ class EventConsumer(AsyncWebsocketConsumer):
                 raise FrameError("bad_frame", "Send JSON text frames, not binary.")
             limit = settings.REALTIME_MAX_FRAME_BYTES
             if len(text_data) > limit or len(text_data.encode("utf-8")) > limit:
-                raise FrameError("frame_too_large", f"Frames are limited to {limit} bytes.")
+                raise FrameError(
+                    "frame_too_large",
+                    gettext("Frames are limited to %(limit)s bytes.") % {"limit": limit},
+                )
             try:
                 frame = json.loads(text_data)
             except ValueError:
@@ -277,6 +281,8 @@ class EventConsumer(AsyncWebsocketConsumer):
             )
 
     async def _send_error(self, ref, code: str, message: str) -> None:
+        # The literals here are English source text; the reader gets them translated.
+        message = gettext(message)
         await self.send(
             text_data=encode(
                 {"type": "error", "ref": ref, "data": {"code": code, "message": message}}
@@ -332,7 +338,9 @@ class EventConsumer(AsyncWebsocketConsumer):
                 "internal_error", "Something went wrong on our side; it has been logged."
             ) from None
         if handler is None:
-            raise FrameError("unknown_action", f"Unknown action {action[:40]!r}.")
+            raise FrameError(
+                "unknown_action", gettext("Unknown action %(action)r.") % {"action": action[:40]}
+            )
         try:
             # Not on the one thread-sensitive thread, where every socket of the process queued
             # behind every other socket's action. A socket's own frames are still handled one

@@ -8,15 +8,18 @@ at most 32, so the values are cut here.
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, override
 
 from realtime.models import Event
 
+# English source text; WeChat shows them in the default language (Simplified Chinese), through
+# the catalogue (locale/zh_Hans): 已接受, 已拒绝, 卖家还价, 待确认, 运输中.
 _STATUS_WORDS = {
-    "offer.accepted": "已接受",
-    "offer.declined": "已拒绝",
-    "offer.countered": "卖家还价",
-    "order.video_ready": "待确认",
-    "order.shipping_update": "运输中",
+    "offer.accepted": gettext_lazy("Accepted"),
+    "offer.declined": gettext_lazy("Declined"),
+    "offer.countered": gettext_lazy("Seller countered"),
+    "order.video_ready": gettext_lazy("To confirm"),
+    "order.shipping_update": gettext_lazy("In transit"),
 }
 
 
@@ -33,25 +36,38 @@ def _title(data: dict) -> str:
 
 
 def message_for(event: Event) -> dict | None:
-    """The send_subscribe_message arguments for this event, or None when it has no template."""
+    """The send_subscribe_message arguments for this event, or None when it has no template.
+    Written in the default language: a subscribe message has no reader's Accept-Language."""
+    with override(settings.LANGUAGE_CODE):
+        return _message_for(event)
+
+
+def _message_for(event: Event) -> dict | None:
     data = event.data if isinstance(event.data, dict) else {}
     at = timezone.localtime(event.created_at).strftime("%Y-%m-%d %H:%M")
     if event.type.startswith("offer."):
         template_id = settings.WECHAT_TEMPLATE_OFFER_ANSWERED
         reference = data.get("id", "")
-        summary = _title(data) or f"出价 {int(data.get('price') or 0) / 100:.2f} 元"
+        summary = _title(data) or gettext("Offer of %(yuan).2f yuan") % {
+            "yuan": int(data.get("price") or 0) / 100
+        }
         page = f"pages/offers/detail?id={reference}"
         if event.type == "offer.accepted" and data.get("order_no"):
             page = f"pages/orders/detail?no={data['order_no']}"
     elif event.type == "order.video_ready":
         template_id = settings.WECHAT_TEMPLATE_VIDEO_READY
         reference = data.get("order_no", "")
-        summary = _title(data) or "卖家已上传验货视频，请确认"
+        summary = _title(data) or gettext("The seller uploaded the video; please confirm")
         page = f"pages/orders/detail?no={reference}"
     elif event.type == "order.shipping_update":
         template_id = settings.WECHAT_TEMPLATE_SHIPPING_UPDATE
         reference = data.get("order_no", "")
-        summary = data.get("text") or data.get("latest") or _title(data) or "物流有新进展"
+        summary = (
+            data.get("text")
+            or data.get("latest")
+            or _title(data)
+            or gettext("New tracking update")
+        )
         page = f"pages/orders/detail?no={reference}"
     else:
         return None

@@ -3,18 +3,22 @@
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from marketplace import storefront
-from marketplace.errors import Conflict, Forbidden, NotFound
+from marketplace.errors import Conflict, Forbidden, NotFound, Unprocessable
 from marketplace.gateways import wechat
+from marketplace.media import storage_url
 from marketplace.models import AccountDeletion, Address, ApiToken, Listing, Order, User
 from negotiation.models import Offer
 from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, close_sockets_on_commit
@@ -130,11 +134,17 @@ def sign_in_with_wechat(
     nickname: str | None = None,
     avatar_url: str | None = None,
     restore_account: bool = False,
+    admit: Callable[[str], None] | None = None,
 ) -> SignIn:
     """Exchange a wx.login code for a user and a fresh API token. A closed account's openid
     starts a fresh account, unless `restore_account` asks for the closed one back within its
     cooling-off period."""
+    if avatar_url is not None:
+        check_avatar_url(avatar_url)
     session = wechat.code_to_session(code)
+    if admit is not None:
+        # The caller's per-openid limit (the API's), before anything is written.
+        admit(session.openid)
     with transaction.atomic(durable=True):
         restored = reopen_closed_account(openid=session.openid) if restore_account else None
         if restored is not None:
@@ -222,18 +232,71 @@ def bind_phone(*, user: User, code: str) -> str:
     return number
 
 
+def check_avatar_url(url: str) -> None:
+    """An avatar URL given as text: WeChat's own avatar hosts (settings.AVATAR_URL_HOSTS) over
+    HTTPS, or a file of our own media; anything else is refused (issue 18). Our own uploads come
+    through POST /api/me/avatar."""
+    if url == "":
+        return
+    parts = urlsplit(url)
+    own_media = settings.MEDIA_BASE_URL + "/" + settings.MEDIA_URL.strip("/") + "/"
+    if url.startswith(own_media) and ".." not in parts.path:
+        return
+    if parts.scheme == "https" and parts.hostname in settings.AVATAR_URL_HOSTS and not (
+        parts.username or parts.password or parts.port
+    ):
+        return
+    raise Unprocessable(
+        "avatar_url must be a WeChat avatar or an upload of ours (POST /api/me/avatar).",
+        code="avatar_url_not_allowed",
+        errors=[{"loc": ["body", "avatar_url"], "msg": "host not allowed", "type": "value_error"}],
+    )
+
+
 def update_profile(*, user: User, nickname: str | None, avatar_url: str | None) -> User:
     changed = []
     if nickname is not None:
         user.nickname = nickname
         changed.append("nickname")
+    old_file = ""
     if avatar_url is not None:
+        check_avatar_url(avatar_url)
+        if avatar_url != user.avatar_url:
+            old_file, user.avatar_file = user.avatar_file, ""
+            changed.append("avatar_file")
         user.avatar_url = avatar_url
         changed.append("avatar_url")
     if changed:
         with transaction.atomic(durable=True):
             user.save(update_fields=changed)
+            if old_file:
+                _forget_avatar_file(old_file)
     return user
+
+
+def set_uploaded_avatar(*, user: User, name: str) -> User:
+    """Makes the stored file `name` (uploads.store_avatar) the user's avatar. The replaced file
+    is deleted after commit, unless an order's snapshot still shows it."""
+    with transaction.atomic(durable=True):
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        old_file = locked.avatar_file
+        user.avatar_file, user.avatar_url = name, storage_url(name)
+        user.save(update_fields=["avatar_file", "avatar_url"])
+        if old_file and old_file != name:
+            _forget_avatar_file(old_file)
+    logger.info("avatar user=%s %s", user.pk, name)
+    return user
+
+
+def _forget_avatar_file(name: str) -> None:
+    """Deletes a replaced avatar file after commit when no order snapshot and no user shows it:
+    an order renders its seller's face as it was (issue 18)."""
+    url = storage_url(name)
+    if Order.objects.filter(seller_avatar_url=url).exists():
+        return
+    if User.objects.filter(Q(avatar_file=name) | Q(avatar_url=url)).exists():
+        return
+    transaction.on_commit(lambda: default_storage.delete(name))
 
 
 def _lock_address_book(user: User) -> None:
@@ -260,7 +323,8 @@ def create_address(*, user: User, data: dict) -> Address:
         existing = Address.objects.filter(user=user).count()
         if existing >= settings.MAX_ADDRESSES_PER_USER:
             raise Conflict(
-                f"At most {settings.MAX_ADDRESSES_PER_USER} addresses; delete one first.",
+                "At most %(limit)s addresses; delete one first.",
+                params={"limit": settings.MAX_ADDRESSES_PER_USER},
                 code="address_limit",
             )
         # The first address is the default whatever the client says.
@@ -268,7 +332,10 @@ def create_address(*, user: User, data: dict) -> Address:
         if is_default:
             _clear_other_defaults(user=user, keep_id=None)
         return Address.objects.create(
-            user=user, is_default=is_default, **{f: data[f] for f in ADDRESS_FIELDS}
+            user=user,
+            is_default=is_default,
+            city_code=data.get("city_code") or "",
+            **{f: data[f] for f in ADDRESS_FIELDS},
         )
 
 
@@ -286,7 +353,7 @@ def update_address(*, user: User, address_id: int, data: dict) -> Address:
     with transaction.atomic(durable=True):
         _lock_address_book(user)
         address = access_address(user=user, address_id=address_id, lock=True)
-        for name in ADDRESS_FIELDS:
+        for name in (*ADDRESS_FIELDS, "city_code"):
             if data.get(name) is not None:
                 setattr(address, name, data[name])
         if data.get("is_default") is True and not address.is_default:

@@ -14,6 +14,7 @@ from marketplace.actions.accounts import check_not_banned
 from marketplace.errors import Conflict, DomainError, InvalidInput, NotFound
 from marketplace.gateways import wechat
 from marketplace.models import (
+    Address,
     Category,
     ImageUpload,
     Listing,
@@ -77,7 +78,9 @@ def _check_images(*, seller: User, image_ids: Sequence[int], listing: Listing | 
     if not image_ids:
         raise InvalidInput("Add at least one image.", code="images_required")
     if len(image_ids) > MAX_IMAGES:
-        raise InvalidInput(f"At most {MAX_IMAGES} images.", code="too_many_images")
+        raise InvalidInput(
+            "At most %(limit)s images.", code="too_many_images", params={"limit": MAX_IMAGES}
+        )
     if len(set(image_ids)) != len(image_ids):
         raise InvalidInput("An image appears twice.", code="duplicate_image")
     # Locked so two listings published at once cannot both consume the same upload.
@@ -92,7 +95,9 @@ def _check_images(*, seller: User, image_ids: Sequence[int], listing: Listing | 
         )
         if upload is None or (upload.consumed_at is not None and not attached_here):
             raise InvalidInput(
-                f"Image {image_id} is not one of your unused uploads.", code="invalid_image_id"
+                "Image %(id)s is not one of your unused uploads.",
+                code="invalid_image_id",
+                params={"id": image_id},
             )
     return [uploads[i] for i in image_ids]
 
@@ -113,6 +118,13 @@ def _attach_images(*, listing: Listing, uploads: list[ImageUpload]) -> None:
 # --- publishing ------------------------------------------------------------------------------
 
 
+def default_city_code(seller: User) -> str:
+    """The city of the seller's default address, when the address book records its code (the
+    address book's region list); else none."""
+    address = Address.objects.filter(user=seller, is_default=True).only("city_code").first()
+    return address.city_code if address is not None else ""
+
+
 def create_listing(*, seller: User, data: dict[str, Any]) -> Listing:
     """A new listing, waiting for staff review. `data` is validated for shape by the API."""
     check_not_banned(seller)
@@ -128,6 +140,10 @@ def create_listing(*, seller: User, data: dict[str, Any]) -> Listing:
             description=data["description"],
             features=data.get("features") or [],
             price_fen=data["price_fen"],
+            original_price_fen=data.get("original_price_fen"),
+            shipping_fee_fen=data.get("shipping_fee_fen", 0),
+            city_code=data.get("city_code") or default_city_code(seller),
+            condition=data.get("condition") or "",
             status=ListingStatus.PENDING_REVIEW,
             is_flagged=flagged,
         )
@@ -182,6 +198,15 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
         if "features" in data and data["features"] != listing.features:
             listing.features = data["features"]
             content_changed = True
+        if "condition" in data and data["condition"] != listing.condition:
+            listing.condition = data["condition"]
+            content_changed = True
+        # Shown next to the price, not reviewed: saved like a price change.
+        details_changed = False
+        for name in ("original_price_fen", "shipping_fee_fen", "city_code"):
+            if name in data and data[name] != getattr(listing, name):
+                setattr(listing, name, data[name])
+                details_changed = True
         if "image_ids" in data:
             current_ids = list(listing.images.order_by("position").values_list("pk", flat=True))
             if list(data["image_ids"]) != current_ids:
@@ -199,7 +224,7 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
             # A content edit (or a new price for a rejected listing) goes back to review.
             listing.submitted_at = timezone.now()
             LISTING.move(listing, ListingStatus.PENDING_REVIEW, fields=EDITABLE_FIELDS)
-        elif content_changed or price_changed:
+        elif content_changed or price_changed or details_changed:
             listing.save(update_fields=[*EDITABLE_FIELDS, "updated_at"])
     return listing
 
@@ -207,7 +232,7 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
 # What a seller's edit may change (the images are rows of their own, attached above).
 EDITABLE_FIELDS = (
     "category", "title", "description", "features", "price_fen", "cover", "is_flagged",
-    "submitted_at",
+    "submitted_at", "original_price_fen", "shipping_fee_fen", "city_code", "condition",
 )
 
 
@@ -253,8 +278,9 @@ def _review(*, staff: User, listing_id: int, decision: str, reason: str) -> List
             raise NotFound("No such listing.", code="listing_not_found")
         if listing.status != ListingStatus.PENDING_REVIEW:
             raise Conflict(
-                f"Listing #{listing_id} is {listing.status}, not waiting for review.",
+                "Listing #%(id)s is %(status)s, not waiting for review.",
                 code="not_pending_review",
+                params={"id": listing_id, "status": listing.status},
             )
         if decision == ReviewDecision.APPROVED:
             listing.approved_at = timezone.now()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files import File
-from django.core.files.storage import default_storage
+from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -43,7 +43,9 @@ RESUBSCRIBE_AFTER_ABORT = timedelta(minutes=30)
 
 def _require(order: Order, *statuses: str, code: str = "invalid_order_status") -> None:
     if order.status not in statuses:
-        raise Conflict(f"Not possible while the order is {order.status}.", code=code)
+        raise Conflict(
+            "Not possible while the order is %(status)s.", code=code, params={"status": order.status}
+        )
 
 
 # --- video -------------------------------------------------------------------------------------
@@ -62,11 +64,12 @@ def upload_video(*, seller: User, order_no: str, file: File, extension: str) -> 
     order = check_video_upload(seller=seller, order_no=order_no)
     # Saved before the transaction: storage writes can be slow (S3) and must not hold the lock.
     name = f"order-videos/{order.order_no}-{secrets.token_hex(6)}.{extension}"
-    stored = default_storage.save(name, file)
+    # Private storage: never under the public media prefix (marketplace/media.py).
+    stored = storages["private"].save(name, file)
     with transaction.atomic(durable=True):
         order = access_order(user=seller, order_no=order_no, role="seller", lock=True)
         if order.status != OrderStatus.AWAITING_VIDEO:
-            default_storage.delete(stored)
+            storages["private"].delete(stored)
             _require(order, OrderStatus.AWAITING_VIDEO)
         order.video.name = stored
         order.video_uploaded_at = timezone.now()
@@ -334,21 +337,23 @@ def open_dispute(*, buyer: User, order_no: str, reason: str) -> Order:
 
 
 def settle_dispute(*, staff: User, order_id: int, refund_fen: int, note: str) -> Order:
-    """Staff decision: refund_fen == price → cancelled with a full refund; 0 → released to
+    """Staff decision: refund_fen == price + shipping → cancelled with a full refund; 0 → released to
     the seller (completed and credited); in between → the buyer gets refund_fen back and the
     seller is credited for the rest (completed)."""
     with transaction.atomic(durable=True):
         order = lock_order(order_id)
         _require(order, OrderStatus.DISPUTED, code="dispute_not_open")
-        if not 0 <= refund_fen <= order.price_fen:
-            raise InvalidInput("The refund must be between 0 and the price.", code="invalid_refund")
+        if not 0 <= refund_fen <= order.total_fen:
+            raise InvalidInput(
+                "The refund must be between 0 and the price plus shipping.", code="invalid_refund"
+            )
         dispute = Dispute.objects.select_for_update().get(order=order)
         dispute.resolution = Dispute.Resolution.REFUND if refund_fen else Dispute.Resolution.RELEASE
         dispute.refund_fen, dispute.note = refund_fen, note[:500]
         dispute.settled_by, dispute.settled_at = staff, timezone.now()
         dispute.save()
         reason = f"dispute settled by staff: {note}"[:500]
-        if refund_fen == order.price_fen:
+        if refund_fen == order.total_fen:
             return cancel_paid_order(
                 order,
                 actor=Actor.STAFF,
@@ -359,7 +364,10 @@ def settle_dispute(*, staff: User, order_id: int, refund_fen: int, note: str) ->
         if refund_fen:
             request_refund(order=order, amount_fen=refund_fen, reason="partial refund (dispute)")
         order.commission_fen, _ = sale_split(
-            price_fen=order.price_fen, refunded_fen=refund_fen, rate_bp=order.commission_rate_bp or 0
+            price_fen=order.price_fen,
+            shipping_fee_fen=order.shipping_fee_fen,
+            refunded_fen=refund_fen,
+            rate_bp=order.commission_rate_bp or 0,
         )
         return complete_order(
             order, actor=Actor.STAFF, actor_user=staff, reason=reason, fields=("commission_fen",)

@@ -232,7 +232,12 @@ def reserve_listing_for(*, buyer: User, listing: Listing, price_fen: int, addres
         seller_id=listing.seller_id,
         listing=listing,
         title=listing.title,
+        cover=listing.cover,
+        seller_nickname=listing.seller.nickname,
+        seller_avatar_url=listing.seller.avatar_url,
         price_fen=price_fen,
+        # Offers and counters are on the item price; the shipping is added on top.
+        shipping_fee_fen=listing.shipping_fee_fen,
         address=address,
         status=OrderStatus.PENDING_PAYMENT,
         deadline_at=deadline_after(

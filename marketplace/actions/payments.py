@@ -64,7 +64,7 @@ def start_payment(*, buyer: User, order_no: str, now: datetime | None = None) ->
             prepay_id = wechatpay.prepay_jsapi(
                 out_trade_no=order.order_no,
                 description=_payment_description(order),
-                total_fen=order.price_fen,
+                total_fen=order.total_fen,
                 openid=buyer.openid or "",
                 time_expire=order.deadline_at,
             )
@@ -91,8 +91,8 @@ def _payment_mismatch(order: Order, transaction_data: Mapping) -> tuple[str, str
     if amount.get("currency") != CURRENCY:
         return "currency_mismatch", f"currency {amount.get('currency')!r}"
     total = amount.get("total")
-    if isinstance(total, bool) or total != order.price_fen:
-        return "amount_mismatch", f"paid {total!r} fen, expected {order.price_fen}"
+    if isinstance(total, bool) or total != order.total_fen:
+        return "amount_mismatch", f"paid {total!r} fen, expected {order.total_fen}"
     payer = mapping(transaction_data.get("payer")).get("openid")
     if not order.buyer.openid or payer != order.buyer.openid:
         return "payer_mismatch", "paid by another openid"
@@ -129,7 +129,10 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
             rate = platform_settings(fresh=True).commission_rate_bp
             order.commission_rate_bp = rate
             order.commission_fen, _ = sale_split(
-                price_fen=order.price_fen, refunded_fen=0, rate_bp=rate
+                price_fen=order.price_fen,
+                shipping_fee_fen=order.shipping_fee_fen,
+                refunded_fen=0,
+                rate_bp=rate,
             )
             set_status(
                 order,
@@ -142,7 +145,7 @@ def apply_payment(*, out_trade_no: str, transaction_data: Mapping) -> str:
             return "paid"
         # Closed for non-payment before the money arrived: the buyer gets it all back.
         order.save(update_fields=["transaction_id", "paid_at", "updated_at"])
-        request_refund(order=order, amount_fen=order.price_fen, reason=LATE_PAYMENT_REASON)
+        request_refund(order=order, amount_fen=order.total_fen, reason=LATE_PAYMENT_REASON)
         logger.warning("order %s was paid while %s: refunding", order.order_no, order.status)
         return "refunding_late_payment"
 

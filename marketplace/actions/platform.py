@@ -28,12 +28,18 @@ def check_platform_values(values: dict[str, int]) -> None:
     unknown = set(values) - set(LIMITS)
     if unknown:
         raise InvalidInput(
-            f"Unknown settings: {', '.join(sorted(unknown))}.", code="unknown_setting"
+            "Unknown settings: %(names)s.",
+            code="unknown_setting",
+            params={"names": ", ".join(sorted(unknown))},
         )
     for name, value in values.items():
         low, high = LIMITS[name]
         if not isinstance(value, int) or not low <= value <= high:
-            raise InvalidInput(f"{name} must be between {low} and {high}.", code="invalid_setting")
+            raise InvalidInput(
+                "%(name)s must be between %(low)s and %(high)s.",
+                code="invalid_setting",
+                params={"name": name, "low": low, "high": high},
+            )
 
 
 def update_platform_settings(*, staff: User, values: dict[str, int]) -> PlatformSettings:

@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 from datetime import timedelta
+from functools import partial
 
 from axes.models import AccessFailureLog, AccessLog  # type: ignore[import-untyped]
 from django.conf import settings
@@ -17,7 +18,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.hashers import make_password
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
+from django.core.files.storage import default_storage, storages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
@@ -179,8 +180,11 @@ def erase_account(*, deletion_id: int) -> bool:
 
 
 def _erase_personal_data(user: User) -> None:
+    if user.avatar_file:
+        # Erasure also blanks the snapshots of the user's sales below: nothing shows it any more.
+        transaction.on_commit(partial(default_storage.delete, user.avatar_file))
     User.objects.filter(pk=user.pk).update(
-        username=f"erased_{user.pk}", nickname=ERASED_NAME, avatar_url="", phone="",
+        username=f"erased_{user.pk}", nickname=ERASED_NAME, avatar_url="", avatar_file="", phone="",
         phone_country_code="", unionid=None, openid=None, first_name="", last_name="",
         email="", password=make_password(None),
     )
@@ -192,6 +196,9 @@ def _erase_personal_data(user: User) -> None:
     Order.objects.filter(buyer=user).update(address=ERASED_ADDRESS)
     # The payee's real name sent with a large WeChat transfer; the bill number stays traceable.
     Withdrawal.objects.filter(user=user).update(real_name_encrypted="")
+    # The item snapshot keeps the seller's name and face for the buyer (issue 18), not once the
+    # seller is erased.
+    Order.objects.filter(seller=user).update(seller_nickname=ERASED_NAME, seller_avatar_url="")
     # Durable events are delivery copies of orders and offers (addresses, nicknames): the
     # user's own, and the other parties' copies of objects the user was a party to.
     Event.objects.filter(

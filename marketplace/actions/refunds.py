@@ -41,7 +41,7 @@ def backoff(attempts: int) -> timedelta:
 def request_refunds(
     *, orders: Sequence[Order], reasons: dict[int, str], amounts: dict[int, int] | None = None
 ) -> list[Refund]:
-    """Records a refund for each order (the full price unless `amounts` says otherwise) in the
+    """Records a refund for each order (the full total, price + shipping, unless `amounts` says otherwise) in the
     caller's transaction and submits them after commit, by one task. An order that already has a
     refund keeps it: never two refunds for one order. One order or a sweep's thousand take this
     same path."""
@@ -52,9 +52,10 @@ def request_refunds(
     for order in orders:
         if order.pk in have:
             continue
-        amount = amounts.get(order.pk, order.price_fen)
-        if not 0 < amount <= order.price_fen:
-            raise ValueError(f"refund of {amount} fen on an order of {order.price_fen} fen")
+        # A full refund returns what the buyer paid: the price and the shipping.
+        amount = amounts.get(order.pk, order.total_fen)
+        if not 0 < amount <= order.total_fen:
+            raise ValueError(f"refund of {amount} fen on an order of {order.total_fen} fen")
         new.append(
             Refund(
                 order=order,
@@ -102,7 +103,7 @@ def submit_refund(*, refund_id: int, now: datetime | None = None) -> str:
             out_refund_no=refund.out_refund_no,
             out_trade_no=refund.order.order_no,
             refund_fen=refund.amount_fen,
-            total_fen=refund.order.price_fen,
+            total_fen=refund.order.total_fen,
             reason=refund.reason,
         )
     except wechatpay.PaymentGatewayError as exc:
@@ -168,12 +169,12 @@ def _refund_mismatch(refund: Refund, resource: Mapping) -> tuple[str, str] | Non
         isinstance(refunded, bool)
         or isinstance(total, bool)
         or refunded != refund.amount_fen
-        or total != refund.order.price_fen
+        or total != refund.order.total_fen
     ):
         return (
             "amount_mismatch",
             f"refund {refunded!r} of {total!r} fen, expected {refund.amount_fen} of "
-            f"{refund.order.price_fen}",
+            f"{refund.order.total_fen}",
         )
     return None
 

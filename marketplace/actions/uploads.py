@@ -33,6 +33,7 @@ MAX_DECODED_PIXELS = 16_000_000
 MAX_FRAMES = 1
 MAX_SIDE = 2560  # stored images are downscaled to this; nobody needs more on a phone
 THUMB_SIDE = 480  # list-size thumbnail (cover in the two-column feed)
+AVATAR_SIDE = 256  # avatars are stored square, this size: WeChat shows them at most 132 px
 ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 # Pillow's own bomb guard (warning above, error above twice this); we check before decoding
@@ -48,8 +49,9 @@ class InvalidImage(DomainError):
 
 def _too_large(width: int, height: int, limit: int) -> InvalidImage:
     return InvalidImage(
-        f"The image is too large ({width}x{height}); at most {limit} pixels.",
+        "The image is too large (%(width)sx%(height)s); at most %(limit)s pixels.",
         code="image_too_large",
+        params={"width": width, "height": height, "limit": limit},
     )
 
 
@@ -72,7 +74,8 @@ def _open_checked(data: bytes) -> Image.Image:
             probe = Image.open(io.BytesIO(data))
             if probe.format not in ALLOWED_FORMATS:
                 raise InvalidImage(
-                    f"{probe.format or 'This'} images are not accepted; send JPEG, PNG or WebP."
+                    "%(format)s images are not accepted; send JPEG, PNG or WebP.",
+                    params={"format": probe.format or "?"},
                 )
             width, height = probe.size
             if width < 1 or height < 1 or width * height > MAX_PIXELS:
@@ -121,7 +124,9 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 def process_image(data: bytes) -> tuple[bytes, bytes, str, int, int]:
     """(main bytes, thumbnail bytes, format, width, height) of an upload, or InvalidImage."""
     if len(data) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(f"Images are limited to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
+        raise PayloadTooLarge(
+            "Images are limited to %(mb)s MB.", params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)}
+        )
     if not data:
         raise InvalidImage("The file is empty.")
     image = _open_checked(data)
@@ -161,3 +166,31 @@ def upload_image(*, user: User, data: bytes) -> ImageUpload:
         )
     logger.info("upload user=%s id=%s %sx%s %s", user.pk, upload.pk, width, height, fmt)
     return upload
+
+
+def process_avatar(data: bytes) -> tuple[bytes, str]:
+    """(square avatar bytes, format) of an upload, checked exactly as listing images are."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge(
+            "Images are limited to %(mb)s MB.", params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)}
+        )
+    if not data:
+        raise InvalidImage("The file is empty.")
+    image = _open_checked(data)
+    fmt = image.format
+    assert fmt is not None  # _open_checked admits known formats only
+    try:
+        image = ImageOps.exif_transpose(image)
+        # Centre-cropped to a square, then scaled: an avatar is shown in a circle or a square.
+        square = ImageOps.fit(image, (AVATAR_SIDE, AVATAR_SIDE), method=Image.Resampling.LANCZOS)
+        return _encode(square, fmt), fmt
+    except (OSError, ValueError) as exc:
+        raise InvalidImage("The image could not be processed.") from exc
+
+
+def store_avatar(*, user: User, data: bytes) -> str:
+    """Stores a new avatar file (never overwriting one) and returns its storage name; the caller
+    makes it the user's avatar."""
+    square, fmt = process_avatar(data)
+    name = f"avatars/{user.pk}/{uuid.uuid4().hex}.{ALLOWED_FORMATS[fmt]}"
+    return default_storage.save(name, ContentFile(square))

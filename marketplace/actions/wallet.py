@@ -106,6 +106,7 @@ def credit_sale(*, order_id: int) -> LedgerEntry | None:
         refunded = Refund.objects.filter(order=order).values_list("amount_fen", flat=True).first()
         commission, seller_share = sale_split(
             price_fen=order.price_fen,
+            shipping_fee_fen=order.shipping_fee_fen,
             refunded_fen=refunded or 0,
             rate_bp=order.commission_rate_bp or 0,
         )
@@ -115,7 +116,10 @@ def credit_sale(*, order_id: int) -> LedgerEntry | None:
             available_delta_fen=seller_share,
             unique_key=f"order:{order.pk}:sale_credit",
             order=order,
-            note=f"{order.order_no}: {order.price_fen} - commission {commission}",
+            note=(
+                f"{order.order_no}: {order.price_fen} + shipping {order.shipping_fee_fen}"
+                f" - commission {commission}"
+            ),
         )
         if entry is not None:
             entry.order = order
@@ -203,11 +207,13 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _invalid(field: str, message: str, code: str) -> Unprocessable:
+def _invalid(field: str, message: str, code: str, **params: object) -> Unprocessable:
+    english = message % params if params else message
     return Unprocessable(
         message,
         code=code,
-        errors=[{"loc": ["body", "payload", field], "msg": message, "type": code}],
+        params=params,
+        errors=[{"loc": ["body", "payload", field], "msg": english, "type": code}],
     )
 
 
@@ -272,7 +278,8 @@ def create_payout_account(
         lock_wallet(user_id=user.pk)
         if live_accounts(user=user).count() >= MAX_PAYOUT_ACCOUNTS:
             raise Conflict(
-                f"At most {MAX_PAYOUT_ACCOUNTS} payout accounts; remove one first.",
+                "At most %(limit)s payout accounts; remove one first.",
+                params={"limit": MAX_PAYOUT_ACCOUNTS},
                 code="account_limit",
             )
         return PayoutAccount.objects.create(
@@ -376,7 +383,10 @@ def request_withdrawal(
     minimum = platform_settings().min_withdrawal_fen
     if amount_fen < minimum:
         raise _invalid(
-            "amount", f"The smallest withdrawal is {minimum} fen.", "amount_below_minimum"
+            "amount",
+            "The smallest withdrawal is %(minimum)s fen.",
+            "amount_below_minimum",
+            minimum=minimum,
         )
     real_name = check_withdrawal_destination(
         user=user, amount_fen=amount_fen, to=to, account_id=account_id, real_name=real_name

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import accounts as account_actions
 from marketplace.models import Address, ApiToken, User
@@ -56,20 +57,20 @@ class UserAdmin(DjangoUserAdmin):
         # edit is_staff, groups and passwords.
         return request.user.has_perm("marketplace.ban_user")
 
-    @admin.action(description="Ban the selected users (revokes their tokens)", permissions=["ban"])
+    @admin.action(description=_("Ban the selected users (revokes their tokens)"), permissions=["ban"])
     def ban_users(self, request, queryset):
         for user in queryset.filter(is_banned=False, is_superuser=False):
             account_actions.ban_user(user=user, reason=f"banned by {request.user.username}")
             # Who and when: the admin's log (LogEntry), shown in the user's history page.
             self.log_change(request, user, "Banned (tokens revoked, listings hidden).")
-        messages.success(request, "Selected users are banned.")
+        messages.success(request, _("Selected users are banned."))
 
-    @admin.action(description="Unban the selected users", permissions=["ban"])
+    @admin.action(description=_("Unban the selected users"), permissions=["ban"])
     def unban_users(self, request, queryset):
         for user in queryset.filter(is_banned=True):
             account_actions.unban_user(user=user)
             self.log_change(request, user, "Unbanned.")
-        messages.success(request, "Selected users are unbanned.")
+        messages.success(request, _("Selected users are unbanned."))
 
 
 @admin.register(ApiToken)

@@ -1,10 +1,13 @@
 """What every admin module shares: what staff may do with rows the actions own, and the reason
 form of the reject actions."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
+
+if TYPE_CHECKING:  # a development dependency only: never imported at run time
+    from django_stubs_ext import StrPromise
 
 
 class ReadOnlyMixin:
@@ -66,6 +69,6 @@ class RejectForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
 
-    def __init__(self, *args, help_text: str, **kwargs):
+    def __init__(self, *args, help_text: "str | StrPromise", **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["reason"].help_text = help_text

@@ -5,6 +5,7 @@ from django.contrib.admin import helpers
 from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import catalog as catalog_actions
 from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
@@ -17,12 +18,35 @@ class ChildCategoryInline(admin.TabularInline):
     model = Category
     fk_name = "parent"
     extra = 0
-    fields = ("name", "icon", "sort_order", "is_active")
+    fields = ("name", "icon", "icon_preview", "sort_order", "is_active")
+    readonly_fields = ("icon_preview",)
+
+    @admin.display(description=_("icon preview"))
+    def icon_preview(self, obj):
+        return category_icon_preview(obj)
+
+
+def category_icon_preview(obj):
+    if not obj or not obj.icon:
+        return "-"
+    return format_html(
+        '<img src="{}" alt="" style="width:48px;height:48px;object-fit:contain">',
+        _icon_url(obj.icon.name),
+    )
+
+
+def _icon_url(name: str) -> str:
+    return name if name.startswith(("http://", "https://", "/")) else media_url(name)
 
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "parent", "sort_order", "is_active")
+    list_display = ("id", "icon_preview", "name", "parent", "sort_order", "is_active")
+    readonly_fields = ("icon_preview",)
+
+    @admin.display(description=_("icon preview"))
+    def icon_preview(self, obj):
+        return category_icon_preview(obj)
     list_editable = ("sort_order", "is_active")
     list_filter = ("is_active", ("parent", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name",)
@@ -61,7 +85,7 @@ class BannerAdmin(admin.ModelAdmin):
     raw_id_fields = ("target_listing",)
     readonly_fields = ("preview",)
 
-    @admin.display(description="image")
+    @admin.display(description=_("image"))
     def preview(self, obj):
         if not obj.image:
             return "-"
@@ -84,7 +108,7 @@ class ListingImageInline(admin.TabularInline):
     fields = ("preview", "position", "width", "height", "format")
     readonly_fields = fields
 
-    @admin.display(description="image")
+    @admin.display(description=_("image"))
     def preview(self, obj):
         return format_html('<img src="{}" style="max-height:90px">', media_url(obj.thumbnail))
 
@@ -105,6 +129,21 @@ class ListingReviewInline(admin.TabularInline):
 
 # Listings come from sellers through the API; orders and reviews point at them, so one is
 # taken off sale by rejecting it, never deleted.
+class ShippingFilter(admin.SimpleListFilter):
+    title = _("shipping")
+    parameter_name = "shipping"
+
+    def lookups(self, request, model_admin):
+        return [("free", _("Free shipping")), ("paid", _("Buyer pays shipping"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "free":
+            return queryset.filter(shipping_fee_fen=0)
+        if self.value() == "paid":
+            return queryset.filter(shipping_fee_fen__gt=0)
+        return queryset
+
+
 @admin.register(Listing)
 class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
     """The review queue: pending first, oldest submission first."""
@@ -116,13 +155,22 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         "seller",
         "category",
         "price_yuan",
+        "shipping_yuan",
+        "condition",
+        "city_code",
         "status",
         "is_flagged",
         "submitted_at",
         "views",
     )
-    list_filter = ("status", "is_flagged", ("category", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("title", "seller__nickname", "seller__username", "=id")
+    list_filter = (
+        "status",
+        "is_flagged",
+        "condition",
+        ShippingFilter,
+        ("category", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("title", "seller__nickname", "seller__username", "=id", "=city_code")
     list_select_related = ("seller", "category", "category__parent")
     raw_id_fields = ("seller",)
     readonly_fields = (
@@ -163,15 +211,19 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
             ),
         ]
 
-    @admin.display(description="cover")
+    @admin.display(description=_("cover"))
     def cover_preview(self, obj):
         if not obj.cover:
             return "-"
         return format_html('<img src="{}" style="max-height:48px">', media_url(obj.cover))
 
-    @admin.display(description="price (¥)", ordering="price_fen")
+    @admin.display(description=_("price (¥)"), ordering="price_fen")
     def price_yuan(self, obj):
         return yuan(obj.price_fen)
+
+    @admin.display(description=_("shipping (¥)"), ordering="shipping_fee_fen")
+    def shipping_yuan(self, obj):
+        return yuan(obj.shipping_fee_fen) if obj.shipping_fee_fen else _("Free shipping")
 
     def _report(self, request, done: int, problems: list[str], verb: str) -> None:
         if done:
@@ -179,7 +231,7 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         for problem in problems:
             messages.warning(request, problem)
 
-    @admin.action(description="Approve the selected listings", permissions=["change"])
+    @admin.action(description=_("Approve the selected listings"), permissions=["change"])
     def approve_selected(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
         done, problems = catalog_actions.review_many(
@@ -188,12 +240,12 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         self._report(request, done, problems, "Approved")
 
     @admin.action(
-        description="Reject the selected listings (asks for a reason)", permissions=["change"]
+        description=_("Reject the selected listings (asks for a reason)"), permissions=["change"]
     )
     def reject_selected(self, request, queryset):
         form = RejectForm(
             request.POST if "confirm_reject" in request.POST else None,
-            help_text="Shown to the seller, who may edit and resubmit.",
+            help_text=_("Shown to the seller, who may edit and resubmit."),
         )
         if "confirm_reject" in request.POST and form.is_valid():
             ids = list(queryset.values_list("pk", flat=True))

@@ -8,12 +8,15 @@ The template (project/templates/admin/index.html) asks for it through the `staff
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.models import (
     Dispute,
@@ -29,6 +32,9 @@ from marketplace.models import (
 from marketplace.money import yuan
 from marketplace.states import OrderStatus
 
+if TYPE_CHECKING:  # a development dependency only: never imported at run time
+    from django_stubs_ext import StrPromise
+
 # The platform's business day: turnover "today" is a China calendar day, whatever the server's
 # or the viewer's clock says.
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
@@ -39,12 +45,13 @@ REFUSED_NOTIFICATIONS_WINDOW = dt.timedelta(days=7)
 
 @dataclass
 class Tile:
-    label: str
+    # Labels are translations (gettext_lazy), rendered in the staff member's language.
+    label: "str | StrPromise"
     value: str
     url: str
     # "attention" tiles are work waiting for staff; they are highlighted when not zero.
     is_attention: bool = False
-    detail: str = ""
+    detail: "str | StrPromise" = ""
 
 
 @dataclass
@@ -87,7 +94,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         pending = Listing.objects.filter(status=ListingStatus.PENDING_REVIEW).count()
         board.attention.append(
             Tile(
-                "Listings awaiting review",
+                _("Listings awaiting review"),
                 str(pending),
                 _changelist(Listing, status__exact=ListingStatus.PENDING_REVIEW),
                 is_attention=pending > 0,
@@ -98,7 +105,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         open_disputes = Dispute.objects.filter(settled_at__isnull=True).count()
         board.attention.append(
             Tile(
-                "Open disputes",
+                _("Open disputes"),
                 str(open_disputes),
                 _changelist(Dispute, open="yes"),
                 is_attention=open_disputes > 0,
@@ -112,7 +119,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         ).aggregate(count=Count("id"), total=Sum("amount_fen"))
         board.attention.append(
             Tile(
-                "Withdrawals to pay out",
+                _("Withdrawals to pay out"),
                 str(queue["count"]),
                 _changelist(
                     Withdrawal,
@@ -128,7 +135,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         stuck = Refund.objects.filter(status=Refund.Status.NEEDS_ATTENTION).count()
         board.attention.append(
             Tile(
-                "Refunds needing attention",
+                _("Refunds needing attention"),
                 str(stuck),
                 _changelist(Refund, status__exact=Refund.Status.NEEDS_ATTENTION),
                 is_attention=stuck > 0,
@@ -142,14 +149,16 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         ).count()
         board.attention.append(
             Tile(
-                "通知被拒绝",
+                _("Refused notifications"),
                 str(refused),
                 _changelist(
                     PaymentNotification, outcome_kind="refused", received_at__gte=since.isoformat()
                 ),
                 is_attention=refused > 0,
-                detail="signed WeChat Pay notifications not about our merchant, order or amount, "
-                "last 7 days",
+                detail=_(
+                    "signed WeChat Pay notifications not about our merchant, order or amount, "
+                    "last 7 days"
+                ),
             )
         )
 
@@ -191,18 +200,18 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         paid_today = _changelist(Order, paid_at__gte=start.isoformat(), paid_at__lt=end.isoformat())
         board.money.append(
             Tile(
-                f"Turnover today ({start.date().isoformat()}, China time)",
+                gettext("Turnover today (%(day)s, China time)") % {"day": start.date().isoformat()},
                 "¥" + yuan(today["gross"] or 0, grouped=True),
                 paid_today,
-                detail=f"{today['count']} order(s) paid",
+                detail=gettext("%(count)s order(s) paid") % {"count": today["count"]},
             )
         )
         board.money.append(
             Tile(
-                "Commission on today's payments",
+                _("Commission on today's payments"),
                 "¥" + yuan(today["commission"] or 0, grouped=True),
                 paid_today,
-                detail="at the rates frozen at payment; earned when each order completes",
+                detail=_("at the rates frozen at payment; earned when each order completes"),
             )
         )
     return board

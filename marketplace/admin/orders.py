@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import fulfilment
 from marketplace.actions.platform import LIMITS, check_platform_values, update_platform_settings
@@ -67,7 +68,7 @@ class DisputeInline(ReadOnlyInline):
 
 
 class RefundStateFilter(admin.SimpleListFilter):
-    title = "refund"
+    title = _("refund")
     parameter_name = "refund"
 
     def lookups(self, request, model_admin):
@@ -84,9 +85,9 @@ class RefundStateFilter(admin.SimpleListFilter):
 
 class SettleDisputeForm(forms.Form):
     refund_fen = forms.IntegerField(
-        min_value=0, help_text="Refund to the buyer in fen: 0 releases everything to the seller."
+        min_value=0, help_text=_("Refund to the buyer in fen: 0 releases everything to the seller.")
     )
-    note = forms.CharField(max_length=500, widget=forms.Textarea, help_text="Why; recorded.")
+    note = forms.CharField(max_length=500, widget=forms.Textarea, help_text=_("Why; recorded."))
 
 
 @admin.register(Order)
@@ -120,12 +121,12 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
     readonly_fields = [field.name for field in Order._meta.fields]
 
     @admin.action(
-        description="Settle the selected dispute (refund and/or release)", permissions=["settle"]
+        description=_("Settle the selected dispute (refund and/or release)"), permissions=["settle"]
     )
     def settle_dispute(self, request: HttpRequest, queryset: QuerySet):
         disputed = list(queryset.filter(status=OrderStatus.DISPUTED))
         if len(disputed) != 1:
-            self.message_user(request, "Select exactly one disputed order.", messages.ERROR)
+            self.message_user(request, _("Select exactly one disputed order."), messages.ERROR)
             return None
         return HttpResponseRedirect(
             reverse("admin:marketplace_order_settle", args=[disputed[0].pk])
@@ -149,7 +150,7 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
         if not self.has_settle_permission(request):
             raise PermissionDenied
         order = Order.objects.select_related("buyer", "seller").get(pk=order_id)
-        form = SettleDisputeForm(request.POST or None, initial={"refund_fen": order.price_fen})
+        form = SettleDisputeForm(request.POST or None, initial={"refund_fen": order.total_fen})
         if request.method == "POST" and form.is_valid():
             try:
                 fulfilment.settle_dispute(
@@ -196,7 +197,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     ordering = ("-id",)
     actions = ["retry"]
 
-    @admin.action(description="Submit the selected refunds again", permissions=["change"])
+    @admin.action(description=_("Submit the selected refunds again"), permissions=["change"])
     def retry(self, request, queryset):
         count = 0
         for refund in queryset:
@@ -211,7 +212,7 @@ class NotificationOutcomeFilter(admin.SimpleListFilter):
     """Refused = signed by WeChat Pay but not about us (another merchant, amount, payer...), the
     ones staff are alerted to; rejected = failed verification (forged, stale, malformed)."""
 
-    title = "outcome"
+    title = _("outcome")
     parameter_name = "outcome_kind"
 
     def lookups(self, request, model_admin):
@@ -238,7 +239,7 @@ class PaymentNotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 class OpenDisputeFilter(admin.SimpleListFilter):
-    title = "state"
+    title = _("state")
     parameter_name = "open"
 
     def lookups(self, request, model_admin):

@@ -3,6 +3,7 @@
 Read-only: a deletion closes and erases through its actions only, never by hand here."""
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.admin.base import ReadOnlyMixin
 from marketplace.models import AccountDeletion, DataExport, RetentionRun
@@ -37,6 +38,6 @@ class RetentionRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("started_at",)
     ordering = ("-id",)
 
-    @admin.display(description="deleted")
+    @admin.display(description=_("deleted"))
     def deleted_total(self, obj: RetentionRun) -> int:
         return sum(obj.counts.values())

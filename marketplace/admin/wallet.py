@@ -12,6 +12,7 @@ from django.db.models import Case, F, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import wallet as wallet_actions
 from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
@@ -42,9 +43,9 @@ def _account_number(request, account: PayoutAccount | None) -> str:
 
 class PeriodForm(forms.Form):
     start = forms.DateField(
-        label="from (inclusive)", widget=forms.DateInput(attrs={"type": "date"})
+        label=_("from (inclusive)"), widget=forms.DateInput(attrs={"type": "date"})
     )
-    end = forms.DateField(label="to (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("to (inclusive)"), widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self):
         data = super().clean() or {}
@@ -65,15 +66,15 @@ class WalletAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     ordering = ("-updated_at",)
 
-    @admin.display(description="available (¥)", ordering="available_fen")
+    @admin.display(description=_("available (¥)"), ordering="available_fen")
     def available(self, obj):
         return yuan(obj.available_fen)
 
-    @admin.display(description="frozen (¥)", ordering="frozen_fen")
+    @admin.display(description=_("frozen (¥)"), ordering="frozen_fen")
     def frozen(self, obj):
         return yuan(obj.frozen_fen)
 
-    @admin.display(description="total earned (¥)", ordering="total_earned_fen")
+    @admin.display(description=_("total earned (¥)"), ordering="total_earned_fen")
     def total_earned(self, obj):
         return yuan(obj.total_earned_fen)
 
@@ -145,23 +146,23 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ("wallet__user", "order", "withdrawal", "created_by")
     ordering = ("-id",)
 
-    @admin.display(description="user", ordering="wallet__user")
+    @admin.display(description=_("user"), ordering="wallet__user")
     def owner(self, obj):
         return obj.wallet.user
 
-    @admin.display(description="available Δ (¥)")
+    @admin.display(description=_("available Δ (¥)"))
     def available_delta(self, obj):
         return yuan(obj.available_delta_fen)
 
-    @admin.display(description="frozen Δ (¥)")
+    @admin.display(description=_("frozen Δ (¥)"))
     def frozen_delta(self, obj):
         return yuan(obj.frozen_delta_fen)
 
-    @admin.display(description="available after (¥)")
+    @admin.display(description=_("available after (¥)"))
     def available_after(self, obj):
         return yuan(obj.available_after_fen)
 
-    @admin.display(description="frozen after (¥)")
+    @admin.display(description=_("frozen after (¥)"))
     def frozen_after(self, obj):
         return yuan(obj.frozen_after_fen)
 
@@ -194,11 +195,11 @@ class PayoutAccountAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
 
-    @admin.display(description="account no.")
+    @admin.display(description=_("account no."))
     def masked_number(self, obj):
         return obj.masked_account_no
 
-    @admin.display(description="account no. (full)")
+    @admin.display(description=_("account no. (full)"))
     def full_number(self, obj):
         return wallet_actions.reveal_account_no(obj) or "(cannot decrypt: key missing)"
 
@@ -276,27 +277,27 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
         # Status and money change only through the actions below, which post the ledger entry.
         return self.get_fields(request, obj)
 
-    @admin.display(description="amount (¥)", ordering="amount_fen")
+    @admin.display(description=_("amount (¥)"), ordering="amount_fen")
     def amount(self, obj):
         return yuan(obj.amount_fen)
 
-    @admin.display(description="type", ordering="account__type")
+    @admin.display(description=_("type"), ordering="account__type")
     def account_type(self, obj):
         return obj.account.get_type_display() if obj.account else WECHAT_BALANCE
 
-    @admin.display(description="holder")
+    @admin.display(description=_("holder"))
     def holder_name(self, obj):
         return obj.account.holder_name if obj.account else "-"
 
-    @admin.display(description="bank")
+    @admin.display(description=_("bank"))
     def bank_name(self, obj):
         return (obj.account.bank_name if obj.account else "") or "-"
 
-    @admin.display(description="account no.")
+    @admin.display(description=_("account no."))
     def masked_number(self, obj):
         return obj.account.masked_account_no if obj.account else WECHAT_BALANCE
 
-    @admin.display(description="account no. (full)")
+    @admin.display(description=_("account no. (full)"))
     def full_number(self, obj):
         if obj.account is None:
             return WECHAT_BALANCE
@@ -322,7 +323,7 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
         done = 0
         for withdrawal in withdrawals:
             try:
-                _, changed = call(withdrawal)
+                _unused, changed = call(withdrawal)
             except DomainError as exc:
                 messages.warning(request, f"#{withdrawal.pk}: {exc.message}")
                 continue
@@ -334,7 +335,7 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
             messages.success(request, f"{verb.capitalize()} {done} withdrawal(s).")
 
     @admin.action(
-        description="Mark paid (asks for each transfer reference)", permissions=["change"]
+        description=_("Mark paid (asks for each transfer reference)"), permissions=["change"]
     )
     def mark_paid(self, request, queryset):
         withdrawals = list(queryset.select_related("account").order_by("created_at", "id"))
@@ -368,14 +369,14 @@ class WithdrawalAdmin(ActionOnlyMixin, admin.ModelAdmin):
         )
 
     @admin.action(
-        description="Reject (asks for a reason; releases the hold)", permissions=["change"]
+        description=_("Reject (asks for a reason; releases the hold)"), permissions=["change"]
     )
     def reject(self, request, queryset):
         withdrawals = list(queryset.select_related("account").order_by("created_at", "id"))
         confirmed = "confirm" in request.POST
         form = RejectForm(
             request.POST if confirmed else None,
-            help_text="Shown to the seller; the held amount returns to their available balance.",
+            help_text=_("Shown to the seller; the held amount returns to their available balance."),
         )
         if confirmed and form.is_valid():
             reason = form.cleaned_data["reason"]

@@ -4,19 +4,24 @@ from typing import Annotated
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import File, Router, Schema, Status
+from ninja.files import UploadedFile
 from pydantic import ConfigDict, StringConstraints
 
 from marketplace.actions import accounts as account_actions
-from marketplace.errors import NotFound
+from marketplace.actions import uploads as upload_actions
+from marketplace.errors import NotFound, PayloadTooLarge, RateLimited, Unauthenticated
+from marketplace.models.catalog import CITY_CODE_PATTERN
 from marketplace.selectors import addresses_of, public_user
-from project.ratelimit import RateLimit
+from project.client_address import client_address
+from project.ratelimit import RateLimit, count_scope, peek_scope
 from project.wire import WireDateTime
 
 router = Router(tags=["accounts"])
 
 Nickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 AvatarUrl = Annotated[str, StringConstraints(max_length=500, pattern=r"^https?://\S+$")]
+CityCode = Annotated[str, StringConstraints(pattern=CITY_CODE_PATTERN)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9-]{5,19}$")]
 
 
@@ -85,6 +90,7 @@ class AddressIn(StrictSchema):
     city: _short(40)
     district: _short(40)
     detail: _short(200)
+    city_code: CityCode | None = None
     is_default: bool = False
 
 
@@ -95,6 +101,7 @@ class AddressPatch(StrictSchema):
     city: _short(40) | None = None
     district: _short(40) | None = None
     detail: _short(200) | None = None
+    city_code: CityCode | None = None
     is_default: bool | None = None
 
 
@@ -106,6 +113,7 @@ class AddressOut(Schema):
     city: str
     district: str
     detail: str
+    city_code: str
     is_default: bool
 
 
@@ -113,17 +121,35 @@ class AddressOut(Schema):
     "/auth/wechat-login",
     auth=None,
     response=LoginOut,
-    # Per client address: sign-in is the one unauthenticated write.
-    throttle=[RateLimit("sign_in", settings.RATE_LIMITS["sign_in"], per="address")],
+    # A per-address ceiling only (300/min): carrier-grade NAT puts many people behind one
+    # address. The real limit is per openid, known once the code is exchanged (below).
+    throttle=[RateLimit("sign_in_address", per="address")],
     summary="Sign in with a wx.login code",
 )
 def wechat_login(request: HttpRequest, payload: LoginIn):
-    signed_in = account_actions.sign_in_with_wechat(
-        code=payload.code,
-        nickname=payload.nickname,
-        avatar_url=payload.avatar_url,
-        restore_account=payload.restore_account,
-    )
+    address = client_address(request) or "-"
+    if not peek_scope("sign_in_failures", address).allowed:
+        # Made-up or replayed codes from this address: refused before asking WeChat again.
+        raise RateLimited(
+            "Too many failed sign-ins from this network; wait a minute.",
+            code="sign_in_failures",
+        )
+
+    def admit(openid: str) -> None:
+        if not count_scope("sign_in", f"openid:{openid}").allowed:
+            raise RateLimited("Too many sign-ins; wait a minute.", code="rate_limited")
+
+    try:
+        signed_in = account_actions.sign_in_with_wechat(
+            code=payload.code,
+            nickname=payload.nickname,
+            avatar_url=payload.avatar_url,
+            restore_account=payload.restore_account,
+            admit=admit,
+        )
+    except Unauthenticated:
+        count_scope("sign_in_failures", address)
+        raise
     return {
         "token": signed_in.token,
         "user": signed_in.user,
@@ -158,6 +184,21 @@ def update_me(request: HttpRequest, payload: ProfileIn):
     return account_actions.update_profile(
         user=request.auth, nickname=payload.nickname, avatar_url=payload.avatar_url
     )
+
+
+@router.post(
+    "/me/avatar",
+    response=UserOut,
+    throttle=[RateLimit("image_upload")],
+    summary="Upload my avatar (the chooseAvatar file; JPEG/PNG/WebP ≤ 10 MB, stored square)",
+)
+def upload_avatar(request: HttpRequest, file: File[UploadedFile]):
+    if file.size is not None and file.size > upload_actions.MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge("Images are limited to 10 MB.")
+    name = upload_actions.store_avatar(
+        user=request.auth, data=file.read(upload_actions.MAX_UPLOAD_BYTES + 1)
+    )
+    return account_actions.set_uploaded_avatar(user=request.auth, name=name)
 
 
 @router.get("/users/{user_id}", response=PublicUserOut, auth=None)

@@ -15,7 +15,7 @@ from marketplace import storefront
 from marketplace.actions import catalog as catalog_actions
 from marketplace.actions import uploads as upload_actions
 from marketplace.actions.accounts import user_for_token
-from marketplace.api.accounts import StrictSchema
+from marketplace.api.accounts import CityCode, StrictSchema
 from marketplace.errors import InvalidInput, NotFound, PayloadTooLarge
 from marketplace.media import storage_url
 from marketplace.models import ListingStatus, User
@@ -24,8 +24,10 @@ from marketplace.models.catalog import (
     MAX_FEATURES,
     MAX_IMAGES,
     MAX_PRICE_FEN,
+    MAX_SHIPPING_FEE_FEN,
     MAX_TITLE_LENGTH,
     PUBLIC_DETAIL_STATUSES,
+    ListingCondition,
 )
 from marketplace.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_schema
 from marketplace.representations import listing_detail_data
@@ -52,6 +54,9 @@ Description = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_LENGTH)
 ]
 PriceFen = Annotated[int, Field(ge=1, le=MAX_PRICE_FEN, description="Integer fen (1 yuan = 100).")]
+ShippingFee = Annotated[
+    int, Field(ge=0, le=MAX_SHIPPING_FEE_FEN, description="Integer fen; 0 = 包邮.")
+]
 # Bounded like a database id: an id past bigint overflowed the lookup into a 500 (the fuzzer).
 ImageIds = Annotated[
     list[Annotated[int, Field(ge=1, le=2**63 - 1)]],
@@ -90,6 +95,10 @@ class ListingSummaryOut(Schema):
     id: int
     title: str
     price: int = Field(description="Integer fen.")
+    original_price: int | None = Field(description="原价 in fen, shown only.")
+    shipping_fee: int = Field(description="Fen the buyer pays on top of the price; 0 = 包邮.")
+    city_code: str = Field(description="The seller's city (6-digit division code) or empty.")
+    condition: ListingCondition | Literal[""]
     cover_url: str
     status: ListingStatus
     views: int
@@ -151,6 +160,11 @@ class ListingIn(StrictSchema):
     features: Features = []
     image_ids: ImageIds
     price: PriceFen
+    original_price: PriceFen | None = None
+    shipping_fee: ShippingFee = 0
+    # Defaults to the city of the seller's default address when it has a code (docs/fixes.md).
+    city_code: CityCode | None = None
+    condition: ListingCondition | None = None
 
 
 class ListingPatch(StrictSchema):
@@ -160,6 +174,10 @@ class ListingPatch(StrictSchema):
     features: Features | None = None
     image_ids: ImageIds | None = None
     price: PriceFen | None = None
+    original_price: PriceFen | None = None
+    shipping_fee: ShippingFee | None = None
+    city_code: CityCode | None = None
+    condition: ListingCondition | None = None
 
 
 class ListingQuery(Schema):
@@ -167,6 +185,9 @@ class ListingQuery(Schema):
     category: int | None = None
     min_price: Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)] | None = None
     max_price: Annotated[int, Field(ge=0, le=MAX_PRICE_FEN)] | None = None
+    # 同城: listings of sellers in this city.
+    city: CityCode | None = None
+    condition: ListingCondition | None = None
     sort: Literal["newest", "hot", "price_asc", "price_desc"] = "newest"
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
     cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -206,8 +227,9 @@ def _viewer_key(request: HttpRequest, viewer: User | None) -> str:
 
 def _listing_fields(payload: ListingIn | ListingPatch) -> dict:
     data = {k: v for k, v in payload.dict(exclude_unset=True).items() if v is not None}
-    if "price" in data:
-        data["price_fen"] = data.pop("price")
+    for name in ("price", "original_price", "shipping_fee"):
+        if name in data:
+            data[f"{name}_fen"] = data.pop(name)
     if "features" in data:
         data["features"] = [{"name": f["name"], "value": f["value"]} for f in data["features"]]
     return data
@@ -281,6 +303,8 @@ def listings(request: HttpRequest, query: Query[ListingQuery]):
             category_ids=category_ids,
             min_price=query.min_price,
             max_price=query.max_price,
+            city_code=query.city,
+            condition=query.condition,
             sort=query.sort,
             limit=query.limit,
             cursor=query.cursor,

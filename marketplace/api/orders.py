@@ -63,14 +63,25 @@ class HistoryOut(Schema):
     model_config = {"populate_by_name": True}
 
 
+class OrderSellerOut(Schema):
+    id: int
+    nickname: str
+    avatar_url: str
+
+
 class OrderSummaryOut(Schema):
     order_no: str
     listing_id: int
+    # The item as it was bought: a snapshot taken with the order, whatever the listing is now.
     title: str
+    cover_url: str
+    seller: OrderSellerOut
     buyer_id: int
     seller_id: int
     status: OrderStatus
-    price: int
+    price: int = Field(description="The item's price in fen; commission is on this alone.")
+    shipping_fee: int = Field(description="Shipping in fen, paid on top (0 = 包邮).")
+    total: int = Field(description="What the buyer pays: price + shipping_fee.")
     commission: int | None
     deadline_at: WireDateTime | None
     refund_status: str
@@ -80,6 +91,9 @@ class OrderSummaryOut(Schema):
 class OrderOut(OrderSummaryOut):
     address: AddressSnapshot
     paid_at: WireDateTime | None
+    has_video: bool
+    # A fresh private URL for the reader, valid PRIVATE_MEDIA_TTL_SECONDS; ask the order again
+    # for a new one (events carry has_video only).
     video_url: str | None
     carrier: str | None
     tracking_no: str | None
@@ -110,8 +124,8 @@ class OrderFilters(PageParams):
 OrderPage = page_schema(OrderSummaryOut, "OrderPage")
 
 
-def _detail(order: Order) -> dict:
-    return order_data(selectors.order_for_display(order_id=order.pk))
+def _detail(order: Order, reader) -> dict:
+    return order_data(selectors.order_for_display(order_id=order.pk), reader=reader)
 
 
 @router.post(
@@ -122,7 +136,7 @@ def create_order(request: HttpRequest, payload: OrderIn):
     order = lifecycle.create_order(
         buyer=request.auth, listing_id=payload.listing_id, address_id=payload.address_id
     )
-    return Status(201, _detail(order))
+    return Status(201, _detail(order, request.auth))
 
 
 @router.get("/orders", response=OrderPage, summary="My orders as buyer or seller")
@@ -139,7 +153,7 @@ def list_orders(request: HttpRequest, filters: Query[OrderFilters]):
 
 @router.get("/orders/{order_no}", response=OrderOut, by_alias=True)
 def get_order(request: HttpRequest, order_no: str):
-    return order_data(selectors.order_of(user=request.auth, order_no=order_no))
+    return order_data(selectors.order_of(user=request.auth, order_no=order_no), reader=request.auth)
 
 
 @router.post("/orders/{order_no}/pay", response=PayOut, summary="WeChat Pay parameters")
@@ -152,7 +166,7 @@ def pay_order(request: HttpRequest, order_no: str):
 def cancel_order(request: HttpRequest, order_no: str, payload: CancelIn | None = None):
     reason = payload.reason if payload else ""
     order = lifecycle.cancel_order(user=request.auth, order_no=order_no, reason=reason)
-    return _detail(order)
+    return _detail(order, request.auth)
 
 
 def _raw_body(request: HttpRequest) -> bytes:
@@ -310,7 +324,8 @@ def _uploaded_file(request: HttpRequest, name: str = "file"):
     upload = request.FILES.get(name)
     if upload is None:
         raise Unprocessable(
-            f"{name}: Field required",
+            "%(name)s: Field required",
+            params={"name": name},
             errors=[{"loc": ["file", name], "msg": "Field required", "type": "missing"}],
         )
     return upload
@@ -334,18 +349,19 @@ def upload_video(request: HttpRequest, order_no: str):
     order = fulfilment.upload_video(
         seller=request.auth, order_no=order_no, file=file, extension=extension
     )
-    return _detail(order)
+    return _detail(order, request.auth)
 
 
 @router.post("/orders/{order_no}/confirm-video", response=OrderOut, by_alias=True)
 def confirm_video(request: HttpRequest, order_no: str):
-    return _detail(fulfilment.confirm_video(buyer=request.auth, order_no=order_no))
+    return _detail(fulfilment.confirm_video(buyer=request.auth, order_no=order_no), request.auth)
 
 
 @router.post("/orders/{order_no}/reject-video", response=OrderOut, by_alias=True)
 def reject_video(request: HttpRequest, order_no: str, payload: RejectIn):
     return _detail(
-        fulfilment.reject_video(buyer=request.auth, order_no=order_no, reason=payload.reason)
+        fulfilment.reject_video(buyer=request.auth, order_no=order_no, reason=payload.reason),
+        request.auth,
     )
 
 
@@ -362,7 +378,7 @@ def ship(request: HttpRequest, order_no: str, payload: ShipIn):
         tracking_no=payload.tracking_no,
         carrier_code=payload.carrier_code,
     )
-    return _detail(order)
+    return _detail(order, request.auth)
 
 
 @router.get("/orders/{order_no}/tracking", response=TrackingOut)
@@ -374,18 +390,19 @@ def tracking(request: HttpRequest, order_no: str):
 
 @router.post("/orders/{order_no}/mark-delivered", response=OrderOut, by_alias=True)
 def mark_delivered(request: HttpRequest, order_no: str):
-    return _detail(fulfilment.mark_delivered(seller=request.auth, order_no=order_no))
+    return _detail(fulfilment.mark_delivered(seller=request.auth, order_no=order_no), request.auth)
 
 
 @router.post("/orders/{order_no}/confirm-receipt", response=OrderOut, by_alias=True)
 def confirm_receipt(request: HttpRequest, order_no: str):
-    return _detail(fulfilment.confirm_receipt(buyer=request.auth, order_no=order_no))
+    return _detail(fulfilment.confirm_receipt(buyer=request.auth, order_no=order_no), request.auth)
 
 
 @router.post("/orders/{order_no}/dispute", response=OrderOut, by_alias=True)
 def dispute(request: HttpRequest, order_no: str, payload: DisputeIn):
     return _detail(
-        fulfilment.open_dispute(buyer=request.auth, order_no=order_no, reason=payload.reason)
+        fulfilment.open_dispute(buyer=request.auth, order_no=order_no, reason=payload.reason),
+        request.auth,
     )
 
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext_noop
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -110,8 +111,14 @@ class Kuaidi100Error(DomainError):
     status = 503
     code = "upstream_unavailable"
 
-    def __init__(self, message: str, return_code: str = "", retryable: bool = False) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        return_code: str = "",
+        retryable: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, params=params)
         self.return_code = return_code
         self.retryable = retryable
 
@@ -234,21 +241,24 @@ def _post(url: str, data: Mapping[str, str], what: str) -> Any:
     except requests.RequestException as exc:
         logger.warning("kuaidi100 %s: network error %s", what, exc)
         raise Kuaidi100Error(
-            f"Kuaidi100 could not be reached to {what}; try again shortly.",
+            "Kuaidi100 could not be reached to %(what)s; try again shortly.",
+            params={"what": what},
             return_code="network",
             retryable=True,
         ) from exc
     if response.status_code >= 500:
         logger.warning("kuaidi100 %s: HTTP %s", what, response.status_code)
         raise Kuaidi100Error(
-            f"Kuaidi100 failed to {what} (HTTP {response.status_code}); try again shortly.",
+            "Kuaidi100 failed to %(what)s (HTTP %(status)s); try again shortly.",
+            params={"what": what, "status": response.status_code},
             return_code=f"http_{response.status_code}",
             retryable=True,
         )
     if response.status_code != 200:
         logger.error("kuaidi100 %s: HTTP %s", what, response.status_code)
         raise Kuaidi100Error(
-            f"Kuaidi100 refused to {what} (HTTP {response.status_code}).",
+            "Kuaidi100 refused to %(what)s (HTTP %(status)s).",
+            params={"what": what, "status": response.status_code},
             return_code=f"http_{response.status_code}",
         )
     try:
@@ -256,7 +266,8 @@ def _post(url: str, data: Mapping[str, str], what: str) -> Any:
     except ValueError as exc:
         # Their gateways answer HTML error pages when overloaded.
         raise Kuaidi100Error(
-            f"Kuaidi100 answered nonsense to {what}; try again shortly.",
+            "Kuaidi100 answered nonsense to %(what)s; try again shortly.",
+            params={"what": what},
             return_code="bad_response",
             retryable=True,
         ) from exc
@@ -270,7 +281,8 @@ def _failure(body: Any, what: str, retryable_codes: frozenset[str]) -> Kuaidi100
         "kuaidi100 %s refused: %s %s", what, return_code, message
     )
     return Kuaidi100Error(
-        f"Kuaidi100 could not {what}: {message or 'unknown error'}",
+        "Kuaidi100 could not %(what)s: %(reason)s",
+        params={"what": what, "reason": message or "unknown error"},
         return_code=return_code,
         retryable=retryable,
     )
@@ -328,9 +340,9 @@ def query(*, carrier_code: str, tracking_no: str, phone: str = "") -> TrackingRe
         "param": param_text,
         "sign": query_sign(param=param_text, key=key, customer=customer),
     }
-    body = _post(QUERY_URL, form, "query the tracking")
+    body = _post(QUERY_URL, form, gettext_noop("query the tracking"))
     if not isinstance(body, dict) or body.get("result") is False or body.get("message") != "ok":
-        raise _failure(body, "query the tracking", _QUERY_RETRYABLE)
+        raise _failure(body, gettext_noop("query the tracking"), _QUERY_RETRYABLE)
     try:
         state = _parse_state(body.get("state"))
         events = _parse_events(body.get("data", []))
@@ -365,7 +377,7 @@ def subscribe(
         "parameters": parameters,
     }
     body = _post(
-        SUBSCRIBE_URL, {"schema": "json", "param": _compact_json(param)}, "subscribe the tracking"
+        SUBSCRIBE_URL, {"schema": "json", "param": _compact_json(param)}, gettext_noop("subscribe the tracking")
     )
     return_code = str(body.get("returnCode", "")) if isinstance(body, dict) else ""
     if return_code == SUBSCRIBE_ACCEPTED:
@@ -373,16 +385,16 @@ def subscribe(
     if return_code == SUBSCRIBE_DUPLICATE:
         logger.info("kuaidi100 subscribe %s/%s: already subscribed", carrier_code, tracking_no)
         return
-    raise _failure(body, "subscribe the tracking", _SUBSCRIBE_RETRYABLE)
+    raise _failure(body, gettext_noop("subscribe the tracking"), _SUBSCRIBE_RETRYABLE)
 
 
 def detect_carrier(*, tracking_no: str) -> list[Carrier]:
     """Carrier candidates for a number, most likely first (may be empty)."""
     body = _post(
-        AUTONUMBER_URL, {"key": credentials()[1], "num": tracking_no}, "detect the carrier"
+        AUTONUMBER_URL, {"key": credentials()[1], "num": tracking_no}, gettext_noop("detect the carrier")
     )
     if not isinstance(body, list):
-        raise _failure(body, "detect the carrier", frozenset({"500", "502"}))
+        raise _failure(body, gettext_noop("detect the carrier"), frozenset({"500", "502"}))
     candidates = []
     seen = set()
     for item in body:
@@ -415,7 +427,9 @@ def parse_push(*, form: Mapping[str, str], salt: str) -> Push:
         # pydantic's JSON parser has a nesting limit (json.loads raised RecursionError).
         payload = _PushParam.model_validate_json(param)
     except ValidationError as exc:
-        raise PushRejected(f"The push is malformed: {_first_error(exc)}") from exc
+        raise PushRejected(
+            "The push is malformed: %(error)s", params={"error": _first_error(exc)}
+        ) from exc
     last = payload.lastResult or _PushResult()
     new_carrier = payload.comNew if payload.autoCheck == "1" and payload.comNew else ""
     events = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext_noop
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.memorystorage import MemoryStorage
@@ -86,7 +87,9 @@ def client() -> WeChatClient:
 
 def _upstream(exc: Exception, what: str) -> UpstreamUnavailable:
     logger.warning("wechat %s failed: %s", what, exc)
-    return UpstreamUnavailable(f"WeChat could not {what} right now; try again.")
+    return UpstreamUnavailable(
+        "WeChat could not %(what)s right now; try again.", params={"what": what}
+    )
 
 
 def code_to_session(code: str) -> WeChatSession:
@@ -98,9 +101,9 @@ def code_to_session(code: str) -> WeChatSession:
                 "The sign-in code is invalid, used or expired; call wx.login again.",
                 code="invalid_code",
             ) from exc
-        raise _upstream(exc, "sign you in") from exc
+        raise _upstream(exc, gettext_noop("sign you in")) from exc
     except requests.RequestException as exc:
-        raise _upstream(exc, "sign you in") from exc
+        raise _upstream(exc, gettext_noop("sign you in")) from exc
     return WeChatSession(openid=result["openid"], unionid=result.get("unionid") or None)
 
 
@@ -115,9 +118,9 @@ def phone_number(code: str) -> tuple[str, str]:
                 "The phone code is invalid, used or expired; ask the user again.",
                 code="invalid_phone_code",
             ) from exc
-        raise _upstream(exc, "read the phone number") from exc
+        raise _upstream(exc, gettext_noop("read the phone number")) from exc
     except requests.RequestException as exc:
-        raise _upstream(exc, "read the phone number") from exc
+        raise _upstream(exc, gettext_noop("read the phone number")) from exc
     info = result["phone_info"]
     return info["purePhoneNumber"], str(info.get("countryCode", "86"))
 
@@ -133,7 +136,7 @@ def text_check(*, openid: str, content: str, scene: int = 3) -> str:
             data={"version": 2, "openid": openid, "scene": scene, "content": content},
         )
     except (WeChatClientException, requests.RequestException) as exc:
-        raise _upstream(exc, "check the text") from exc
+        raise _upstream(exc, gettext_noop("check the text")) from exc
     return result["result"]["suggest"]
 
 
@@ -199,7 +202,7 @@ def mini_program_code(*, scene: str, page: str, width: int = 430) -> bytes:
             },
         )
     except (WeChatClientException, requests.RequestException) as exc:
-        raise _upstream(exc, "make the mini-program code") from exc
+        raise _upstream(exc, gettext_noop("make the mini-program code")) from exc
     if isinstance(result, dict):  # JSON without an errcode: not an image either
-        raise _upstream(ValueError(f"unexpected answer {result}"), "make the mini-program code")
+        raise _upstream(ValueError(f"unexpected answer {result}"), gettext_noop("make the mini-program code"))
     return result.content

@@ -6,6 +6,7 @@ from marketplace.models.catalog import (
     Category,
     ImageUpload,
     Listing,
+    ListingCondition,
     ListingReview,
     ListingView,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "ImageUpload",
     "Listing",
     "ListingReview",
+    "ListingCondition",
     "ListingStatus",
     "ListingView",
     "User",

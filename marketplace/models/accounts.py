@@ -10,6 +10,10 @@ class User(AbstractUser):
     unionid = models.CharField(max_length=64, null=True, blank=True, db_index=True)
     nickname = models.CharField(max_length=64, blank=True)
     avatar_url = models.URLField(max_length=500, blank=True)
+    # The storage name of the avatar uploaded through POST /api/me/avatar, when avatar_url is it
+    # (each upload its own immutable file; replaced ones are deleted unless an order's snapshot
+    # still shows them).
+    avatar_file = models.CharField(max_length=300, blank=True)
     phone = models.CharField(max_length=20, blank=True)
     phone_country_code = models.CharField(max_length=6, blank=True)
     is_banned = models.BooleanField(default=False, db_index=True)
@@ -57,6 +61,10 @@ class Address(models.Model):
     province = models.CharField(max_length=40)
     city = models.CharField(max_length=40)
     district = models.CharField(max_length=40)
+    # The city's 6-digit division code from WeChat's region picker (or chooseAddress's
+    # nationalCode, district level, whose city is its first four digits + "00"); a listing's
+    # city defaults to the seller's default address's.
+    city_code = models.CharField(max_length=6, blank=True)
     detail = models.CharField(max_length=200)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

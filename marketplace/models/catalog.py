@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.states import ListingStatus
 
@@ -11,6 +12,19 @@ MAX_TITLE_LENGTH = 60
 MAX_DESCRIPTION_LENGTH = 2000
 MAX_FEATURES = 20
 MAX_IMAGES = 9  # a main image and up to 8 more (SPEC §2)
+# Shipping a second-hand item costs tens of yuan; ¥1000 is a ceiling against typos.
+MAX_SHIPPING_FEE_FEN = 100_000
+# A city: the 6-digit administrative division code (GB/T 2260) of a prefecture-level city, as
+# WeChat's region picker returns it (docs/fixes.md).
+CITY_CODE_PATTERN = r"^[1-9][0-9]{3}00$"
+
+
+class ListingCondition(models.TextChoices):
+    # Chinese labels through the translation catalogue (locale/zh_Hans): 全新, 几乎全新, ...
+    NEW = "new", _("New")
+    LIKE_NEW = "like_new", _("Like new")
+    LIGHT_WEAR = "light_wear", _("Light signs of use")
+    HEAVY_WEAR = "heavy_wear", _("Clear signs of use")
 
 
 # An unpaid order holds a reserved listing and a sold one is history: the seller may not edit them.
@@ -28,7 +42,13 @@ class Category(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
     name = models.CharField(max_length=30)
-    icon = models.CharField(max_length=500, blank=True, help_text="Icon URL or media path.")
+    # Uploaded in the admin through the storage API (older rows may hold a URL as text).
+    icon = models.ImageField(
+        upload_to="category-icons/",
+        max_length=500,
+        blank=True,
+        help_text=_("A square PNG or JPEG, shown at 48 px in the mini-program."),
+    )
     sort_order = models.IntegerField(default=0)
     is_active = models.BooleanField(default=True)
 
@@ -84,6 +104,12 @@ class Listing(models.Model):
     # [{"name": "品牌", "value": "Apple"}, ...], at most MAX_FEATURES pairs.
     features = models.JSONField(default=list, blank=True)
     price_fen = models.BigIntegerField()
+    # Shown only ("原价"): nothing is computed from it.
+    original_price_fen = models.BigIntegerField(null=True, blank=True)
+    # What the buyer pays on top of the price; 0 = 包邮. Commission is on the price only.
+    shipping_fee_fen = models.BigIntegerField(default=0)
+    city_code = models.CharField(max_length=6, blank=True)
+    condition = models.CharField(max_length=12, choices=ListingCondition.choices, blank=True)
     status = models.CharField(
         max_length=20, choices=ListingStatus.choices, default=ListingStatus.PENDING_REVIEW
     )
@@ -113,6 +139,15 @@ class Listing(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=ListingStatus.values), name="listing_status_valid"
             ),
+            models.CheckConstraint(
+                condition=Q(shipping_fee_fen__gte=0, shipping_fee_fen__lte=MAX_SHIPPING_FEE_FEN),
+                name="listing_shipping_fee_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(original_price_fen__isnull=True)
+                | Q(original_price_fen__gte=1, original_price_fen__lte=MAX_PRICE_FEN),
+                name="listing_original_price_in_range",
+            ),
         ]
         # Keyset pagination walks these in order; `id` breaks ties so the order is total.
         indexes = [
@@ -123,6 +158,8 @@ class Listing(models.Model):
                 fields=["category", "status", "-approved_at", "-id"], name="listing_cat_newest"
             ),
             models.Index(fields=["seller", "status", "-id"], name="listing_seller"),
+            # 同城: one city's listings on sale, newest first.
+            models.Index(fields=["city_code", "status", "-approved_at", "-id"], name="listing_city"),
             models.Index(fields=["status", "submitted_at"], name="listing_review_queue"),
         ]
 

@@ -1,10 +1,17 @@
 """Orders, their append-only history, refunds, raw payment notifications and platform settings."""
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import Q
 
 from marketplace.states import OrderStatus, RefundStatus
+
+
+def private_storage() -> Storage:
+    """Order videos are private (marketplace/media.py); a callable keeps settings out of the
+    migration."""
+    return storages["private"]
 
 
 class PlatformSettings(models.Model):
@@ -63,7 +70,17 @@ class Order(models.Model):
         "marketplace.Listing", on_delete=models.PROTECT, related_name="orders"
     )
     title = models.CharField(max_length=60, help_text="The listing's title when ordered.")
+    # The item as it was bought (issue 18): the order renders from these whatever later happens
+    # to the listing (edited, off the shelf) or its seller (renamed, banned, erased).
+    cover = models.CharField(
+        max_length=300, blank=True, help_text="The listing's cover (a storage name) when ordered."
+    )
+    seller_nickname = models.CharField(max_length=64, blank=True)
+    seller_avatar_url = models.CharField(max_length=500, blank=True)
+    # The item's price (agreed in a bargain, or the listing's); commission is on this alone.
     price_fen = models.BigIntegerField()
+    # The listing's shipping fee when ordered, paid on top of the price (0 = 包邮).
+    shipping_fee_fen = models.BigIntegerField(default=0)
     # A copy, not a reference: editing the address book never changes where an order ships.
     address = models.JSONField()
     status = models.CharField(
@@ -80,7 +97,7 @@ class Order(models.Model):
     transaction_id = models.CharField(max_length=64, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
 
-    video = models.FileField(upload_to="order-videos/%Y/%m/", blank=True)
+    video = models.FileField(upload_to="order-videos/%Y/%m/", storage=private_storage, blank=True)
     video_uploaded_at = models.DateTimeField(null=True, blank=True)
     carrier = models.CharField(max_length=30, blank=True)
     tracking_no = models.CharField(max_length=32, blank=True)
@@ -100,6 +117,9 @@ class Order(models.Model):
         db_table = "orders_order"
         constraints = [
             models.CheckConstraint(condition=Q(price_fen__gte=1), name="order_price_positive"),
+            models.CheckConstraint(
+                condition=Q(shipping_fee_fen__gte=0), name="order_shipping_fee_not_negative"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=OrderStatus.values), name="order_status_valid"
             ),
@@ -130,6 +150,11 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.order_no
+
+    @property
+    def total_fen(self) -> int:
+        """What the buyer pays, and what a full refund returns: price + shipping."""
+        return self.price_fen + self.shipping_fee_fen
 
 
 class OrderHistory(models.Model):

@@ -35,8 +35,10 @@ def staff_in(group_name: str, **fields):
     return member
 
 
-def admin_client(user) -> Client:
-    client = Client()
+def admin_client(user, *, language: str = "en") -> Client:
+    """Staff read the admin in Chinese by default; these tests read its English source text
+    (tests/project/test_translations.py reads the Chinese)."""
+    client = Client(HTTP_ACCEPT_LANGUAGE=language)
     client.force_login(user)
     client.user = user
     return client

@@ -195,3 +195,69 @@ def test_staff_sign_in_is_locked_after_repeated_failures_in_chromium(
     _shot(page, "08-sign-in-locked")
     page.goto(f"{live_server.url}/admin/")
     assert page.locator("#staff-dashboard").count() == 0
+
+
+@pytest.fixture
+def chinese_page(monkeypatch):
+    """A browser whose Accept-Language is Chinese, as a staff member's in China."""
+    from playwright.sync_api import sync_playwright
+
+    if not HAS_CHROMIUM:
+        pytest.fail(f"MARKETPLACE_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def chinese_scene(transactional_db):
+    """Seeded categories (with their generated icons) and a listing awaiting review."""
+    from django.core.management import call_command
+
+    call_command("seed_demo")
+    staff = staff_in("reviewers", username="ops-wang")
+    listing = listing_on_sale(
+        status=ListingStatus.PENDING_REVIEW, title="待审核的相机", condition="like_new",
+        shipping_fee_fen=1_000,
+    )  # fmt: skip
+    return {"staff": staff, "listing": listing}
+
+
+def test_staff_read_the_admin_in_chinese_with_category_icons_in_chromium(
+    live_server, chinese_scene, chinese_page, settings
+):
+    settings.MEDIA_BASE_URL = live_server.url  # the icons come from this server's /media/
+    page = chinese_page
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "ops-wang")
+    page.fill("#id_password", "staff-pass-123")
+    page.click('input[type="submit"]')
+    page.wait_for_selector("#staff-dashboard")
+    assert "待审核商品" in page.inner_text("#staff-dashboard")
+    _shot(page, "zh-01-dashboard")
+
+    page.goto(f"{live_server.url}/admin/marketplace/listing/")
+    page.wait_for_selector("#result_list")
+    listing_page = page.inner_text("body")
+    assert "成色" in listing_page and "几乎全新" in listing_page and "运费（元）" in listing_page
+    assert "通过所选商品" in page.inner_html('select[name="action"]')
+    _shot(page, "zh-02-listings")
+
+    page.goto(f"{live_server.url}/admin/marketplace/category/")
+    page.wait_for_selector("#result_list img")
+    page.wait_for_load_state("load")
+    icons = page.locator("#result_list img")
+    assert icons.count() >= 5
+    # The generated icons load (a broken image has no natural width).
+    assert page.evaluate(
+        "Array.from(document.querySelectorAll('#result_list img')).every(i => i.naturalWidth > 0)"
+    )
+    assert "图标预览" in page.inner_text("#result_list thead")
+    _shot(page, "zh-03-category-icons")

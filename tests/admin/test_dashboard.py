@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import RequestFactory
+from django.utils import translation
 
 from marketplace.admin.dashboard import build_dashboard, business_day_bounds
 from marketplace.models import Listing, ListingStatus
@@ -102,6 +103,13 @@ def world():
         )
 
 
+@pytest.fixture(autouse=True)
+def _english():
+    """The tiles' English source text (the Chinese is tests/project/test_translations.py's)."""
+    with translation.override("en"):
+        yield
+
+
 def _request(user):
     request = RequestFactory().get("/admin/")
     request.user = user
@@ -138,7 +146,7 @@ def test_superuser_sees_every_figure(world):
         "1",
         "/admin/marketplace/refund/?status__exact=needs_attention",
     )
-    refused_value, refused_url, _ = tiles["通知被拒绝"]
+    refused_value, refused_url, _ = tiles["Refused notifications"]  # 通知被拒绝 in Chinese
     assert refused_value == "2"
     assert refused_url.startswith("/admin/marketplace/paymentnotification/?outcome_kind=refused&")
     by_status = {label.split(" ")[0]: value for label, (value, _, _) in tiles.items()}

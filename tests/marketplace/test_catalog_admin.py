@@ -19,7 +19,7 @@ CHANGELIST = "/admin/marketplace/listing/"
 @pytest.fixture
 def staff_client(db):
     staff = StaffFactory()
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")  # the admin's English source text
     client.force_login(staff)
     client.staff = staff
     return client

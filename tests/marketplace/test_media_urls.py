@@ -64,14 +64,15 @@ def test_listing_pages_and_the_review_event_carry_absolute_urls(anon, settings):
     assert home["newest"][0]["cover_url"].startswith(CDN + "/")
 
 
-def test_the_order_video_url_is_absolute_in_the_response_and_the_event(make_client, settings):
+def test_the_order_video_url_is_absolute_private_and_absent_from_the_event(make_client, settings):
     settings.MEDIA_BASE_URL = CDN
     buyer, seller, order_no = paid_order(make_client)
     response = post_video(seller, order_no)
     assert response.status_code == 200, response.content
-    assert response.json()["video_url"].startswith(f"{CDN}{settings.MEDIA_URL}")
+    # Private: on our own signed view, never under the public media prefix or the CDN.
+    assert response.json()["video_url"].startswith(f"{settings.PUBLIC_BASE_URL}/api/private-media/")
     event = Event.objects.get(user=buyer.user, type="order.video_ready")
-    assert event.data["video_url"] == response.json()["video_url"]
+    assert event.data["video_url"] is None and event.data["has_video"] is True
 
 
 def _jpeg():

@@ -31,7 +31,7 @@ RECONCILIATION = "/admin/marketplace/wallet/reconciliation/"
 @pytest.fixture
 def staff_client():
     staff = StaffFactory()
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")  # the admin's English source text
     client.force_login(staff)
     client.staff = staff
     return client

@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
 from django.test import override_settings
 
+from marketplace.models import Order
 from tests.marketplace.fulfilment_helpers import MP4_BYTES, paid_order, post_video
 
 pytestmark = pytest.mark.s3
@@ -133,6 +134,7 @@ def test_order_videos_are_served_by_signed_urls_only(db, on_s3, make_client, cus
         assert urlsplit(video_url).netloc != "media.example.com"
         fetched = requests.get(video_url, timeout=10)
         assert fetched.status_code == 200 and fetched.content == MP4_BYTES
-        name = urlsplit(video_url).path.removeprefix(f"/{BUCKET}/")
-        storages["private"].delete(name)
+        # Under the private key prefix, never beside the public media.
+        assert urlsplit(video_url).path.startswith(f"/{BUCKET}/private/order-videos/"), video_url
+        storages["private"].delete(Order.objects.get(order_no=order_no).video.name)
         assert requests.get(video_url, timeout=10).status_code == 404

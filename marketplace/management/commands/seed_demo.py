@@ -14,7 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image, ImageDraw
 
+from marketplace.actions.catalog import invalidate_catalog_cache
 from marketplace.actions.uploads import THUMB_SIDE
+from marketplace.category_icons import give_generated_icons
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingStatus, User
 
 DEMO_USERS = [
@@ -33,7 +35,13 @@ CATEGORIES = {
     "电脑": ["笔记本", "台式机", "平板"],
 }
 
-# (leaf, title, description, price in yuan, features)
+# Each demo item's condition, shipping and city follow from its place in the list: the choices
+# and 同城 filter have something to show.
+DEMO_CONDITIONS = ["like_new", "light_wear", "new", "heavy_wear"]
+DEMO_CITIES = ["440300", "310100", "110100"]  # 深圳, 上海, 北京
+DEMO_SHIPPING_FEN = [0, 1_000, 0, 800]  # 0 = 包邮
+
+# (leaf, title, description, price in yuan)
 ITEMS = [
     ("苹果", "iPhone 13 128G 午夜色", "自用一年，无磕碰，电池健康 89%，原装充电线。", 2799),
     ("苹果", "iPhone 12 mini 64G", "小屏党福音，屏幕完美，背板有细微划痕。", 1399),
@@ -135,6 +143,9 @@ class Command(BaseCommand):
                     leaves[child], _ = Category.objects.get_or_create(
                         parent=root, name=child, defaults={"sort_order": order}
                     )
+            # The seeded categories get generated icons (staff may upload real ones later).
+            if give_generated_icons():
+                invalidate_catalog_cache()
             now = timezone.now()
             created = 0
             for index, (leaf, title, description, yuan) in enumerate(ITEMS):
@@ -151,8 +162,11 @@ class Command(BaseCommand):
                     category=leaves[leaf],
                     title=title,
                     description=description,
-                    features=[{"name": "成色", "value": "九成新"}],
                     price_fen=yuan * 100,
+                    original_price_fen=yuan * 100 * 3 // 2,
+                    shipping_fee_fen=DEMO_SHIPPING_FEN[index % len(DEMO_SHIPPING_FEN)],
+                    city_code=DEMO_CITIES[index % len(DEMO_CITIES)],
+                    condition=DEMO_CONDITIONS[index % len(DEMO_CONDITIONS)],
                     status=ListingStatus.ON_SALE,
                     approved_at=approved,
                     views=(index * 37) % 500,

@@ -1,0 +1,233 @@
+"""Chinese for the people who read it (docs/fixes.md "Translations").
+
+Users and staff read Simplified Chinese unless the client sends `Accept-Language: en`; the
+source text is English and the catalogue is locale/zh_Hans/LC_MESSAGES/django.po. Three kinds
+of text reach people and each is translated in one place:
+
+- error messages: `DomainError.message` (marketplace/errors.py) and the API's, the middleware's
+  and the socket's own error bodies are translated when the body is made, so the thousand raise
+  sites keep plain English literals;
+- the admin's labels: model and field names and help texts are made lazy translations when the
+  apps are ready (`translate_model_labels`), so no model changes and no migration follows;
+  actions, columns, filters and dashboard tiles are `gettext_lazy` in the admin modules;
+- subscribe messages (realtime/notices.py) are written in the default language.
+
+Error messages and model labels are not marked in the source, so `manage.py makemessages`
+would not find them: `strings_to_translate()` does (an AST walk of the raise sites and a walk of
+the models), `scripts/i18n_strings.py` writes them to project/i18n_strings.py as
+`gettext_noop` calls for makemessages, and tests/project/test_translations.py fails on any of
+them without a Chinese translation.
+"""
+
+import ast
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.utils.translation import gettext_lazy, override
+
+# Our packages: what users and staff read comes from these.
+PACKAGES = ("marketplace", "negotiation", "realtime", "project")
+APP_LABELS = ("marketplace", "negotiation", "realtime")
+# Functions and classes whose argument at this position is a message someone reads.
+MESSAGE_SINKS = {
+    "_error": 3,  # project/api.py
+    "error_response": 2,  # project/middleware.py
+    "FrameError": 1,  # realtime/consumers.py
+    "_send_error": 2,
+    "_invalid": 1,  # marketplace/actions/wallet.py
+}
+CJK = re.compile(r"[\u3400-\u9fff]")
+# The English texts translate_model_labels made lazy (they are no longer plain afterwards).
+_WRAPPED: set[str] = set()
+_WRAPPED_PLURALS: dict[type, bool] = {}
+
+
+def _domain_error_names() -> set[str]:
+    """DomainError and every subclass defined anywhere in our packages (by class name)."""
+    names = {"DomainError"}
+    changed = True
+    trees = list(_trees())
+    while changed:
+        changed = False
+        for _, tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in names:
+                    bases = {_name(base) for base in node.bases}
+                    if bases & names:
+                        names.add(node.name)
+                        changed = True
+    return names
+
+
+def _name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _trees() -> Iterator[tuple[Path, ast.AST]]:
+    root = Path(settings.BASE_DIR)
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            if "migrations" in path.parts or path.name == "i18n_strings.py":
+                continue
+            yield path, ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def source_messages() -> tuple[set[str], list[str]]:
+    """(the literal messages of every error raised or answered, the places where a message is
+    built some other way: an f-string or a concatenation cannot be looked up in a catalogue)."""
+    errors = _domain_error_names()
+    found: set[str] = set()
+    unfit: list[str] = []
+    for path, tree in _trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and {_name(b) for b in node.bases} & errors:
+                for item in node.body:
+                    if (
+                        isinstance(item, ast.Assign)
+                        and any(getattr(t, "id", "") == "message" for t in item.targets)
+                        and isinstance(item.value, ast.Constant)
+                        and isinstance(item.value.value, str)
+                    ):
+                        found.add(item.value.value)
+            if not isinstance(node, ast.Call):
+                continue
+            callee = _name(node.func)
+            if callee in errors:
+                position = 0
+            elif callee in MESSAGE_SINKS:
+                position = MESSAGE_SINKS[callee]
+            else:
+                continue
+            argument = node.args[position] if len(node.args) > position else None
+            if argument is None:
+                argument = next((k.value for k in node.keywords if k.arg == "message"), None)
+            if argument is None:
+                continue
+            if isinstance(argument, ast.BinOp) and _marked_literal(argument.left):
+                continue  # gettext("... %(name)s ...") % {...}: makemessages finds it
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                found.add(argument.value)
+            elif isinstance(argument, ast.JoinedStr | ast.BinOp):
+                unfit.append(f"{path.relative_to(settings.BASE_DIR)}:{node.lineno}")
+    return found, unfit
+
+
+def _marked_literal(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and _name(node.func) in {"gettext", "gettext_lazy", "_"}
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+    )
+
+
+def _plain(value: object) -> str | None:
+    """The English text of a label that is still a plain string (not yet a translation)."""
+    if isinstance(value, str) and value and not CJK.search(value):
+        return value
+    return None
+
+
+def _labels() -> Iterator[tuple[Any, str, Any]]:
+    """(owner, attribute, English text) of every model label staff see in our apps."""
+    for label in APP_LABELS:
+        config = apps.get_app_config(label)
+        yield config, "verbose_name", config.verbose_name
+        for model in config.get_models():
+            opts = model._meta
+            yield opts, "verbose_name", opts.verbose_name
+            plural = opts.verbose_name_plural
+            if "verbose_name_plural" not in opts.original_attrs and not _WRAPPED_PLURALS.get(
+                model
+            ):
+                # Django's default plural is a lazy "<name>s": its English text, as a plain
+                # string, is what the catalogue translates.
+                with override(None):
+                    plural = str(plural)
+            yield opts, "verbose_name_plural", plural
+            for field in [*opts.fields, *opts.many_to_many]:
+                yield field, "verbose_name", field.verbose_name
+                yield field, "help_text", getattr(field, "help_text", "")
+
+
+def _choice_labels() -> Iterator[tuple[Any, Any]]:
+    for label in APP_LABELS:
+        for model in apps.get_app_config(label).get_models():
+            for field in model._meta.fields:
+                if field.choices:
+                    yield field, field.choices
+
+
+def translate_model_labels() -> None:
+    """Makes every plain label of our models a lazy translation (once, when apps are ready).
+    Migrations record the constructor's arguments (`_verbose_name`), not these, so none
+    follows; a label already written in Chinese is left alone."""
+    for owner, attribute, value in list(_labels()):
+        text = _plain(value)
+        if text is not None:
+            _WRAPPED.add(text)
+            setattr(owner, attribute, gettext_lazy(text))
+            if attribute == "verbose_name_plural":
+                _WRAPPED_PLURALS[owner.model] = True
+    for field, choices in list(_choice_labels()):
+        wrapped = []
+        for value, label in choices:
+            text = _plain(label)
+            if text is not None:
+                _WRAPPED.add(text)
+                label = gettext_lazy(text)
+            wrapped.append((value, label))
+        field.choices = wrapped
+
+
+def model_labels() -> set[str]:
+    """The English text of every label of our models (Django's own, such as the user's
+    inherited fields, come translated with Django)."""
+    texts = set(_WRAPPED)
+    texts.update(text for _, _, value in _labels() if (text := _plain(value)))
+    for _, choices in _choice_labels():
+        texts.update(text for _, label in choices if (text := _plain(label)))
+    return texts
+
+
+def strings_to_translate() -> set[str]:
+    """Every text the catalogue must have that makemessages cannot find by itself."""
+    return source_messages()[0] | model_labels()
+
+
+def catalogue_module(strings: Iterable[str]) -> str:
+    """project/i18n_strings.py: the strings above as gettext_noop calls, for makemessages."""
+    lines = [
+        '"""Generated by scripts/i18n_strings.py (project/i18n.py explains): strings that reach',
+        'users and staff without being marked in the source. Never imported; edit nothing here."""',
+        "",
+        "from django.utils.translation import gettext_noop",
+        "",
+        "STRINGS = [",
+    ]
+    lines += [f"    gettext_noop({text!r})," for text in sorted(strings)]
+    lines += ["]", ""]
+    return "\n".join(lines)
+
+
+def is_exempt(text: str) -> bool:
+    """Text that needs no translation: already Chinese, or no words at all (a symbol, an id)."""
+    return bool(CJK.search(text)) or not re.search(r"[A-Za-z]{2,}", text)
+
+
+__all__ = [
+    "catalogue_module",
+    "is_exempt",
+    "model_labels",
+    "source_messages",
+    "strings_to_translate",
+    "translate_model_labels",
+]
