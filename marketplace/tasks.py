@@ -4,7 +4,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.actions import fulfilment, lifecycle, privacy, refunds, wallet
+from marketplace.actions import fulfilment, lifecycle, privacy, refunds, social, wallet
 
 # Upper bound per run, so one run stays short even after the worker was down a while.
 MAX_FLUSH_ROUNDS = 20
@@ -92,3 +92,18 @@ def retention_sweep() -> dict:
     """Daily, at a quiet hour: what is past its retention period (docs/privacy.md)."""
     return privacy.sweep_retention().counts
 
+
+
+# --- Social: news for favouriters and followers (docs/social.md) ------------------------------
+
+
+@db_task(retries=3, retry_delay=10)
+def fan_out_broadcast_task(broadcast_id: int) -> None:
+    """Tells a broadcast's recipients, batch by batch; a second run continues or does nothing."""
+    social.fan_out_broadcast(broadcast_id=broadcast_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def sweep_broadcasts() -> int:
+    """Re-queues broadcasts a lost task left unfinished."""
+    return social.sweep_broadcasts()

@@ -26,7 +26,8 @@ from psycopg.types.json import Jsonb
 
 from project.tasking import enqueue
 from project.wire import WireJSONEncoder, wire_time
-from realtime.models import Event
+from realtime.models import Event, Notification
+from realtime.notifications import NOTIFIED_TYPES, params_for
 
 logger = logging.getLogger("realtime.push")
 
@@ -44,6 +45,10 @@ EVENT_TYPES = frozenset(
         "listing.reviewed",
         "wallet.credited",
         "withdrawal.updated",
+        "listing.price_dropped",
+        "listing.unavailable",
+        "listing.new_from_followed",
+        "notification.created",
     }
 )
 # A user with no open socket gets these as a WeChat subscribe message (when granted).
@@ -254,9 +259,12 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     counts: dict[int, int] = {}
     for user_id, _, _ in pending:
         counts[user_id] = counts.get(user_id, 0) + 1
+    # The notification centre's entries, stored with the events (realtime/notifications.py).
+    notes = _notifications_for(pending, now)
     if connection.vendor == "postgresql" and len(pending) < COPY_FROM:
-        events = _reserve_and_store(pending, counts, now)
+        events = _reserve_and_store(pending, counts, now, notes)
     else:
+        _store_notifications(notes)
         last = _reserve_seqs(counts)
         next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in counts}
         events = []
@@ -283,25 +291,90 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     return events
 
 
+def _notifications_for(pending: list[tuple[int, str, dict]], now: datetime) -> list[Notification]:
+    notes = []
+    params_of: dict[tuple[str, int], tuple[dict, str, str]] = {}
+    for user_id, type, payload in pending:
+        if type not in NOTIFIED_TYPES:
+            continue
+        # One payload told to many (a fan-out) is read once.
+        key = (type, id(payload))
+        if key not in params_of:
+            params_of[key] = params_for(type, payload)
+        params, target_type, target_id = params_of[key]
+        notes.append(
+            Notification(
+                user_id=user_id,
+                type=type,
+                params=params,
+                target_type=target_type,
+                target_id=target_id[:40],
+                created_at=now,
+            )
+        )
+    return notes
+
+
+_COPY_NOTIFICATIONS_SQL = (
+    "COPY realtime_notification (user_id, type, params, target_type, target_id, created_at)"
+    " FROM STDIN"
+)
+
+
+def _store_notifications(notes: list[Notification]) -> None:
+    if not notes:
+        return
+    if connection.vendor != "postgresql" or len(notes) < COPY_FROM:
+        Notification.objects.bulk_create(notes)
+        return
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(_COPY_NOTIFICATIONS_SQL) as copy:
+            for note in notes:
+                copy.write_row(
+                    (
+                        note.user_id,
+                        note.type,
+                        Jsonb(note.params),
+                        note.target_type,
+                        note.target_id,
+                        note.created_at,
+                    )
+                )
+
+
 # One round trip for a live action's events on PostgreSQL: the counters are bumped (locked in
 # user-id order, as `_reserve_seqs` does) and the events numbered from them and stored by the
-# same statement. `n` is an event's place among its user's events here, `total` their number.
+# same statement, and the notification centre's entries with them (a CTE of their own).
+# `n` is an event's place among its user's events here, `total` their number.
 _EMIT_SQL = (
     "WITH c AS ("
     " INSERT INTO realtime_event_counter (user_id, last_seq) VALUES {counters}"
     " ON CONFLICT (user_id) DO UPDATE"
     " SET last_seq = realtime_event_counter.last_seq + excluded.last_seq"
-    " RETURNING user_id, last_seq)"
+    " RETURNING user_id, last_seq),"
+    " stored AS ("
     " INSERT INTO realtime_event (user_id, seq, type, data, created_at)"
     " SELECT e.user_id, c.last_seq - e.total + e.n, e.type, e.data::jsonb, e.created_at"
     " FROM (VALUES {events}) AS e (user_id, n, total, type, data, created_at)"
     " JOIN c ON c.user_id = e.user_id"
-    " RETURNING id, user_id, seq"
+    " RETURNING id, user_id, seq){notifications}"
+    " SELECT id, user_id, seq FROM stored"
+)
+_EMIT_NOTIFICATIONS_SQL = (
+    ", noted AS ("
+    " INSERT INTO realtime_notification"
+    " (user_id, type, params, target_type, target_id, created_at)"
+    " SELECT v.user_id::bigint, v.type, v.params::jsonb, v.target_type, v.target_id,"
+    " v.created_at::timestamptz"
+    " FROM (VALUES {rows}) AS v (user_id, type, params, target_type, target_id, created_at))"
 )
 
 
 def _reserve_and_store(
-    pending: list[tuple[int, str, dict]], counts: dict[int, int], now: datetime
+    pending: list[tuple[int, str, dict]],
+    counts: dict[int, int],
+    now: datetime,
+    notes: list[Notification] = (),  # type: ignore[assignment]
 ) -> list[Event]:
     users = sorted(counts)
     _note_locked(users)
@@ -312,11 +385,23 @@ def _reserve_and_store(
         place[user_id] = place.get(user_id, 0) + 1
         rows += [user_id, place[user_id], counts[user_id], type, encode(payload), now]
         events.append(Event(user_id=user_id, type=type, data=payload, created_at=now))
+    noted = ""
+    note_rows: list[Any] = []
+    if notes:
+        noted = _EMIT_NOTIFICATIONS_SQL.format(
+            rows=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(notes))
+        )
+        for note in notes:
+            note_rows += [
+                note.user_id, note.type, encode(note.params), note.target_type, note.target_id,
+                note.created_at,
+            ]
     sql = _EMIT_SQL.format(
         counters=", ".join(["(%s, %s)"] * len(users)),
         events=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(pending)),
+        notifications=noted,
     )
-    params = [value for user_id in users for value in (user_id, counts[user_id])] + rows
+    params = [value for user_id in users for value in (user_id, counts[user_id])] + rows + note_rows
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         stored = cursor.fetchall()

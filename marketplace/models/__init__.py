@@ -20,10 +20,15 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.models.privacy import AccountDeletion, DataExport, RetentionRun
+from marketplace.models.social import BroadcastKind, Favorite, Follow, ListingBroadcast
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 from marketplace.states import ListingStatus
 
 __all__ = [
+    "BroadcastKind",
+    "Favorite",
+    "Follow",
+    "ListingBroadcast",
     "AccountDeletion",
     "DataExport",
     "RetentionRun",
