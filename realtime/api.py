@@ -13,6 +13,7 @@ from negotiation.selectors import unread_message_count
 from project.wire import WireDateTime
 from realtime import notifications, selectors
 from realtime.asyncapi import build_document, page_context
+from realtime.dispatch import socket_event
 from realtime.push import event_frame
 
 router = Router(tags=["realtime"])
@@ -179,3 +180,11 @@ def notification_summary(request: HttpRequest):
         "unread_notifications": selectors.unread_notification_count(request.auth.pk),
         "unread_messages": unread_message_count(request.auth),
     }
+
+
+socket_event(
+    "notification.created",
+    NotificationOut,
+    summary="Declared for the notification centre; today each entry is told by the event it "
+    "was made from (its type is one of the centre's), see docs/social.md.",
+)

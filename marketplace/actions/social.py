@@ -13,6 +13,7 @@ the recipients in batches, each batch one transaction under the broadcast's lock
 broadcast's cursor on as it goes. The seller's request never waits for the fan-out.
 """
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -36,7 +37,7 @@ from marketplace.representations import listing_summary_data
 from marketplace.selectors import public_user
 from marketplace.states import LISTING
 from project.tasking import enqueue, enqueue_on_commit
-from realtime.push import emit_many
+from realtime.push import emit_many, encode
 
 logger = logging.getLogger("marketplace.social")
 
@@ -194,7 +195,8 @@ LISTING.observers.append(_listing_moved)
 
 
 def _broadcast(*, kind: str, listing: Listing, extra: dict[str, Any]) -> ListingBroadcast:
-    data = {"listing": listing_summary_data(listing=listing), **extra}
+    # Stored as the frames will carry it (times in the wire format), once for every batch.
+    data = json.loads(encode({"listing": listing_summary_data(listing=listing), **extra}))
     broadcast = ListingBroadcast.objects.create(kind=kind, listing=listing, data=data)
     enqueue_on_commit(FAN_OUT_TASK, broadcast.pk)
     return broadcast

@@ -18,11 +18,13 @@ from tests.negotiation.helpers import buyer, seller_and_listing
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # (PostgreSQL, SQLite): the issue's targets are PostgreSQL's ≤ 6 / ≤ 5 / ≤ 10 + 1 per rival.
-OFFER = (6, 7)
-COUNTER = (5, 6)
-ACCEPT_WITHOUT_RIVALS = (10, 11)
-ACCEPT_WITH_THREE_RIVALS = (12, 13)
-PURCHASE_WITH_TWO_BARGAINERS = (9, 10)
+# SQLite stores the notification centre's entries in one more statement (issue 16); PostgreSQL
+# stores them in the events' own statement.
+OFFER = (6, 8)
+COUNTER = (5, 7)
+ACCEPT_WITHOUT_RIVALS = (10, 12)
+ACCEPT_WITH_THREE_RIVALS = (12, 14)
+PURCHASE_WITH_TWO_BARGAINERS = (9, 11)
 NOT_ROUND_TRIPS = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK")
 
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from marketplace.actions.catalog import approve_listing
 from marketplace.actions.wallet import mark_withdrawal_paid
-from marketplace.models import ListingStatus
+from marketplace.actions.social import fan_out_broadcast
+from marketplace.models import ListingBroadcast, ListingStatus
 from negotiation.actions import handle_offer_expiry
 from negotiation.models import Offer
 from realtime import consumers, dispatch
@@ -149,13 +150,26 @@ def test_every_event_of_an_order_life_and_of_bargaining_validates(make_client):
     assert second.post(f"/api/offers/{withdrawn['id']}/withdraw").status_code == 200
     expiring = post_offer(first, third_listing, 5_000)
     handle_offer_expiry(offer_id=expiring["id"], now=timezone.now() + timedelta(days=30))
+    # Social news: a price drop and a take-down to a favouriter, a new listing to a follower
+    # (the fan-outs run after commit, which this test's transaction never does: run them here).
+    fan = make_buyer(make_client)
+    wanted = listing_on_sale(seller=other_seller.user, price_fen=20_000)
+    assert fan.post(f"/api/listings/{wanted.pk}/favorite").status_code == 200
+    assert other_seller.patch(f"/api/listings/{wanted.pk}", {"price": 18_000}).status_code == 200
+    assert other_seller.post(f"/api/listings/{wanted.pk}/off-shelf").status_code == 200
+    assert fan.post(f"/api/users/{other_seller.user.pk}/follow").status_code == 200
+    fresh = listing_on_sale(seller=other_seller.user, status=ListingStatus.PENDING_REVIEW)
+    approve_listing(staff=StaffFactory(), listing_id=fresh.pk)
+    for broadcast_id in ListingBroadcast.objects.values_list("pk", flat=True):
+        fan_out_broadcast(broadcast_id=broadcast_id)
 
     seen = set()
     for event in Event.objects.order_by("user_id", "seq"):
         # The frame as the socket and GET /api/events send it, through JSON.
         validate(json.loads(json.dumps(event_frame(event))))
         seen.add(event.type)
-    assert seen == EVENT_TYPES
+    # notification.created is declared but not sent yet: each entry is told by its own event.
+    assert seen == EVENT_TYPES - {"notification.created"}
 
 
 class Captured:

@@ -26,6 +26,12 @@ PUBLIC = {
     ("GET", "/api/listings/{listing_id}"): "approved listings are public (storefront)",
     ("POST", "/api/listings/{listing_id}/offers"): "any buyer may bargain on a listing on sale",
     ("GET", "/api/listings/{listing_id}/share"): "a published listing's share card is public",
+    ("POST", "/api/listings/{listing_id}/favorite"): "anyone may want a published listing",
+    ("DELETE", "/api/listings/{listing_id}/favorite"): "removes only the caller's own favourite",
+    ("POST", "/api/users/{user_id}/follow"): "anyone may follow a seller",
+    ("DELETE", "/api/users/{user_id}/follow"): "removes only the caller's own follow",
+    ("GET", "/api/users/{user_id}/listings"): "the public seller page",
+    ("GET", "/api/users/{user_id}/reviews"): "the public seller page",
 }
 
 # A valid body for each id-taking operation that needs one, so the 404 cannot be a 422 that
