@@ -55,6 +55,32 @@ def _pick(data: dict, names: tuple[str, ...]) -> dict:
     return {name: data[name] for name in names if data.get(name) is not None}
 
 
+def _actor_id(type: str, data: dict) -> int | None:
+    """Who made the move an event reports, when the data says: their own move is no news for
+    them (their other devices still get the event)."""
+    buyer, seller = data.get("buyer_id"), data.get("seller_id")
+    if type == "offer.created" or type == "offer.withdrawn":
+        return buyer
+    if type == "offer.countered" or type == "offer.declined":
+        return seller
+    if type == "offer.accepted":
+        # A counter accepted is the buyer's move; an offer accepted the seller's.
+        return buyer if data.get("counter_price") is not None else seller
+    if type == "order.status_changed":
+        history = data.get("history")
+        if isinstance(history, list) and history and isinstance(history[-1], dict):
+            return {"buyer": buyer, "seller": seller}.get(history[-1].get("actor"))
+    return None
+
+
+def is_news_for(user_id: int, type: str, data: dict) -> bool:
+    """Whether an event of `type` told to `user_id` makes an entry in their centre."""
+    if type not in NOTIFIED_TYPES:
+        return False
+    actor = _actor_id(type, data)
+    return actor is None or int(actor) != user_id
+
+
 def params_for(type: str, data: dict) -> tuple[dict, str, str]:
     """(params, target type, target id) of the entry an event of `type` with `data` makes."""
     if type.startswith("offer."):

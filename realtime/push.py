@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from project.tasking import enqueue
 from project.wire import WireJSONEncoder, wire_time
 from realtime.models import Event, Notification
-from realtime.notifications import NOTIFIED_TYPES, params_for
+from realtime.notifications import NOTIFIED_TYPES, is_news_for, params_for
 
 logger = logging.getLogger("realtime.push")
 
@@ -295,7 +295,7 @@ def _notifications_for(pending: list[tuple[int, str, dict]], now: datetime) -> l
     notes = []
     params_of: dict[tuple[str, int], tuple[dict, str, str]] = {}
     for user_id, type, payload in pending:
-        if type not in NOTIFIED_TYPES:
+        if type not in NOTIFIED_TYPES or not is_news_for(user_id, type, payload):
             continue
         # One payload told to many (a fan-out) is read once.
         key = (type, id(payload))
@@ -327,19 +327,18 @@ def _store_notifications(notes: list[Notification]) -> None:
     if connection.vendor != "postgresql" or len(notes) < COPY_FROM:
         Notification.objects.bulk_create(notes)
         return
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(_COPY_NOTIFICATIONS_SQL) as copy:
-            for note in notes:
-                copy.write_row(
-                    (
-                        note.user_id,
-                        note.type,
-                        Jsonb(note.params),
-                        note.target_type,
-                        note.target_id,
-                        note.created_at,
-                    )
+    with connection.cursor() as cursor, cursor.cursor.copy(_COPY_NOTIFICATIONS_SQL) as copy:
+        for note in notes:
+            copy.write_row(
+                (
+                    note.user_id,
+                    note.type,
+                    Jsonb(note.params),
+                    note.target_type,
+                    note.target_id,
+                    note.created_at,
                 )
+            )
 
 
 # One round trip for a live action's events on PostgreSQL: the counters are bumped (locked in

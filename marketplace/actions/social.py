@@ -171,10 +171,7 @@ _UNAVAILABLE = {ListingStatus.SOLD: "sold", ListingStatus.OFF_SHELF: "off_shelf"
 def _listing_moved(to: str, moved: Any) -> None:
     """LISTING's observer (registered below): in the mover's transaction. Recounts the sellers'
     counters once it commits, and tells favouriters when a listing left the market for good."""
-    if isinstance(moved, QuerySet):
-        rows = list(moved.select_related("seller"))
-    else:
-        rows = list(moved)
+    rows = list(moved.select_related("seller")) if isinstance(moved, QuerySet) else list(moved)
     seller_ids = [row.seller_id for row in rows]
     transaction.on_commit(lambda: recount_seller_listings(seller_ids=seller_ids))
     reason = _UNAVAILABLE.get(to)

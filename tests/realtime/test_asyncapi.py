@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from marketplace.actions.catalog import approve_listing
-from marketplace.actions.wallet import mark_withdrawal_paid
 from marketplace.actions.social import fan_out_broadcast
+from marketplace.actions.wallet import mark_withdrawal_paid
 from marketplace.models import ListingBroadcast, ListingStatus
 from negotiation.actions import handle_offer_expiry
 from negotiation.models import Offer

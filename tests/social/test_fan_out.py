@@ -94,8 +94,8 @@ def test_taken_down_and_sold_tell_the_favouriters(make_client):
         for event in Event.objects.filter(type="listing.unavailable")
     }
     assert reasons == {
-        **{fan: ("off_shelf", "off_shelf") for fan in shelved_fans},
-        **{fan: ("sold", "sold") for fan in sold_fans},
+        **dict.fromkeys(shelved_fans, ("off_shelf", "off_shelf")),
+        **dict.fromkeys(sold_fans, ("sold", "sold")),
     }
     # Taking it down again (idempotent) is no news.
     assert seller.post(f"/api/listings/{shelved.pk}/off-shelf").status_code == 200
