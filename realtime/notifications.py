@@ -69,7 +69,7 @@ def _actor_id(type: str, data: dict) -> int | None:
     if type == "order.status_changed":
         history = data.get("history")
         if isinstance(history, list) and history and isinstance(history[-1], dict):
-            return {"buyer": buyer, "seller": seller}.get(history[-1].get("actor"))
+            return {"buyer": buyer, "seller": seller}.get(str(history[-1].get("actor")))
     return None
 
 
@@ -98,13 +98,15 @@ def params_for(type: str, data: dict) -> tuple[dict, str, str]:
         return _pick(data, _KEPT[type]), "wallet", ""
     if type == "withdrawal.updated":
         return _pick(data, _KEPT[type]), "withdrawal", str(data.get("id", ""))
-    listing = data.get("listing") if isinstance(data.get("listing"), dict) else data
+    nested = data.get("listing")
+    listing: dict = nested if isinstance(nested, dict) else data
     params = _pick(listing, _KEPT["listing"])
     if type in _KEPT:
         params.update(_pick(data, _KEPT[type]))
     if type == "listing.new_from_followed":
-        seller = listing.get("seller") if isinstance(listing.get("seller"), dict) else {}
-        params["seller_nickname"] = str(seller.get("nickname", ""))
+        seller = listing.get("seller")
+        nickname = seller.get("nickname", "") if isinstance(seller, dict) else ""
+        params["seller_nickname"] = str(nickname)
     return params, "listing", str(listing.get("id", ""))
 
 

@@ -165,7 +165,7 @@ def recount_seller_listings(*, seller_ids: list[int]) -> None:
             )
 
 
-_UNAVAILABLE = {ListingStatus.SOLD: "sold", ListingStatus.OFF_SHELF: "off_shelf"}
+_UNAVAILABLE: dict[str, str] = {ListingStatus.SOLD: "sold", ListingStatus.OFF_SHELF: "off_shelf"}
 
 
 def _listing_moved(to: str, moved: Any) -> None:
@@ -221,20 +221,22 @@ def notify_listing_approved(*, listing: Listing, first_time: bool) -> None:
         _broadcast(kind=BroadcastKind.NEW_FROM_FOLLOWED, listing=listing, extra={})
 
 
-def _audience(broadcast: ListingBroadcast) -> QuerySet:
-    """The recipients' user ids, in id order: favouriters of the listing, or followers of its
-    seller; never the seller, never banned users."""
+def _audience(broadcast: ListingBroadcast, limit: int) -> list[int]:
+    """The next recipients' user ids after the cursor, in id order (on the unique indexes):
+    favouriters of the listing, or followers of its seller."""
     if broadcast.kind == BroadcastKind.NEW_FROM_FOLLOWED:
-        rows = Follow.objects.filter(seller_id=broadcast.listing.seller_id).values_list(
-            "follower_id", flat=True
+        return list(
+            Follow.objects.filter(
+                seller_id=broadcast.listing.seller_id, follower_id__gt=broadcast.next_user_id
+            )
+            .order_by("follower_id")
+            .values_list("follower_id", flat=True)[:limit]
         )
-        field = "follower_id"
-    else:
-        rows = Favorite.objects.filter(listing_id=broadcast.listing_id).values_list(
-            "user_id", flat=True
-        )
-        field = "user_id"
-    return rows.filter(**{f"{field}__gt": broadcast.next_user_id}).order_by(field)
+    return list(
+        Favorite.objects.filter(listing_id=broadcast.listing_id, user_id__gt=broadcast.next_user_id)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)[:limit]
+    )
 
 
 def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
@@ -250,7 +252,7 @@ def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
         )
         if broadcast is None or broadcast.done_at is not None:
             return False
-        recipients = list(_audience(broadcast)[:batch])
+        recipients = _audience(broadcast, batch)
         if recipients:
             banned = set(
                 User.objects.filter(pk__in=recipients, is_banned=True).values_list("pk", flat=True)
