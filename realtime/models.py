@@ -104,6 +104,8 @@ class Notification(models.Model):
                 name="notification_user_unread",
                 condition=models.Q(read_at__isnull=True),
             ),
+            # The admin dashboard's volume per type over the last day.
+            models.Index(fields=["created_at"], name="notification_created_at"),
             # The prune walks old read ones.
             models.Index(
                 fields=["read_at"],

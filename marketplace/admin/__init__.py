@@ -8,6 +8,7 @@ from marketplace.admin import (
     catalog,  # noqa: F401
     orders,  # noqa: F401
     privacy,  # noqa: F401
+    social,  # noqa: F401
     wallet,  # noqa: F401
 )
 
