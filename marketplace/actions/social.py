@@ -9,7 +9,7 @@ storefront's generation: cached pages show a count up to STOREFRONT_CACHE_SECOND
 News (price drop, sold or taken down, a followed seller's new listing): the writer's
 transaction stores one ListingBroadcast row and queues its task after commit; the task tells
 the recipients in batches, each batch one transaction under the broadcast's lock (events through
-`emit_many`, by COPY on PostgreSQL, and the notification centre's entries with them), moving the
+`realtime.push.fan_out`, by COPY on PostgreSQL, and the notification centre's entries with them), moving the
 broadcast's cursor on as it goes. The seller's request never waits for the fan-out.
 """
 
@@ -37,11 +37,14 @@ from marketplace.representations import listing_summary_data
 from marketplace.selectors import public_user
 from marketplace.states import LISTING
 from project.tasking import enqueue, enqueue_on_commit
-from realtime.push import emit_many, encode
+from realtime import presence
+from realtime.push import encode, fan_out
 
 logger = logging.getLogger("marketplace.social")
 
 FAN_OUT_BATCH = 1000
+# The online-first batch's bound (one transaction, one COPY).
+EARLY_MAX = 5000
 FAN_OUT_TASK = "marketplace.tasks.fan_out_broadcast_task"
 
 _INSERT_FAVORITE_SQL = (
@@ -221,46 +224,59 @@ def notify_listing_approved(*, listing: Listing, first_time: bool) -> None:
         _broadcast(kind=BroadcastKind.NEW_FROM_FOLLOWED, listing=listing, extra={})
 
 
-def _audience(broadcast: ListingBroadcast, limit: int) -> list[int]:
-    """The next recipients' user ids after the cursor, in id order (on the unique indexes):
-    favouriters of the listing, or followers of its seller."""
+def _audience(
+    broadcast: ListingBroadcast, *, after: int, limit: int | None
+) -> list[tuple[int, bool]]:
+    """(user id, is banned) of the recipients after user id `after`, in id order (on the unique
+    indexes): favouriters of the listing, or followers of its seller."""
+    rows: QuerySet[Any, tuple[int, bool]]
     if broadcast.kind == BroadcastKind.NEW_FROM_FOLLOWED:
-        return list(
-            Follow.objects.filter(
-                seller_id=broadcast.listing.seller_id, follower_id__gt=broadcast.next_user_id
-            )
+        rows = (
+            Follow.objects.filter(seller_id=broadcast.listing.seller_id, follower_id__gt=after)
             .order_by("follower_id")
-            .values_list("follower_id", flat=True)[:limit]
+            .values_list("follower_id", "follower__is_banned")
         )
-    return list(
-        Favorite.objects.filter(listing_id=broadcast.listing_id, user_id__gt=broadcast.next_user_id)
-        .order_by("user_id")
-        .values_list("user_id", flat=True)[:limit]
-    )
+    else:
+        rows = (
+            Favorite.objects.filter(listing_id=broadcast.listing_id, user_id__gt=after)
+            .order_by("user_id")
+            .values_list("user_id", "user__is_banned")
+        )
+    return list(rows if limit is None else rows[:limit])
 
 
 def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
-    """Tells the next `batch` recipients of the broadcast; True when more remain. One
+    """Tells the next recipients of the broadcast; True when more remain. The first batch is
+    everyone with a socket open (at most EARLY_MAX), then `batch` at a time by user id. One
     transaction under the broadcast row's lock: a concurrent run waits and then continues after
     this batch, a rolled-back batch tells nobody and leaves the cursor where it was."""
     with transaction.atomic(durable=True):
         broadcast = (
-            ListingBroadcast.objects.select_for_update()
+            ListingBroadcast.objects.select_for_update(of=("self",))
             .select_related("listing")
             .filter(pk=broadcast_id)
             .first()
         )
         if broadcast is None or broadcast.done_at is not None:
             return False
-        recipients = _audience(broadcast, batch)
+        if not broadcast.early_done:
+            everyone = [user_id for user_id, banned in _audience(broadcast, after=0, limit=None)
+                        if not banned]
+            online = presence.online_among(everyone)[:EARLY_MAX]
+            if online:
+                fan_out(user_ids=online, type=broadcast.kind, data=broadcast.data)
+            broadcast.early_user_ids = online
+            broadcast.early_done = True
+            broadcast.told = len(online)
+            broadcast.save(update_fields=["early_user_ids", "early_done", "told"])
+            return True
+        recipients = _audience(broadcast, after=broadcast.next_user_id, limit=batch)
         if recipients:
-            banned = set(
-                User.objects.filter(pk__in=recipients, is_banned=True).values_list("pk", flat=True)
-            )
-            told = [user_id for user_id in recipients if user_id not in banned]
+            early = set(broadcast.early_user_ids)
+            told = [user_id for user_id, banned in recipients if not banned and user_id not in early]
             if told:
-                emit_many([(told, broadcast.kind, broadcast.data)], notify=False)
-            broadcast.next_user_id = recipients[-1]
+                fan_out(user_ids=told, type=broadcast.kind, data=broadcast.data)
+            broadcast.next_user_id = recipients[-1][0]
             broadcast.told += len(told)
         more = len(recipients) == batch
         if not more:

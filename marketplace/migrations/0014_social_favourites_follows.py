@@ -90,6 +90,8 @@ class Migration(migrations.Migration):
                 ('kind', models.CharField(choices=[('listing.price_dropped', '降价'), ('listing.unavailable', '已售出或下架'), ('listing.new_from_followed', '关注的卖家上新')], max_length=40)),
                 ('data', models.JSONField()),
                 ('next_user_id', models.BigIntegerField(default=0)),
+                ('early_user_ids', models.JSONField(default=list)),
+                ('early_done', models.BooleanField(default=False)),
                 ('told', models.PositiveIntegerField(default=0)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('done_at', models.DateTimeField(blank=True, null=True)),

@@ -71,6 +71,11 @@ class ListingBroadcast(models.Model):
     # The event's data as sent to everyone (the listing summary and the kind's own fields).
     data = models.JSONField()
     next_user_id = models.BigIntegerField(default=0)
+    # Recipients with a socket open when the fan-out began are told first, in one batch (the
+    # people looking at their phones hear it within a second, however many want the listing);
+    # the walk by user id then skips them.
+    early_user_ids = models.JSONField(default=list)
+    early_done = models.BooleanField(default=False)
     told = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)

@@ -5,6 +5,7 @@ import pytest
 from marketplace.actions import social
 from marketplace.actions.catalog import approve_listing
 from marketplace.models import Favorite, Follow, Listing, ListingBroadcast, ListingStatus, User
+from realtime import presence
 from realtime.models import Event, Notification
 from tests.factories import StaffFactory
 from tests.marketplace.order_helpers import (
@@ -128,3 +129,22 @@ def test_the_sweep_requeues_an_unfinished_broadcast(make_client, monkeypatch):
     monkeypatch.setattr(social, "enqueue", lambda name, *args: queued.append((name, args)))
     assert social.sweep_broadcasts() == 1
     assert queued == [(social.FAN_OUT_TASK, (ListingBroadcast.objects.get().pk,))]
+
+
+def test_people_with_a_socket_open_are_told_first_and_once(make_client):
+    seller = make_client()
+    listing = listing_on_sale(seller=seller.user, price_fen=10_000)
+    fans = _fans(listing, 2500)
+    online = [fans[2400], fans[7]]
+    for user_id in online:
+        presence.mark_connected(user_id, f"conn-{user_id}")
+    seller.patch(f"/api/listings/{listing.pk}", {"price": 9_000})
+    broadcast = ListingBroadcast.objects.get()
+    assert social.fan_out_batch(broadcast_id=broadcast.pk) is True
+    told = set(Event.objects.filter(type="listing.price_dropped").values_list("user_id", flat=True))
+    assert told == set(online)
+    social.fan_out_broadcast(broadcast_id=broadcast.pk)
+    assert Event.objects.filter(type="listing.price_dropped").count() == 2500
+    assert Event.objects.filter(user_id=fans[2400]).count() == 1
+    broadcast.refresh_from_db()
+    assert broadcast.told == 2500 and sorted(broadcast.early_user_ids) == sorted(online)

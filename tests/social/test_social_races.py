@@ -3,6 +3,7 @@ favourites once, and after storms of taps the counters equal the rows they count
 
 import random
 
+import psycopg
 import pytest
 
 from marketplace.actions import social
@@ -97,15 +98,24 @@ def test_a_batch_stores_its_events_and_notifications_by_copy(monkeypatch):
         listing=listing,
         data={"listing": {"id": listing.pk, "title": listing.title}, "old_price": 2, "new_price": 1},
     )
-    stored = []
-    for name in ("_store", "_store_notifications"):
-        original = getattr(push, name)
-        monkeypatch.setattr(
-            push, name, lambda rows, _o=original, _n=name: (stored.append((_n, len(rows))), _o(rows))
-        )
+    copies, sent = [], []
+    original_copy = psycopg.Cursor.copy
+
+    def copy(self, statement, *args, **kwargs):
+        copies.append(str(statement).split(" (")[0])
+        return original_copy(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", copy)
+    monkeypatch.setattr(push, "_send", sent.extend)
     social.fan_out_broadcast(broadcast_id=broadcast.pk)
-    # Both at or past COPY_FROM: the COPY branch of each (realtime/push.py).
-    assert stored == [("_store_notifications", 300), ("_store", 300)]
+    # One batch of 300 (at least COPY_FROM): the events and the entries streamed by COPY.
     assert push.COPY_FROM <= 300
+    assert copies == ["COPY realtime_event", "COPY realtime_notification"]
+    # The frames assembled from encoded parts are exactly what a replay sends.
+    stored = {event.user_id: event for event in Event.objects.filter(type="listing.price_dropped")}
+    assert len(sent) == 300
+    for user_id, message in sent:
+        assert message["seq"] == stored[user_id].seq
+        assert message["text"] == push.event_frame_text(stored[user_id])
     assert Event.objects.filter(type="listing.price_dropped").count() == 300
     assert Notification.objects.filter(type="listing.price_dropped").count() == 300
