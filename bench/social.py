@@ -50,6 +50,7 @@ ENV = production_env(
     database_url=f"{PG}/{BENCH_DATABASE}",
     redis_url=REDIS_URL,
     prefix="socialbench",
+    LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     REALTIME_IDLE_TIMEOUT_SECONDS="3600",
 )
 

@@ -15,6 +15,7 @@ broadcast's cursor on as it goes. The seller's request never waits for the fan-o
 
 import json
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -38,13 +39,14 @@ from marketplace.selectors import public_user
 from marketplace.states import LISTING
 from project.tasking import enqueue, enqueue_on_commit
 from realtime import presence
-from realtime.push import encode, fan_out
+from realtime.push import drain_sends, encode, fan_out
 
 logger = logging.getLogger("marketplace.social")
 
 FAN_OUT_BATCH = 1000
 # The online-first batch's bound (one transaction, one COPY).
 EARLY_MAX = 5000
+FAN_OUT_PAUSE_SECONDS = 0.1
 FAN_OUT_TASK = "marketplace.tasks.fan_out_broadcast_task"
 
 _INSERT_FAVORITE_SQL = (
@@ -250,6 +252,7 @@ def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
     everyone with a socket open (at most EARLY_MAX), then `batch` at a time by user id. One
     transaction under the broadcast row's lock: a concurrent run waits and then continues after
     this batch, a rolled-back batch tells nobody and leaves the cursor where it was."""
+    started = time.perf_counter()
     with transaction.atomic(durable=True):
         broadcast = (
             ListingBroadcast.objects.select_for_update(of=("self",))
@@ -260,8 +263,11 @@ def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
         if broadcast is None or broadcast.done_at is not None:
             return False
         if not broadcast.early_done:
-            everyone = [user_id for user_id, banned in _audience(broadcast, after=0, limit=None)
-                        if not banned]
+            everyone = [
+                user_id
+                for user_id, banned in _audience(broadcast, after=0, limit=None)
+                if not banned
+            ]
             online = presence.online_among(everyone)[:EARLY_MAX]
             if online:
                 fan_out(user_ids=online, type=broadcast.kind, data=broadcast.data)
@@ -269,26 +275,44 @@ def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
             broadcast.early_done = True
             broadcast.told = len(online)
             broadcast.save(update_fields=["early_user_ids", "early_done", "told"])
-            return True
-        recipients = _audience(broadcast, after=broadcast.next_user_id, limit=batch)
-        if recipients:
-            early = set(broadcast.early_user_ids)
-            told = [user_id for user_id, banned in recipients if not banned and user_id not in early]
-            if told:
-                fan_out(user_ids=told, type=broadcast.kind, data=broadcast.data)
-            broadcast.next_user_id = recipients[-1][0]
-            broadcast.told += len(told)
-        more = len(recipients) == batch
-        if not more:
-            broadcast.done_at = timezone.now()
-        broadcast.save(update_fields=["next_user_id", "told", "done_at"])
+            more, told_now = True, len(online)
+        else:
+            recipients = _audience(broadcast, after=broadcast.next_user_id, limit=batch)
+            told_now = 0
+            if recipients:
+                early = set(broadcast.early_user_ids)
+                told = [u for u, banned in recipients if not banned and u not in early]
+                if told:
+                    fan_out(user_ids=told, type=broadcast.kind, data=broadcast.data)
+                broadcast.next_user_id = recipients[-1][0]
+                broadcast.told += len(told)
+                told_now = len(told)
+            more = len(recipients) == batch
+            if not more:
+                broadcast.done_at = timezone.now()
+            broadcast.save(update_fields=["next_user_id", "told", "done_at"])
+    logger.info(
+        "broadcast %s: told %d in %.0f ms%s",
+        broadcast_id, told_now, (time.perf_counter() - started) * 1000, "" if more else ", done",
+    )  # fmt: skip
     return more
 
 
 def fan_out_broadcast(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> None:
-    """Every batch of the broadcast, one after the other (the task). Safe to run twice."""
+    """Every batch of the broadcast, one after the other (the task). Safe to run twice.
+
+    After the first batch (the people online) its frames are let out before the walk starts:
+    the walk's COPYs would otherwise hold the GIL the sender loop needs. Between walk batches
+    the task pauses a little: the recipients left are offline (they find it on resume and in
+    the notification centre), so the walk yields the CPU to the requests of people who are
+    not."""
+    first = True
     while fan_out_batch(broadcast_id=broadcast_id, batch=batch):
-        pass
+        if first:
+            drain_sends(timeout=5)
+            first = False
+        elif FAN_OUT_PAUSE_SECONDS:
+            time.sleep(FAN_OUT_PAUSE_SECONDS)
 
 
 def sweep_broadcasts(*, older_than_seconds: int = 60) -> int:
