@@ -588,6 +588,10 @@ async def _group_send_all(layer, messages: list[tuple[int, dict]]) -> None:
     by_user: dict[int, list[dict]] = {}
     for user_id, message in messages:
         by_user.setdefault(user_id, []).append(message)
+    if isinstance(layer, RedisChannelLayer) and len(by_user) == len(messages):
+        # One frame per user (a fan-out): every group in a few script calls.
+        await _bulk_group_send(layer, {user_id: queue[0] for user_id, queue in by_user.items()})
+        return
     listening = await _listening(layer, list(by_user))
     by_user = {user_id: queue for user_id, queue in by_user.items() if user_id in listening}
 
@@ -600,6 +604,66 @@ async def _group_send_all(layer, messages: list[tuple[int, dict]]) -> None:
                 await layer.group_send(group_for(user_id), message)
 
     await asyncio.gather(*(send_in_order(u, q) for u, q in by_user.items()))
+
+
+# channels_redis's group_send is four round trips per group (expire, members, expire, send).
+# For one frame to each of thousands of groups: one call returns every group's channels, one
+# call per thousand frames stores them, with the same expiry and capacity rules as group_send.
+_GROUP_MEMBERS_LUA = (
+    "local members = {} for i, key in ipairs(KEYS) do "
+    "redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[1]) "
+    "members[i] = redis.call('ZRANGE', key, 0, -1) end return members"
+)
+_BULK_SEND_LUA = (
+    "local n = #KEYS local now = ARGV[2 * n + 1] local expiry = ARGV[2 * n + 2] "
+    "local over = 0 for i = 1, n do "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, now - expiry) "
+    "if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then "
+    "redis.call('ZADD', KEYS[i], now, ARGV[i]) redis.call('EXPIRE', KEYS[i], expiry) "
+    "else over = over + 1 end end return over"
+)
+
+
+async def _bulk_group_send(layer: RedisChannelLayer, frames: dict[int, dict]) -> None:
+    """`group_send(group_for(user), frame)` for every user of `frames`, in a few calls. Each
+    user gets one frame here, so no two of one user's frames share a score (equal scores would
+    order by content, not by seq)."""
+    by_shard: dict[int, list[int]] = {}
+    for user_id in frames:
+        by_shard.setdefault(layer.consistent_hash(group_for(user_id)), []).append(user_id)
+    stale = int(time.time()) - layer.group_expiry
+    entries: dict[int, list[tuple[Any, bytes, int]]] = {}
+    for shard, users in by_shard.items():
+        connection = layer.connection(shard)
+        for start in range(0, len(users), LISTENING_CHUNK):
+            chunk = users[start : start + LISTENING_CHUNK]
+            keys = [layer._group_key(group_for(user_id)) for user_id in chunk]
+            members = await connection.eval(_GROUP_MEMBERS_LUA, len(keys), *keys, stale)
+            for user_id, names in zip(chunk, members, strict=True):
+                if not names:
+                    continue  # no socket: it resumes from the log
+                by_connection, message_of, capacity_of = layer._map_channel_keys_to_connection(
+                    [name.decode("utf8") for name in names], frames[user_id]
+                )
+                for index, channel_keys in by_connection.items():
+                    entries.setdefault(index, []).extend(
+                        (key, message_of[key], capacity_of[key]) for key in channel_keys
+                    )
+    for index, pending in entries.items():
+        connection = layer.connection(index)
+        for start in range(0, len(pending), LISTENING_CHUNK):
+            part = pending[start : start + LISTENING_CHUNK]
+            over = await connection.eval(
+                _BULK_SEND_LUA,
+                len(part),
+                *(key for key, _, _ in part),
+                *(message for _, message, _ in part),
+                *(capacity for _, _, capacity in part),
+                time.time(),
+                layer.expiry,
+            )
+            if over:
+                logger.warning("%d frames over channel capacity were dropped; clients resume", over)
 
 
 # Every group's member count in one reply: a pipeline of ZCARDs costs a parsed reply per user,
