@@ -206,6 +206,7 @@ async def run(seller: tuple[int, str], listing_id: int, online: list[tuple[int, 
 
 
 def main() -> None:
+    print(f"load average before the run: {Path('/proc/loadavg').read_text().strip()}")
     raise_fd_limit(CONNECTED)
     env = dict(ENV)
     os.environ.update(ENV)

@@ -185,6 +185,9 @@ def summary(frame: dict) -> str:
         "amount",
         "available",
         "title",
+        "old_price",
+        "new_price",
+        "reason",
     )
     parts = [f"{key}={data[key]}" for key in keys if key in data and data[key] is not None]
     if frame.get("type") == "order.shipping_update" and data.get("events"):
@@ -319,7 +322,28 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
         raise DemoFailed(f"the approved listing is {detail['status']}, not on_sale")
     say(f"     the buyer sees it on sale at {yuan(detail['price'])}")
 
-    step(4, "Buyer adds a delivery address (an offer needs one)")
+    step(4, "Buyer favourites it (想要); the seller drops the price and the buyer hears it live")
+    wanted = await buyer.call("POST", f"/api/listings/{listing['id']}/favorite")
+    say(f"     buyer wants it: {wanted['favorite_count']} person(s) want it")
+    dropped = price - 3_000
+    await seller.call("PATCH", f"/api/listings/{listing['id']}", json={"price": dropped})
+    say(f"     seller drops the price to {yuan(dropped)} (the fan-out runs in a Huey task)")
+    news = await buyer.wait_event(
+        "listing.price_dropped",
+        lambda d: (d.get("listing") or {}).get("id") == listing["id"],
+        hint="the fan-out task runs in the Huey consumer `make run` starts",
+    )
+    say(
+        f"     buyer heard it: {yuan(news['data']['old_price'])} → "
+        f"{yuan(news['data']['new_price'])}"
+    )
+    centre = await buyer.call("GET", "/api/notifications", params={"unread": "true"})
+    entry = next((n for n in centre["items"] if n["type"] == "listing.price_dropped"), None)
+    if entry is None:
+        raise DemoFailed("the price drop is not in the buyer's notification centre")
+    say(f"     notification centre: {entry['title']} · {entry['body']}")
+
+    step(5, "Buyer adds a delivery address (an offer needs one)")
     address = await buyer.call(
         "POST",
         "/api/addresses",
@@ -335,7 +359,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     )
     say(f"     address #{address['id']}")
 
-    step(5, "Live bargain over the sockets: buyer offers, seller counters, buyer accepts")
+    step(6, "Live bargain over the sockets: buyer offers, seller counters, buyer accepts")
     offer = await buyer.act("offer.make", listing_id=listing["id"], price=70_000)
     say(f"     buyer's offer #{offer['id']} {yuan(offer['price'])}: ack {offer['status']}")
     await seller.wait_event("offer.created", lambda d: d.get("id") == offer["id"])
@@ -349,7 +373,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     say(f"     buyer accepts: order {order_no}")
     await seller.wait_event("offer.accepted", lambda d: d.get("id") == offer["id"])
 
-    step(6, "Buyer pays with WeChat Pay (the sandbox plays the WeChat app)")
+    step(7, "Buyer pays with WeChat Pay (the sandbox plays the WeChat app)")
     pay = await buyer.call("POST", f"/api/orders/{order_no}/pay", headers={"Idempotency-Key": run})
     prepay_id = pay["pay_params"]["package"].removeprefix("prepay_id=")
     paid = await buyer.call("POST", "/sandbox/wechat/pay", json={"prepay_id": prepay_id})
@@ -365,7 +389,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     )
     say("     order is paid and waits for the seller's video")
 
-    step(7, "Seller uploads a video of the item; buyer confirms it")
+    step(8, "Seller uploads a video of the item; buyer confirms it")
     await seller.call(
         "POST",
         f"/api/orders/{order_no}/video",
@@ -378,7 +402,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
         lambda d: d.get("order_no") == order_no and d.get("status") == "awaiting_shipment",
     )
 
-    step(8, "Seller ships with YTO Express; the sandbox Kuaidi100 moves the parcel")
+    step(9, "Seller ships with YTO Express; the sandbox Kuaidi100 moves the parcel")
     tracking_no = f"{TRACKING_NO_PREFIX}{int(time.time() * 1000) % 10**11:011d}"
     await seller.call(
         "POST",
@@ -403,7 +427,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     for event in tracking.get("events", [])[:3]:
         say(f"       {event.get('time')} {event.get('text')}")
 
-    step(9, "Buyer confirms receipt: the order completes and the seller is credited")
+    step(10, "Buyer confirms receipt: the order completes and the seller is credited")
     await buyer.call("POST", f"/api/orders/{order_no}/confirm-receipt")
     await seller.wait_event(
         "order.status_changed",
@@ -419,7 +443,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     if wallet["available"] != order["price"] - (order["commission"] or 0):
         raise DemoFailed(f"the wallet shows {wallet}, not price − commission")
 
-    step(10, "Seller adds an Alipay account and withdraws; staff mark it paid in the admin")
+    step(11, "Seller adds an Alipay account and withdraws; staff mark it paid in the admin")
     account = await seller.call(
         "POST",
         "/api/wallet/accounts",
