@@ -39,6 +39,7 @@ from marketplace.selectors import public_user
 from marketplace.states import LISTING
 from project.tasking import enqueue, enqueue_on_commit
 from realtime import presence
+from realtime.models import Notification
 from realtime.push import drain_sends, encode, fan_out
 
 logger = logging.getLogger("marketplace.social")
@@ -327,3 +328,19 @@ def sweep_broadcasts(*, older_than_seconds: int = 60) -> int:
     for broadcast_id in ids:
         enqueue(FAN_OUT_TASK, broadcast_id)
     return len(ids)
+
+
+def forget_user(*, user: User) -> None:
+    """Erasure (注销 after the cooling-off period), in its transaction: the user's favourites
+    and follows go, with the counters they held up; so do their notifications."""
+    wanted = list(Favorite.objects.filter(user=user).values_list("listing_id", flat=True))
+    Favorite.objects.filter(user=user).delete()
+    for listing_id in sorted(wanted):  # one lock order for every eraser
+        Listing.objects.filter(pk=listing_id).update(favorite_count=F("favorite_count") - 1)
+    followed = list(Follow.objects.filter(follower=user).values_list("seller_id", flat=True))
+    Follow.objects.filter(follower=user).delete()
+    for seller_id in sorted(followed):
+        User.objects.filter(pk=seller_id).update(follower_count=F("follower_count") - 1)
+    Follow.objects.filter(seller=user).delete()
+    User.objects.filter(pk=user.pk).update(follower_count=0)
+    Notification.objects.filter(user=user).delete()

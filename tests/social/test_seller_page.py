@@ -124,3 +124,22 @@ def test_list_endpoints_refuse_unknown_query_parameters(make_client, path):
     body = assert_error(client.get(url, {"seller": 8}), 422, "unknown_query_parameter")
     assert "seller" in body["message"]
     assert client.get(url, {"limit": 5}).status_code == 200
+
+
+def test_erasure_forgets_favourites_follows_and_notifications_with_their_counters(make_client):
+    from marketplace.actions.social import forget_user
+    from realtime.models import Notification
+
+    leaving, seller, fan = make_client(), make_client(), make_client()
+    listing = listing_on_sale(seller=seller.user)
+    leaving.post(f"/api/listings/{listing.pk}/favorite")
+    leaving.post(f"/api/users/{seller.user.pk}/follow")
+    fan.post(f"/api/users/{leaving.user.pk}/follow")
+    Notification.objects.create(user=leaving.user, type="wallet.credited", created_at=listing.created_at)
+    forget_user(user=leaving.user)
+    listing.refresh_from_db()
+    assert listing.favorite_count == 0
+    assert User.objects.get(pk=seller.user.pk).follower_count == 0
+    assert User.objects.get(pk=leaving.user.pk).follower_count == 0
+    assert not Follow.objects.exists()
+    assert not Notification.objects.filter(user=leaving.user).exists()
