@@ -60,6 +60,8 @@ BENCHES = {
         [],
         {},
     ),
+    # The sizes in both runs: 50,000 favouriters, 1,000 of them connected.
+    "social": ([], {}, [], {}),
 }
 TIMEOUT_SECONDS = {"bounded": 600, "full": 3600}
 
@@ -278,6 +280,18 @@ def parse_live_actions(out: str) -> list[Row]:
     return rows
 
 
+def parse_social(out: str) -> list[Row]:
+    rows = []
+    m = re.search(rf"last connected socket heard the drop after\s+{NUM} s", out)
+    if m:
+        rows.append(Row("social", "price drop → last of 1,000 sockets (50,000 fans)", num(m.group(1)), "s", 5))
+    m = re.search(rf"seller PATCH p99 {NUM} ms, p50 {NUM} ms", out)
+    if m:
+        rows.append(Row("social", "seller PATCH p99 during fan-outs", num(m.group(1)), "ms", 100))
+        rows.append(Row("social", "seller PATCH p50", num(m.group(2)), "ms"))
+    return rows
+
+
 PARSERS = {
     "servers": parse_servers,
     "catalog": parse_catalog,
@@ -288,6 +302,7 @@ PARSERS = {
     "negotiation": parse_negotiation,
     "conversations": parse_conversations,
     "live_actions": parse_live_actions,
+    "social": parse_social,
 }
 
 

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from marketplace.models import (
     Address,
+    Favorite,
+    Follow,
     LedgerEntry,
     Listing,
     Order,
@@ -31,6 +33,8 @@ from marketplace.representations import (
 )
 from negotiation.models import Offer
 from negotiation.representations import offer_data
+from realtime.models import Notification
+from realtime.notifications import notification_data
 
 
 def mask_phone(phone: str) -> str:
@@ -127,6 +131,27 @@ def _reviews(user: User) -> list[dict[str, Any]]:
     ]
 
 
+def _favorites(user: User) -> list[dict[str, Any]]:
+    rows = Favorite.objects.filter(user=user).select_related("listing").order_by("id")
+    return [
+        {"listing_id": row.listing_id, "title": row.listing.title, "created_at": row.created_at}
+        for row in rows
+    ]
+
+
+def _following(user: User) -> list[dict[str, Any]]:
+    rows = Follow.objects.filter(follower=user).select_related("seller").order_by("id")
+    return [
+        {"seller_id": row.seller_id, "nickname": row.seller.nickname, "created_at": row.created_at}
+        for row in rows
+    ]
+
+
+def _notifications(user: User) -> list[dict[str, Any]]:
+    rows = Notification.objects.filter(user=user).order_by("id")
+    return [notification_data(row) for row in rows]
+
+
 SECTIONS: dict[str, Callable[[User], Any]] = {
     "profile": _profile,
     "addresses": _addresses,
@@ -137,6 +162,10 @@ SECTIONS: dict[str, Callable[[User], Any]] = {
     "withdrawals": _withdrawals,
     "payout_accounts": _payout_accounts,
     "reviews": _reviews,
+    "favorites": _favorites,
+    # Who follows the user is the followers' data; the count is in the profile.
+    "following": _following,
+    "notifications": _notifications,
 }
 
 # Models that point at a user but are not part of the export, and why.

@@ -116,6 +116,7 @@ def listing_summary_data(*, listing: Listing) -> dict[str, Any]:
         "cover_url": media_url(listing.cover),
         "status": listing.status,
         "views": listing.views,
+        "favorite_count": listing.favorite_count,
         "seller": {"id": seller.pk, "nickname": seller.nickname, "avatar_url": seller.avatar_url},
         "created_at": listing.created_at,
     }
@@ -134,6 +135,9 @@ def listing_detail_data(*, listing: Listing) -> dict[str, Any]:
         "approved_at": listing.approved_at,
         "review_note": listing.review_note,
         "updated_at": listing.updated_at,
+        # Per reader: false in the shared (cached) body, set for the signed-in reader on the
+        # way out (marketplace/api/catalog.py), never cached per user.
+        "is_favorite": False,
     }
 
 

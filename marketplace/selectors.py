@@ -10,7 +10,17 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from marketplace.errors import NotFound
-from marketplace.models import Address, Banner, Category, Listing, ListingStatus, User
+from marketplace.models import (
+    Address,
+    Banner,
+    Category,
+    Favorite,
+    Follow,
+    Listing,
+    ListingStatus,
+    Review,
+    User,
+)
 from marketplace.models.catalog import PUBLIC_DETAIL_STATUSES
 from marketplace.models.orders import Order, PlatformSettings
 from marketplace.models.privacy import DataExport
@@ -373,6 +383,105 @@ def listings_of_seller(
     if status:
         queryset = queryset.filter(status=status)
     return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=_summaries)
+
+
+# --- social (favourites, follows, the seller page) -------------------------------------------
+
+
+def is_favorite(*, user: User | None, listing_id: int) -> bool:
+    if user is None:
+        return False
+    return Favorite.objects.filter(user=user, listing_id=listing_id).exists()
+
+
+def is_following(*, user: User | None, seller_id: int) -> bool:
+    if user is None or user.pk == seller_id:
+        return False
+    return Follow.objects.filter(follower=user, seller_id=seller_id).exists()
+
+
+def favorites_of(*, user: User, limit: int = 20, cursor: str | None = None) -> Page:
+    """My favourites, newest first, each with its listing as it is now (sold and off-shelf
+    ones stay, their status says so)."""
+    queryset = Favorite.objects.filter(user=user).select_related("listing__seller")
+
+    def transform(rows: list[Favorite]) -> list[dict[str, Any]]:
+        return [
+            {
+                **listing_summary_data(listing=row.listing),
+                "is_available": row.listing.status == ListingStatus.ON_SALE
+                and not row.listing.seller.is_banned,
+                "favorited_at": row.created_at,
+            }
+            for row in rows
+        ]
+
+    return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=transform)
+
+
+def following_of(*, user: User, limit: int = 20, cursor: str | None = None) -> Page:
+    """The sellers I follow, latest followed first; banned ones are left out."""
+    queryset = Follow.objects.filter(follower=user, seller__is_banned=False).select_related(
+        "seller"
+    )
+
+    def transform(rows: list[Follow]) -> list[dict[str, Any]]:
+        return [
+            {**public_profile_data(seller=row.seller), "followed_at": row.created_at}
+            for row in rows
+        ]
+
+    return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=transform)
+
+
+def public_profile_data(*, seller: User, viewer: User | None = None) -> dict[str, Any]:
+    """The seller page's header: every count a counter column, none counted here."""
+    return {
+        "id": seller.pk,
+        "nickname": seller.nickname,
+        "avatar_url": seller.avatar_url,
+        "rating_avg": seller.rating_avg,
+        "rating_count": seller.rating_count,
+        "on_sale_count": seller.on_sale_count,
+        "sold_count": seller.sold_count,
+        "follower_count": seller.follower_count,
+        "is_following": is_following(user=viewer, seller_id=seller.pk),
+        "joined_at": seller.date_joined,
+    }
+
+
+def seller_listings(
+    *, seller: User, status: str, limit: int = 20, cursor: str | None = None
+) -> Page:
+    """A seller's page: their listings on sale (or sold), newest first; nothing for sale while
+    they are banned."""
+    queryset = Listing.objects.filter(seller=seller, status=status).select_related("seller")
+    if seller.is_banned and status == ListingStatus.ON_SALE:
+        queryset = queryset.none()
+    return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=_summaries)
+
+
+def reviews_of_seller(*, seller: User, limit: int = 20, cursor: str | None = None) -> Page:
+    queryset = Review.objects.filter(seller=seller).select_related("buyer", "order")
+
+    def transform(rows: list[Review]) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": row.pk,
+                "rating": row.rating,
+                "comment": row.comment,
+                "buyer": {
+                    "id": row.buyer.pk,
+                    "nickname": row.buyer.nickname,
+                    "avatar_url": row.buyer.avatar_url,
+                },
+                "listing_title": row.order.title,
+                "created_at": row.created_at,
+            }
+            for row in rows
+        ]
+
+    return paginate(queryset, ordering=("-id",), limit=limit, cursor=cursor, transform=transform)
 
 
 # --- orders ----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 it, so the document and the REST API cannot drift. No client actions yet: orders, catalog and
 wallet are driven over REST."""
 
-from marketplace.api.catalog import ListingDetailOut
+from pydantic import BaseModel, Field
+
+from marketplace.api.catalog import ListingDetailOut, ListingSummaryOut
 from marketplace.api.orders import OrderOut, TrackingOut
 from marketplace.api.wallet import EntryOut, WalletOut, WithdrawalOut
 from realtime.dispatch import socket_event
@@ -44,4 +46,31 @@ socket_event(
     "withdrawal.updated",
     WithdrawalOut,
     summary="Finance paid or rejected a withdrawal (to its owner).",
+)
+
+
+
+class ListingNewsOut(BaseModel):
+    """News about a listing someone wants or a followed seller's new one (docs/social.md)."""
+
+    listing: ListingSummaryOut
+    old_price: int | None = Field(None, description="listing.price_dropped: the price before.")
+    new_price: int | None = Field(None, description="listing.price_dropped: the price now.")
+    reason: str | None = Field(None, description="listing.unavailable: `sold` or `off_shelf`.")
+
+
+socket_event(
+    "listing.price_dropped",
+    ListingNewsOut,
+    summary="A listing you favourited is cheaper now (to every favouriter, fanned out).",
+)
+socket_event(
+    "listing.unavailable",
+    ListingNewsOut,
+    summary="A listing you favourited was sold or taken down (to every favouriter).",
+)
+socket_event(
+    "listing.new_from_followed",
+    ListingNewsOut,
+    summary="A seller you follow has a newly approved listing (to every follower).",
 )

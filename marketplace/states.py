@@ -5,7 +5,7 @@ a status: it refuses an illegal move with a 409 and saves only the status plus t
 caller names. Offers have their table in negotiation/states.py, built the same way.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import models
@@ -27,6 +27,11 @@ class Machine:
         }
         self.code = code
         self.terminal = frozenset(s for s, targets in self.transitions.items() if not targets)
+        # Called in the mover's transaction after each move, with the target status and the
+        # moved objects (a list) or the queryset about to move (a set-based move). Registered
+        # by the module that must follow the moves (marketplace.actions.social for listings),
+        # so the machine stays the one place a status is assigned.
+        self.observers: list[Callable[[str, Any], None]] = []
 
     def can(self, current: str, target: str) -> bool:
         return target in self.transitions.get(current, frozenset())
@@ -53,6 +58,8 @@ class Machine:
         if _has_field(obj, "updated_at"):
             update.append("updated_at")
         obj.save(update_fields=list(dict.fromkeys(update)))
+        for observer in self.observers:
+            observer(to, [obj])
         return current
 
     def move_rows(
@@ -65,7 +72,10 @@ class Machine:
             sources &= frozenset(among)
         if _has_field(queryset.model, "updated_at"):
             values.setdefault("updated_at", timezone.now())
-        return queryset.filter(status__in=sorted(sources)).update(status=to, **values)
+        moving = queryset.filter(status__in=sorted(sources))
+        for observer in self.observers:
+            observer(to, moving)
+        return moving.update(status=to, **values)
 
 
 def _has_field(model: Any, name: str) -> bool:

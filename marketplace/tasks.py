@@ -11,6 +11,7 @@ from marketplace.actions import (
     privacy,
     reconciliation,
     refunds,
+    social,
     wallet,
 )
 
@@ -121,3 +122,16 @@ def sweep_transfers() -> dict:
 def reconcile_yesterday() -> str:
     """Daily, after WeChat has generated yesterday's bills (from about 10:00)."""
     return reconciliation.reconcile_day(day=reconciliation.yesterday()).status
+# --- Social: news for favouriters and followers (docs/social.md) ------------------------------
+
+
+@db_task(retries=3, retry_delay=10)
+def fan_out_broadcast_task(broadcast_id: int) -> None:
+    """Tells a broadcast's recipients, batch by batch; a second run continues or does nothing."""
+    social.fan_out_broadcast(broadcast_id=broadcast_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def sweep_broadcasts() -> int:
+    """Re-queues broadcasts a lost task left unfinished."""
+    return social.sweep_broadcasts()

@@ -12,12 +12,13 @@ from django.utils.translation import gettext
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.params.models import QueryModel
 from ninja.parser import Parser
 from psycopg_pool import PoolTimeout
 
-from marketplace.api import accounts, catalog, media, orders, privacy, wallet
+from marketplace.api import accounts, catalog, media, orders, privacy, social, wallet
 from marketplace.api.auth import BearerTokenAuth
-from marketplace.errors import DomainError, PayloadTooLarge, UnsupportedMediaType
+from marketplace.errors import DomainError, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from negotiation.api import router as negotiation_router
 from negotiation.conversations_api import push_router as wechat_push_router
 from negotiation.conversations_api import router as conversations_router
@@ -191,9 +192,52 @@ for router in (
     wallet.router,
     privacy.router,
     media.router,
+    social.router,
     negotiation_router,
     conversations_router,
     wechat_push_router,
     events_router,
 ):
     api.add_router("", router)
+
+
+def _forbid_unknown_query_parameters() -> None:
+    """A list endpoint answers a query parameter it does not declare (a typo, `?seller=` where
+    there is no such filter) with 422 naming it, instead of ignoring it and returning an
+    unfiltered list. Wraps each operation's query model once, at import."""
+
+
+    for _prefix, router in api._routers:
+        for path_view in router.path_operations.values():
+            for operation in path_view.operations:
+                for model in operation.models:
+                    if issubclass(model, QueryModel) and not getattr(model, "_strict", False):
+                        _make_strict(model)
+
+
+def _make_strict(model) -> None:
+    flatten = getattr(model, "__ninja_flatten_map__", None) or {}
+    allowed = frozenset(flatten) | frozenset(
+        field.alias or name for name, field in model.model_fields.items()
+    )
+    original = model.get_request_data.__func__
+
+    def get_request_data(cls, request, api, path_params):
+        unknown = sorted(set(request.GET) - allowed)
+        if unknown:
+            raise Unprocessable(
+                f"Unknown query parameter: {unknown[0]}.",
+                code="unknown_query_parameter",
+                errors=[
+                    {"loc": ["query", name], "msg": "not a parameter of this endpoint",
+                     "type": "unknown_parameter"}
+                    for name in unknown
+                ],
+            )
+        return original(cls, request, api, path_params)
+
+    model.get_request_data = classmethod(get_request_data)
+    model._strict = True
+
+
+_forbid_unknown_query_parameters()

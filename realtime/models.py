@@ -75,3 +75,44 @@ class RealtimeSettings(models.Model):
             pk=1, defaults={"event_retention_days": settings.REALTIME_EVENT_RETENTION_DAYS}
         )
         return row
+
+
+class Notification(models.Model):
+    """One entry of the notification centre (SPEC §4b): what happened, for one user.
+
+    Stored as its type and parameters, never as text: the title and body are rendered when it
+    is read, in the reader's language (realtime/notifications.py), so a wording fix reaches old
+    entries too. Chat messages are not stored here: the conversations count their own unread."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    type = models.CharField(max_length=40)
+    params = models.JSONField(encoder=DjangoJSONEncoder, default=dict)
+    target_type = models.CharField(max_length=20, blank=True)
+    target_id = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "realtime_notification"
+        indexes = [
+            # The list (newest first) and its `?unread=true` filter, and the badge count.
+            models.Index(fields=["user", "-id"], name="notification_user_newest"),
+            models.Index(
+                fields=["user", "-id"],
+                name="notification_user_unread",
+                condition=models.Q(read_at__isnull=True),
+            ),
+            # The admin dashboard's volume per type over the last day.
+            models.Index(fields=["created_at"], name="notification_created_at"),
+            # The prune walks old read ones.
+            models.Index(
+                fields=["read_at"],
+                name="notification_read_at",
+                condition=models.Q(read_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} for user {self.user_id}"

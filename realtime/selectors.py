@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from marketplace.actions.accounts import live_token
 from marketplace.models import ApiToken
-from realtime.models import Event, EventCounter
+from realtime.models import Event, EventCounter, Notification
 from realtime.push import event_frame_text
 
 
@@ -58,3 +58,19 @@ def frames_between(user_id: int, after: int, before: int) -> list[tuple[int, str
         .only("seq", "type", "data", "created_at")
     )
     return [(event.seq, event_frame_text(event)) for event in events]
+
+
+def notifications_of(
+    user_id: int, *, unread: bool, limit: int, before_id: int | None
+) -> list[Notification]:
+    """Newest first, after the cursor (the last id seen), on the user's newest-first indexes."""
+    queryset = Notification.objects.filter(user_id=user_id)
+    if unread:
+        queryset = queryset.filter(read_at__isnull=True)
+    if before_id is not None:
+        queryset = queryset.filter(pk__lt=before_id)
+    return list(queryset.order_by("-id")[:limit])
+
+
+def unread_notification_count(user_id: int) -> int:
+    return Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()

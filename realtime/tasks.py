@@ -3,13 +3,14 @@
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from marketplace.gateways import wechat
 from realtime import notices, presence
-from realtime.models import Event, RealtimeSettings
+from realtime.models import Event, Notification, RealtimeSettings
 
 logger = logging.getLogger("realtime.tasks")
 
@@ -62,4 +63,25 @@ def prune_events() -> int:
         deleted += Event.objects.filter(pk__in=ids).delete()[0]
     if deleted:
         logger.info("pruned %d events older than %d days", deleted, days)
+    return deleted
+
+
+@db_periodic_task(crontab(hour="3", minute="47"))
+def prune_notifications() -> int:
+    """Deletes notifications read more than NOTIFICATION_READ_RETENTION_DAYS ago, in batches;
+    unread ones stay until read (the badge must not lose them)."""
+    days = settings.NOTIFICATION_READ_RETENTION_DAYS
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(
+            Notification.objects.filter(read_at__lt=cutoff).values_list("pk", flat=True)[
+                :PRUNE_BATCH
+            ]
+        )
+        if not ids:
+            break
+        deleted += Notification.objects.filter(pk__in=ids).delete()[0]
+    if deleted:
+        logger.info("pruned %d notifications read before %s", deleted, cutoff)
     return deleted

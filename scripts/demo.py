@@ -190,6 +190,9 @@ def summary(frame: dict) -> str:
         "amount",
         "available",
         "title",
+        "old_price",
+        "new_price",
+        "reason",
     )
     parts = [f"{key}={data[key]}" for key in keys if key in data and data[key] is not None]
     if frame.get("type") == "order.shipping_update" and data.get("events"):
@@ -324,7 +327,28 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
         raise DemoFailed(f"the approved listing is {detail['status']}, not on_sale")
     say(f"     the buyer sees it on sale at {yuan(detail['price'])}")
 
-    step(4, "Buyer adds a delivery address (an offer needs one)")
+    step(4, "Buyer favourites it (想要); the seller drops the price and the buyer hears it live")
+    wanted = await buyer.call("POST", f"/api/listings/{listing['id']}/favorite")
+    say(f"     buyer wants it: {wanted['favorite_count']} person(s) want it")
+    dropped = price - 3_000
+    await seller.call("PATCH", f"/api/listings/{listing['id']}", json={"price": dropped})
+    say(f"     seller drops the price to {yuan(dropped)} (the fan-out runs in a Huey task)")
+    news = await buyer.wait_event(
+        "listing.price_dropped",
+        lambda d: (d.get("listing") or {}).get("id") == listing["id"],
+        hint="the fan-out task runs in the Huey consumer `make run` starts",
+    )
+    say(
+        f"     buyer heard it: {yuan(news['data']['old_price'])} → "
+        f"{yuan(news['data']['new_price'])}"
+    )
+    centre = await buyer.call("GET", "/api/notifications", params={"unread": "true"})
+    entry = next((n for n in centre["items"] if n["type"] == "listing.price_dropped"), None)
+    if entry is None:
+        raise DemoFailed("the price drop is not in the buyer's notification centre")
+    say(f"     notification centre: {entry['title']} · {entry['body']}")
+
+    step(5, "Buyer adds a delivery address (an offer needs one)")
     address = await buyer.call(
         "POST",
         "/api/addresses",
@@ -340,7 +364,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     )
     say(f"     address #{address['id']}")
 
-    step(5, "Buyer asks, seller answers, then the live bargain in the same thread")
+    step(6, "Buyer asks, seller answers, then the live bargain in the same thread")
     thread = await buyer.call("POST", f"/api/listings/{listing['id']}/conversation")
     asked = await buyer.act(
         "message.send", conversation_id=thread["id"], kind="text", text="还在吗？能小刀吗？",
@@ -374,7 +398,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     for message in reversed(history["items"]):
         say(f"     thread: [{message['kind']}] {message['text']}")
 
-    step(6, "Buyer pays with WeChat Pay (the sandbox plays the WeChat app)")
+    step(7, "Buyer pays with WeChat Pay (the sandbox plays the WeChat app)")
     pay = await buyer.call("POST", f"/api/orders/{order_no}/pay", headers={"Idempotency-Key": run})
     prepay_id = pay["pay_params"]["package"].removeprefix("prepay_id=")
     paid = await buyer.call("POST", "/sandbox/wechat/pay", json={"prepay_id": prepay_id})
@@ -390,7 +414,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     )
     say("     order is paid and waits for the seller's video")
 
-    step(7, "Seller uploads a video of the item; buyer confirms it")
+    step(8, "Seller uploads a video of the item; buyer confirms it")
     await seller.call(
         "POST",
         f"/api/orders/{order_no}/video",
@@ -403,7 +427,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
         lambda d: d.get("order_no") == order_no and d.get("status") == "awaiting_shipment",
     )
 
-    step(8, "Seller ships with YTO Express; the sandbox Kuaidi100 moves the parcel")
+    step(9, "Seller ships with YTO Express; the sandbox Kuaidi100 moves the parcel")
     tracking_no = f"{TRACKING_NO_PREFIX}{int(time.time() * 1000) % 10**11:011d}"
     await seller.call(
         "POST",
@@ -428,7 +452,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     for event in tracking.get("events", [])[:3]:
         say(f"       {event.get('time')} {event.get('text')}")
 
-    step(9, "Buyer confirms receipt: the order completes and the seller is credited")
+    step(10, "Buyer confirms receipt: the order completes and the seller is credited")
     await buyer.call("POST", f"/api/orders/{order_no}/confirm-receipt")
     await seller.wait_event(
         "order.status_changed",
@@ -444,7 +468,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     if wallet["available"] != order["price"] - (order["commission"] or 0):
         raise DemoFailed(f"the wallet shows {wallet}, not price − commission")
 
-    step(10, "Seller adds an Alipay account and withdraws half; staff mark it paid in the admin")
+    step(11, "Seller adds an Alipay account and withdraws half; staff mark it paid in the admin")
     account = await seller.call(
         "POST",
         "/api/wallet/accounts",
@@ -475,7 +499,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     wallet = await seller.call("GET", "/api/wallet")
     say(f"     wallet now: available {yuan(wallet['available'])}, frozen {yuan(wallet['frozen'])}")
 
-    step(11, "Seller withdraws the rest to the WeChat balance and confirms it: paid, no staff")
+    step(12, "Seller withdraws the rest to the WeChat balance and confirms it: paid, no staff")
     withdrawal = await seller.call(
         "POST",
         "/api/wallet/withdrawals",
@@ -505,7 +529,7 @@ async def walkthrough(base_url, seller: Side, buyer: Side, staff_user, staff_pas
     say(f"     paid by WeChat; wallet now: available {yuan(wallet['available'])}, frozen "
         f"{yuan(wallet['frozen'])}")  # fmt: skip
 
-    step(12, "Today reconciles against the sandbox's WeChat Pay bills")
+    step(13, "Today reconciles against the sandbox's WeChat Pay bills")
     today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
     result = await asyncio.to_thread(
         subprocess.run,

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from marketplace.actions import social
 from marketplace.actions.accounts import check_not_banned
 from marketplace.errors import Conflict, DomainError, InvalidInput, NotFound
 from marketplace.gateways import wechat
@@ -214,6 +215,7 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
                 _attach_images(listing=listing, uploads=uploads)
                 content_changed = True
         price_changed = "price_fen" in data and data["price_fen"] != listing.price_fen
+        old_price_fen = listing.price_fen
         if price_changed:
             listing.price_fen = data["price_fen"]
             # Offers (or counters) at or above the new price are pointless now (SPEC §4).
@@ -226,6 +228,8 @@ def update_listing(*, seller: User, listing_id: int, data: dict[str, Any]) -> Li
             LISTING.move(listing, ListingStatus.PENDING_REVIEW, fields=EDITABLE_FIELDS)
         elif content_changed or price_changed or details_changed:
             listing.save(update_fields=[*EDITABLE_FIELDS, "updated_at"])
+        if price_changed:
+            social.notify_price_changed(listing=listing, old_price_fen=old_price_fen)
     return listing
 
 
@@ -283,6 +287,7 @@ def _review(*, staff: User, listing_id: int, decision: str, reason: str) -> List
                 params={"id": listing_id, "status": listing.status},
             )
         if decision == ReviewDecision.APPROVED:
+            first_time = listing.approved_at is None
             listing.approved_at = timezone.now()
             listing.review_note = ""
             LISTING.move(listing, ListingStatus.ON_SALE, fields=["approved_at", "review_note"])
@@ -291,6 +296,8 @@ def _review(*, staff: User, listing_id: int, decision: str, reason: str) -> List
             LISTING.move(listing, ListingStatus.REJECTED, fields=["review_note"])
         ListingReview.objects.create(listing=listing, staff=staff, decision=decision, reason=reason)
         notify_listing_reviewed(listing=listing)
+        if decision == ReviewDecision.APPROVED:
+            social.notify_listing_approved(listing=listing, first_time=first_time)
     logger.info("listing %s id=%s by staff=%s", decision, listing_id, staff.pk)
     return listing
 

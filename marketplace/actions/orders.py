@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from marketplace import storefront
+from marketplace.actions import social  # noqa: F401  (follows every listing move: counters, news)
 from marketplace.actions.refunds import request_refunds
 from marketplace.errors import Conflict, NotFound
 from marketplace.models import Address, Listing, ListingStatus, User

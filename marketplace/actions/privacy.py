@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from marketplace import storefront
+from marketplace.actions import social
 from marketplace.actions.accounts import revoke_all_tokens
 from marketplace.errors import Conflict
 from marketplace.models import (
@@ -189,6 +190,7 @@ def _erase_personal_data(user: User) -> None:
         email="", password=make_password(None),
     )
     Address.objects.filter(user=user).delete()
+    social.forget_user(user=user)
     PayoutAccount.objects.filter(user=user).update(
         holder_name=ERASED_NAME, bank_name="", account_no_encrypted="", account_last4="",
         deleted_at=timezone.now(),

@@ -9,6 +9,7 @@ from marketplace.admin import (
     orders,  # noqa: F401
     payouts,  # noqa: F401
     privacy,  # noqa: F401
+    social,  # noqa: F401
     wallet,  # noqa: F401
 )
 

@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.urls import reverse
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import accounts as account_actions
@@ -26,6 +28,10 @@ class UserAdmin(DjangoUserAdmin):
         "ban_reason",
         "rating_count",
         "rating_total",
+        "follower_count",
+        "on_sale_count",
+        "sold_count",
+        "social",
         "last_login",
         "date_joined",
     )
@@ -45,11 +51,27 @@ class UserAdmin(DjangoUserAdmin):
                     "ban_reason",
                     "rating_count",
                     "rating_total",
+                    "follower_count",
+                    "on_sale_count",
+                    "sold_count",
+                    "social",
                 )
             },
         ),
     )
     inlines = [AddressInline]
+
+    @admin.display(description="Favourites and follows")
+    def social(self, obj: User) -> str:
+        if obj.pk is None:
+            return "-"
+        links = [
+            ("favourites", "admin:marketplace_favorite_changelist", obj.pk),
+            ("follows", "admin:marketplace_follow_changelist", obj.pk),
+        ]
+        return format_html_join(
+            " · ", '<a href="{}?q={}">{}</a>', ((reverse(url), q, label) for label, url, q in links)
+        )
     actions = ["ban_users", "unban_users"]
 
     def has_ban_permission(self, request) -> bool:

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -184,8 +185,17 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         "submitted_at",
         "approved_at",
         "cover",
+        "favorite_count",
+        "favourites",
     )
     inlines = [ListingImageInline, ListingReviewInline]
+
+    @admin.display(description="Favourited by")
+    def favourites(self, obj):
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:marketplace_favorite_changelist")
+        return format_html('<a href="{}?q={}">{} people</a>', url, obj.pk, obj.favorite_count)
     actions = ["approve_selected", "reject_selected"]
     list_per_page = 50
 

@@ -31,6 +31,8 @@ from marketplace.models import (
 )
 from marketplace.money import yuan
 from marketplace.states import OrderStatus
+from realtime.models import Notification
+from realtime.notifications import NOTIFIED_TYPES
 
 if TYPE_CHECKING:  # a development dependency only: never imported at run time
     from django_stubs_ext import StrPromise
@@ -41,6 +43,7 @@ BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
 # Refused notifications are incidents, not a queue staff can empty: the tile counts a recent
 # window so it is highlighted while one is fresh, not for ever after the first.
 REFUSED_NOTIFICATIONS_WINDOW = dt.timedelta(days=7)
+NOTIFICATION_VOLUME_WINDOW = dt.timedelta(days=1)
 
 
 @dataclass
@@ -59,10 +62,11 @@ class Dashboard:
     attention: list[Tile] = field(default_factory=list)
     orders: list[Tile] = field(default_factory=list)
     money: list[Tile] = field(default_factory=list)
+    notifications: list[Tile] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.attention or self.orders or self.money)
+        return not (self.attention or self.orders or self.money or self.notifications)
 
 
 def business_day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -214,4 +218,22 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
                 detail=_("at the rates frozen at payment; earned when each order completes"),
             )
         )
+    if _may_view(request, Notification):
+        # Volume per type over the last day (fan-outs show as spikes): one grouped count on the
+        # created_at index; the table is pruned, so the window stays small.
+        since = now - NOTIFICATION_VOLUME_WINDOW
+        volume = dict(
+            Notification.objects.filter(created_at__gte=since)
+            .order_by()
+            .values_list("type")
+            .annotate(count=Count("id"))
+        )
+        for type in sorted(NOTIFIED_TYPES):
+            board.notifications.append(
+                Tile(
+                    type,
+                    str(volume.get(type, 0)),
+                    _changelist(Notification, type__exact=type),
+                )
+            )
     return board

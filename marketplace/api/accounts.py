@@ -6,13 +6,14 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja import File, Router, Schema, Status
 from ninja.files import UploadedFile
-from pydantic import ConfigDict, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from marketplace.actions import accounts as account_actions
 from marketplace.actions import uploads as upload_actions
 from marketplace.errors import NotFound, PayloadTooLarge, RateLimited, Unauthenticated
+from marketplace.models import User
 from marketplace.models.catalog import CITY_CODE_PATTERN
-from marketplace.selectors import addresses_of, public_user
+from marketplace.selectors import addresses_of, public_profile_data, public_user
 from project.client_address import client_address
 from project.ratelimit import RateLimit, count_scope, peek_scope
 from project.wire import WireDateTime
@@ -29,6 +30,16 @@ def _short(max_length: int) -> type[str]:
     return Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
     ]
+
+
+def optional_viewer(request: HttpRequest) -> User | None:
+    """Public endpoints still recognise a signed-in reader (a seller sees their own listing, a
+    buyer their favourites and follows)."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    user = account_actions.user_for_token(raw.strip())
+    return user if user is not None and not user.is_banned else None
 
 
 class StrictSchema(Schema):
@@ -55,11 +66,18 @@ class UserOut(Schema):
 
 
 class PublicUserOut(Schema):
+    """The seller page's header (SPEC §4b): every count is a counter column."""
+
     id: int
     nickname: str
     avatar_url: str
     rating_avg: float | None
     rating_count: int
+    on_sale_count: int
+    sold_count: int
+    follower_count: int
+    is_following: bool = Field(description="Whether the signed-in reader follows them.")
+    joined_at: WireDateTime
 
 
 class LoginOut(Schema):
@@ -206,7 +224,7 @@ def user_profile(request: HttpRequest, user_id: int):
     user = public_user(user_id=user_id)
     if user is None:
         raise NotFound("No such user.", code="user_not_found")
-    return user
+    return public_profile_data(seller=user, viewer=optional_viewer(request))
 
 
 @router.get("/addresses", response=list[AddressOut], summary="The address book (at most 20)")

@@ -14,8 +14,7 @@ from pydantic import Field, StringConstraints, field_validator
 from marketplace import storefront
 from marketplace.actions import catalog as catalog_actions
 from marketplace.actions import uploads as upload_actions
-from marketplace.actions.accounts import user_for_token
-from marketplace.api.accounts import CityCode, StrictSchema
+from marketplace.api.accounts import CityCode, StrictSchema, optional_viewer
 from marketplace.errors import InvalidInput, NotFound, PayloadTooLarge
 from marketplace.media import storage_url
 from marketplace.models import ListingStatus, User
@@ -37,6 +36,7 @@ from marketplace.selectors import (
     category_ids_under,
     category_tree,
     home_data,
+    is_favorite,
     listing_for_viewer,
     listings_of_seller,
     search_listings,
@@ -102,6 +102,9 @@ class ListingSummaryOut(Schema):
     cover_url: str
     status: ListingStatus
     views: int
+    favorite_count: int = Field(
+        description="How many people want it; in cached pages up to 5 s old (docs/social.md)."
+    )
     seller: SellerOut
     created_at: WireDateTime
 
@@ -125,6 +128,7 @@ class ListingDetailOut(ListingSummaryOut):
     approved_at: WireDateTime | None
     review_note: str
     updated_at: WireDateTime
+    is_favorite: bool = Field(description="Whether the signed-in reader favourited it.")
 
 
 ListingPage = page_schema(ListingSummaryOut, "ListingPage")
@@ -208,15 +212,6 @@ assert set(LISTING_SORTS) == {"newest", "hot", "price_asc", "price_desc"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _optional_viewer(request: HttpRequest) -> User | None:
-    """Public endpoints still recognise a signed-in seller (to show them their own listing)."""
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    user = user_for_token(raw.strip())
-    return user if user is not None and not user.is_banned else None
 
 
 def _viewer_key(request: HttpRequest, viewer: User | None) -> str:
@@ -322,7 +317,7 @@ def listings(request: HttpRequest, query: Query[ListingQuery]):
     summary="A listing; counts one view per viewer per hour",
 )
 def listing_detail(request: HttpRequest, listing_id: int):
-    viewer = _optional_viewer(request)
+    viewer = optional_viewer(request)
     key = _storefront_key(f"detail:{listing_id}")
     # Only publicly visible listings are cached, and the same for every visitor; the seller
     # (who sees their own listing in every status) always reads the database.
@@ -342,7 +337,24 @@ def listing_detail(request: HttpRequest, listing_id: int):
         catalog_actions.record_view(
             listing_id=listing_id, status=status, viewer_key=_viewer_key(request, viewer)
         )
+    if viewer is not None and is_favorite(user=viewer, listing_id=listing_id):
+        content = _with_favorite(content)
     return _response(content)
+
+
+_NOT_FAVORITE = '"is_favorite": false'
+_FAVORITE = '"is_favorite": true'
+
+
+def _with_favorite(content: str | bytes) -> str | bytes:
+    """The shared body with this reader's `is_favorite` merged in, without parsing it. The
+    field is the detail's last, and the same text inside a string value (a description) has
+    its quotes escaped, so the last unescaped occurrence is the field."""
+    if isinstance(content, bytes):
+        head, found, tail = content.rpartition(_NOT_FAVORITE.encode())
+        return head + _FAVORITE.encode() + tail if found else content
+    text_head, text_found, text_tail = content.rpartition(_NOT_FAVORITE)
+    return text_head + _FAVORITE + text_tail if text_found else content
 
 
 @router.post("/listings", response={201: ListingDetailOut}, summary="Publish (goes to review)")

@@ -21,6 +21,7 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.models.privacy import AccountDeletion, DataExport, RetentionRun
+from marketplace.models.social import BroadcastKind, Favorite, Follow, ListingBroadcast
 from marketplace.models.wallet import (
     LedgerEntry,
     PayoutAccount,
@@ -34,6 +35,10 @@ from marketplace.models.wallet import (
 from marketplace.states import ListingStatus
 
 __all__ = [
+    "BroadcastKind",
+    "Favorite",
+    "Follow",
+    "ListingBroadcast",
     "AccountDeletion",
     "DataExport",
     "RetentionRun",

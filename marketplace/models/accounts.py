@@ -22,6 +22,11 @@ class User(AbstractUser):
     # Kept up to date by the review action, so profiles never aggregate per request.
     rating_count = models.PositiveIntegerField(default=0)
     rating_total = models.PositiveIntegerField(default=0)
+    # The seller page's counters (SPEC §4b): followers kept by the follow actions; listings on
+    # sale and sold recounted from the listing rows whenever one of the seller's listings moves.
+    follower_count = models.PositiveIntegerField(default=0)
+    on_sale_count = models.PositiveIntegerField(default=0)
+    sold_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         db_table = "accounts_user"

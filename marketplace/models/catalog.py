@@ -117,6 +117,8 @@ class Listing(models.Model):
     cover = models.CharField(max_length=300, blank=True)
     # The click count behind "hot": flushed in batches from ListingView rows (docs/catalog.md).
     views = models.PositiveBigIntegerField(default=0)
+    # How many people want it ("想要"): kept by the favourite actions, one row each (social).
+    favorite_count = models.PositiveIntegerField(default=0)
     # WeChat's text check said "review": staff should read this one carefully.
     is_flagged = models.BooleanField(default=False)
     review_note = models.CharField(max_length=200, blank=True)

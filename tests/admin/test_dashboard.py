@@ -14,6 +14,7 @@ from marketplace.models import Listing, ListingStatus
 from marketplace.models.fulfilment import Dispute
 from marketplace.models.orders import Order, PaymentNotification, Refund
 from marketplace.states import OrderStatus
+from realtime.models import Notification
 from tests.admin.helpers import admin_client, staff_in
 from tests.admin.test_roles import _pending_withdrawal
 from tests.factories import StaffFactory, UserFactory
@@ -169,7 +170,8 @@ def test_each_link_opens_the_list_of_exactly_what_it_counts(world):
 
 def test_index_page_renders_the_dashboard_in_few_queries(world, django_assert_max_num_queries):
     client = admin_client(StaffFactory())
-    with django_assert_max_num_queries(16):  # 14 + the reconciliation tile's two
+    # 14 + the reconciliation tile's two + the notification volume (issue 16).
+    with django_assert_max_num_queries(17):
         page = client.get("/admin/")
     html = page.content.decode()
     assert page.status_code == 200 and 'id="staff-dashboard"' in html
@@ -186,6 +188,7 @@ def test_queries_do_not_grow_with_the_data(world, django_assert_num_queries):
         make_order(OrderStatus.CLOSED)
         listing_on_sale(status=ListingStatus.PENDING_REVIEW)
         PaymentNotification.objects.create(kind="payment", body="{}", outcome="refused: x")
+        Notification.objects.create(user=StaffFactory(), type="wallet.credited", created_at=NOW)
     with django_assert_num_queries(9):
         build_dashboard(request, now=NOW)
 
@@ -221,3 +224,15 @@ def test_the_refused_notifications_filter_lists_exactly_the_refused_ones(world):
     rejected = client.get(base, {"outcome_kind": "rejected"}).context["cl"].result_list
     assert [note.outcome for note in rejected] == ["rejected: stale"]
     assert client.get(base).context["cl"].result_count == 5
+
+
+def test_notification_volume_per_type_links_to_its_list(db):
+    Notification.objects.create(user=UserFactory(), type="listing.price_dropped", created_at=NOW)
+    Notification.objects.create(user=UserFactory(), type="listing.price_dropped", created_at=NOW)
+    old = NOW - dt.timedelta(days=2)
+    Notification.objects.create(user=UserFactory(), type="offer.created", created_at=old)
+    board = build_dashboard(_request(StaffFactory()), now=NOW)
+    tiles = {tile.label: tile for tile in board.notifications}
+    assert tiles["listing.price_dropped"].value == "2"
+    assert tiles["offer.created"].value == "0"
+    assert tiles["listing.price_dropped"].url.endswith("?type__exact=listing.price_dropped")

@@ -185,7 +185,11 @@ def test_profile_update_validates_and_ignores_nothing_silently(client_of):
 
 def test_public_profile_hides_private_fields_and_banned_users(anon, user):
     body = anon.get(f"/api/users/{user.pk}").json()
-    assert set(body) == {"id", "nickname", "avatar_url", "rating_avg", "rating_count"}
+    assert set(body) == {
+        "id", "nickname", "avatar_url", "rating_avg", "rating_count",
+        # The seller page (SPEC §4b): counters and the reader's follow, nothing private.
+        "on_sale_count", "sold_count", "follower_count", "is_following", "joined_at",
+    }
 
     user.is_banned = True
     user.save()

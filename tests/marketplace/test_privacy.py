@@ -271,6 +271,8 @@ def test_the_export_holds_every_kind_of_row_the_user_owns(
     seller = make_client()
     theirs = listing_on_sale(seller=seller.user, price_fen=10_000)
     client.post(f"/api/listings/{theirs.pk}/offers", {"price": 8_000})
+    client.post(f"/api/listings/{theirs.pk}/favorite")
+    client.post(f"/api/users/{seller.user.pk}/follow")
     completed_purchase(client, make_client)
     credit(user, 300)
     account = make_account(user)
@@ -291,6 +293,8 @@ def test_the_export_holds_every_kind_of_row_the_user_owns(
     assert {listing["title"] for listing in data["listings"]} == {"我的旧相机"}
     assert len(data["orders"]) == 1 and data["orders"][0]["address"]["phone"] == "139****5678"
     assert data["payout_accounts"][0]["account_no"].startswith("****")
+    assert [f["listing_id"] for f in data["favorites"]] == [theirs.pk]
+    assert [f["seller_id"] for f in data["following"]] == [seller.user.pk]
 
     # The same export is handed out again while it is valid.
     assert client.get("/api/me/export").json()["url"] == body["url"]
@@ -300,7 +304,8 @@ def test_every_model_pointing_at_a_user_is_exported_or_says_why_not():
     covered = {
         "marketplace.Address", "marketplace.Listing", "marketplace.Order", "marketplace.Review",
         "marketplace.PayoutAccount", "marketplace.Withdrawal", "marketplace.LedgerEntry",
-        "negotiation.Offer", *personal_data.NOT_EXPORTED,
+        "negotiation.Offer", "marketplace.Favorite", "marketplace.Follow",
+        "realtime.Notification", *personal_data.NOT_EXPORTED,
     }
     missing = set()
     for model in apps.get_models():

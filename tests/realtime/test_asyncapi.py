@@ -13,8 +13,9 @@ import pytest
 from django.utils import timezone
 
 from marketplace.actions.catalog import approve_listing
+from marketplace.actions.social import fan_out_broadcast
 from marketplace.actions.wallet import mark_withdrawal_paid
-from marketplace.models import ListingStatus
+from marketplace.models import ListingBroadcast, ListingStatus
 from negotiation.actions import handle_offer_expiry
 from negotiation.models import Offer
 from realtime import consumers, dispatch
@@ -153,13 +154,26 @@ def test_every_event_of_an_order_life_and_of_bargaining_validates(make_client):
     thread = first.get("/api/conversations").json()["items"][0]
     last = thread["last_message"]["id"]
     assert first.post(f"/api/conversations/{thread['id']}/read", {"up_to": last}).status_code == 200
+    # Social news: a price drop and a take-down to a favouriter, a new listing to a follower
+    # (the fan-outs run after commit, which this test's transaction never does: run them here).
+    fan = make_buyer(make_client)
+    wanted = listing_on_sale(seller=other_seller.user, price_fen=20_000)
+    assert fan.post(f"/api/listings/{wanted.pk}/favorite").status_code == 200
+    assert other_seller.patch(f"/api/listings/{wanted.pk}", {"price": 18_000}).status_code == 200
+    assert other_seller.post(f"/api/listings/{wanted.pk}/off-shelf").status_code == 200
+    assert fan.post(f"/api/users/{other_seller.user.pk}/follow").status_code == 200
+    fresh = listing_on_sale(seller=other_seller.user, status=ListingStatus.PENDING_REVIEW)
+    approve_listing(staff=StaffFactory(), listing_id=fresh.pk)
+    for broadcast_id in ListingBroadcast.objects.values_list("pk", flat=True):
+        fan_out_broadcast(broadcast_id=broadcast_id)
 
     seen = set()
     for event in Event.objects.order_by("user_id", "seq"):
         # The frame as the socket and GET /api/events send it, through JSON.
         validate(json.loads(json.dumps(event_frame(event))))
         seen.add(event.type)
-    assert seen == EVENT_TYPES
+    # notification.created is declared but not sent yet: each entry is told by its own event.
+    assert seen == EVENT_TYPES - {"notification.created"}
 
 
 class Captured:

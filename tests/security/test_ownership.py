@@ -29,6 +29,12 @@ PUBLIC = {
     ("POST", "/api/listings/{listing_id}/conversation"): "any buyer may ask about a listing",
     ("POST", "/api/users/{user_id}/block"): "anyone may block anyone (it reveals nothing)",
     ("DELETE", "/api/users/{user_id}/block"): "unblocking someone one never blocked is a no-op",
+    ("POST", "/api/listings/{listing_id}/favorite"): "anyone may want a published listing",
+    ("DELETE", "/api/listings/{listing_id}/favorite"): "removes only the caller's own favourite",
+    ("POST", "/api/users/{user_id}/follow"): "anyone may follow a seller",
+    ("DELETE", "/api/users/{user_id}/follow"): "removes only the caller's own follow",
+    ("GET", "/api/users/{user_id}/listings"): "the public seller page",
+    ("GET", "/api/users/{user_id}/reviews"): "the public seller page",
 }
 
 # A valid body for each id-taking operation that needs one, so the 404 cannot be a 422 that
