@@ -31,7 +31,7 @@ from marketplace.representations import (
     order_data,
     withdrawal_data,
 )
-from negotiation.models import Offer
+from negotiation.models import Conversation, Message, Offer, Report, UserBlock
 from negotiation.representations import offer_data
 from realtime.models import Notification
 from realtime.notifications import notification_data
@@ -152,6 +152,40 @@ def _notifications(user: User) -> list[dict[str, Any]]:
     return [notification_data(row) for row in rows]
 
 
+def _conversations(user: User) -> list[dict[str, Any]]:
+    """The user's threads and what the user wrote in them (the other side's messages are theirs)."""
+    threads = Conversation.objects.filter(Q(buyer=user) | Q(seller=user)).order_by("id")
+    written: dict[int, list[dict[str, Any]]] = {}
+    for message in Message.objects.filter(sender=user).order_by("id"):
+        written.setdefault(message.conversation_id, []).append(
+            {"id": message.pk, "kind": message.kind, "text": message.text,
+             "image_id": message.image_id, "created_at": message.created_at}
+        )  # fmt: skip
+    return [
+        {
+            "id": thread.pk,
+            "listing_id": thread.listing_id,
+            "role": "buyer" if thread.buyer_id == user.pk else "seller",
+            "messages_written": written.get(thread.pk, []),
+        }
+        for thread in threads
+    ]
+
+
+def _blocks(user: User) -> list[dict[str, Any]]:
+    rows = UserBlock.objects.filter(blocker=user).order_by("id")
+    return [{"user_id": row.blocked_id, "created_at": row.created_at} for row in rows]
+
+
+def _reports(user: User) -> list[dict[str, Any]]:
+    rows = Report.objects.filter(reporter=user).order_by("id")
+    return [
+        {"id": row.pk, "target_type": row.target_type, "reason": row.reason,
+         "detail": row.detail, "status": row.status, "created_at": row.created_at}
+        for row in rows
+    ]  # fmt: skip
+
+
 SECTIONS: dict[str, Callable[[User], Any]] = {
     "profile": _profile,
     "addresses": _addresses,
@@ -166,6 +200,10 @@ SECTIONS: dict[str, Callable[[User], Any]] = {
     # Who follows the user is the followers' data; the count is in the profile.
     "following": _following,
     "notifications": _notifications,
+    "conversations": _conversations,
+    # Who blocked the user, and reports about the user, are other people's data.
+    "blocks": _blocks,
+    "reports": _reports,
 }
 
 # Models that point at a user but are not part of the export, and why.
@@ -178,13 +216,14 @@ NOT_EXPORTED = {
     "marketplace.ImageUpload": "the images are in the listings section",
     "realtime.Event": "delivery copies of the objects in the other sections",
     "realtime.EventCounter": "a sequence number",
+    "negotiation.MessageInbox": "an unread counter (in the conversations' unread counts)",
 }
 
 
 # Foreign keys to a user that name the staff member who acted, not the owner of the row.
 STAFF_FIELDS = {
     "decided_by", "settled_by", "staff", "actor_user", "changed_by", "reviewer", "actor",
-    "resolved_by",
+    "resolved_by", "staff_user",
 }  # fmt: skip
 
 

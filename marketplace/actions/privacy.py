@@ -45,7 +45,7 @@ from marketplace.models import (
 )
 from marketplace.personal_data import personal_data
 from marketplace.states import LISTING, TERMINAL, ListingStatus, WithdrawalStatus
-from negotiation.models import Offer
+from negotiation.models import Message, Offer, UserBlock
 from negotiation.states import LIVE_STATUSES
 from project.tasking import enqueue_on_commit
 from realtime.models import Event
@@ -203,8 +203,14 @@ def _erase_personal_data(user: User) -> None:
     Order.objects.filter(seller=user).update(seller_nickname=ERASED_NAME, seller_avatar_url="")
     # Durable events are delivery copies of orders and offers (addresses, nicknames): the
     # user's own, and the other parties' copies of objects the user was a party to.
+    # Chat: what the user wrote goes; the other side keeps the thread and its own messages.
+    Message.objects.filter(sender=user).update(text="", image=None, client_id="")
+    UserBlock.objects.filter(Q(blocker=user) | Q(blocked=user)).delete()
     Event.objects.filter(
-        Q(user_id=user.pk) | Q(data__buyer_id=user.pk) | Q(data__seller_id=user.pk)
+        Q(user_id=user.pk)
+        | Q(data__buyer_id=user.pk)
+        | Q(data__seller_id=user.pk)
+        | Q(data__sender_id=user.pk)
     ).delete()
     IdempotencyRecord.objects.filter(user=user).delete()
     ApiToken.objects.filter(user=user).delete()

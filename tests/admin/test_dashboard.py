@@ -182,14 +182,14 @@ def test_index_page_renders_the_dashboard_in_few_queries(world, django_assert_ma
 
 def test_queries_do_not_grow_with_the_data(world, django_assert_num_queries):
     request = _request(StaffFactory())
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         build_dashboard(request, now=NOW)
     for _ in range(5):
         make_order(OrderStatus.CLOSED)
         listing_on_sale(status=ListingStatus.PENDING_REVIEW)
         PaymentNotification.objects.create(kind="payment", body="{}", outcome="refused: x")
         Notification.objects.create(user=StaffFactory(), type="wallet.credited", created_at=NOW)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         build_dashboard(request, now=NOW)
 
 

@@ -232,6 +232,13 @@ def test_after_the_cooling_off_period_no_personal_data_is_left(
     add_address(client)
     make_account(user, holder_name=NAME)
     order = completed_purchase(client, make_client)
+    asked_about = listing_on_sale(seller=make_client().user)
+    thread = client.post(f"/api/listings/{asked_about.pk}/conversation").json()
+    sent = client.post(
+        f"/api/conversations/{thread['id']}/messages",
+        {"kind": "text", "text": f"我是{NAME}，电话 {PHONE}", "client_id": "erase-1"},
+    )
+    assert sent.status_code == 201, sent.content
     exported(client, django_capture_on_commit_callbacks)
     assert _tables_holding(PHONE) and _tables_holding(NAME) and _tables_holding(DETAIL)
 
@@ -280,6 +287,18 @@ def test_the_export_holds_every_kind_of_row_the_user_owns(
         "/api/wallet/withdrawals", {"amount": 100, "account_id": account.pk}
     ).status_code == 201
 
+    thread = client.get("/api/conversations").json()["items"][0]  # opened by the offer
+    sent = client.post(
+        f"/api/conversations/{thread['id']}/messages",
+        {"kind": "text", "text": "还在吗？", "client_id": "privacy-1"},
+    )
+    assert sent.status_code == 201, sent.content
+    pest = make_client()
+    assert client.post(f"/api/users/{pest.user.pk}/block").status_code == 200
+    assert client.post(
+        "/api/reports", {"target_type": "user", "target_id": pest.user.pk, "reason": "abuse"}
+    ).status_code == 201
+
     body = exported(client, django_capture_on_commit_callbacks)
     assert body["status"] == "ready"
     document = anon.client.get(body["url"].split("8000", 1)[-1])
@@ -295,6 +314,9 @@ def test_the_export_holds_every_kind_of_row_the_user_owns(
     assert data["payout_accounts"][0]["account_no"].startswith("****")
     assert [f["listing_id"] for f in data["favorites"]] == [theirs.pk]
     assert [f["seller_id"] for f in data["following"]] == [seller.user.pk]
+    (written,) = [c["messages_written"] for c in data["conversations"] if c["id"] == thread["id"]]
+    assert [m["text"] for m in written][-1] == "还在吗？"  # after the offer's own entry
+    assert [b["user_id"] for b in data["blocks"]] == [pest.user.pk]
 
     # The same export is handed out again while it is valid.
     assert client.get("/api/me/export").json()["url"] == body["url"]
@@ -305,7 +327,8 @@ def test_every_model_pointing_at_a_user_is_exported_or_says_why_not():
         "marketplace.Address", "marketplace.Listing", "marketplace.Order", "marketplace.Review",
         "marketplace.PayoutAccount", "marketplace.Withdrawal", "marketplace.LedgerEntry",
         "negotiation.Offer", "marketplace.Favorite", "marketplace.Follow",
-        "realtime.Notification", *personal_data.NOT_EXPORTED,
+        "realtime.Notification", "negotiation.Conversation", "negotiation.Message",
+        "negotiation.UserBlock", "negotiation.Report", *personal_data.NOT_EXPORTED,
     }
     missing = set()
     for model in apps.get_models():

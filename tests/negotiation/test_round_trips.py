@@ -23,11 +23,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # the message, the thread's counters and the inbox in one statement; an acceptance or a
 # purchase locks every thread on the listing (+1) and writes the accepted move, the rivals'
 # declines and the closing of the other threads (+1 each, whatever the number of threads).
-OFFER = (8, 12)
-COUNTER = (7, 11)
-ACCEPT_WITHOUT_RIVALS = (12, 15)
-ACCEPT_WITH_THREE_RIVALS = (16, 23)
-PURCHASE_WITH_TWO_BARGAINERS = (12, 17)
+# SQLite stores the notification centre's entries in one more statement (issue 16); PostgreSQL
+# stores them in the events' own statement.
+OFFER = (8, 13)
+COUNTER = (7, 12)
+ACCEPT_WITHOUT_RIVALS = (12, 16)
+ACCEPT_WITH_THREE_RIVALS = (16, 24)
+PURCHASE_WITH_TWO_BARGAINERS = (12, 18)
 NOT_ROUND_TRIPS = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK")
 
 
