@@ -6,6 +6,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
+from marketplace.money import parse_yuan, yuan, yuan_label
+
 
 class ReadOnlyMixin:
     """Rows only actions write (history, ledgers, notifications, events): staff look, never
@@ -69,3 +71,63 @@ class RejectForm(forms.Form):
     def __init__(self, *args, help_text: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["reason"].help_text = help_text
+
+
+class YuanField(forms.CharField):
+    """Money typed in yuan ("1,234.56"), cleaned to integer fen; a third decimal is refused
+    rather than rounded (marketplace.money.parse_yuan)."""
+
+    def __init__(self, *args, min_fen: int | None = 0, max_fen: int | None = None, **kwargs):
+        self.min_fen, self.max_fen = min_fen, max_fen
+        kwargs.setdefault("max_length", 20)
+        super().__init__(*args, **kwargs)
+
+    def prepare_value(self, value):
+        # Initial values are fen (the model's); what the form shows back is what staff typed.
+        return yuan(value) if isinstance(value, int) else value
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        try:
+            fen = parse_yuan(text)
+        except ValueError:
+            raise forms.ValidationError(
+                "请输入以元为单位的金额，最多两位小数（如 12.34）。", code="invalid_yuan"
+            ) from None
+        if self.min_fen is not None and fen < self.min_fen:
+            raise forms.ValidationError(f"金额不能低于 {yuan_label(self.min_fen)}。", code="min")
+        if self.max_fen is not None and fen > self.max_fen:
+            raise forms.ValidationError(f"金额不能高于 {yuan_label(self.max_fen)}。", code="max")
+        return fen
+
+
+def fen_as_yuan(field_name: str, label: str):
+    """A list/detail column showing a fen field as "¥1,234.56", sortable by the field."""
+
+    @admin.display(description=label, ordering=field_name)
+    def column(obj):
+        return yuan_label(getattr(obj, field_name))
+
+    column.__name__ = f"{field_name.removesuffix('_fen')}_yuan"
+    return column
+
+
+def yuan_readonly(model, labels: dict[str, str] | None = None) -> list:
+    """Every field of `model` for a read-only detail page, with each `_fen` field replaced, in
+    place, by its yuan column (label: `labels[name]` or the field's verbose_name + " (¥)")."""
+    columns: list = []
+    for field in model._meta.fields:
+        if field.name.endswith("_fen"):
+            label = (labels or {}).get(field.name) or f"{field.verbose_name} (¥)"
+            columns.append(fen_as_yuan(field.name, label))
+        else:
+            columns.append(field.name)
+    return columns
+
+
+def fen_field_names(model) -> list[str]:
+    """Excluded from the form of an admin showing them through `yuan_readonly` columns (a
+    callable in readonly_fields does not keep the raw field out of the form)."""
+    return [field.name for field in model._meta.fields if field.name.endswith("_fen")]

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from marketplace.actions import catalog as catalog_actions
 from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
-from marketplace.money import yuan
+from marketplace.money import yuan_label
 from marketplace.representations import media_url
 
 
@@ -171,7 +171,7 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="price (¥)", ordering="price_fen")
     def price_yuan(self, obj):
-        return yuan(obj.price_fen)
+        return yuan_label(obj.price_fen)
 
     def _report(self, request, done: int, problems: list[str], verb: str) -> None:
         if done:

@@ -26,7 +26,7 @@ from marketplace.models import (
     Refund,
     Withdrawal,
 )
-from marketplace.money import yuan
+from marketplace.money import yuan_label
 from marketplace.states import OrderStatus
 
 # The platform's business day: turnover "today" is a China calendar day, whatever the server's
@@ -120,7 +120,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
                     to__exact=Withdrawal.Destination.ACCOUNT,
                 ),
                 is_attention=queue["count"] > 0,
-                detail="¥" + yuan(queue["total"] or 0, grouped=True),
+                detail=yuan_label(queue["total"] or 0),
             )
         )
 
@@ -192,7 +192,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         board.money.append(
             Tile(
                 f"Turnover today ({start.date().isoformat()}, China time)",
-                "¥" + yuan(today["gross"] or 0, grouped=True),
+                yuan_label(today["gross"] or 0),
                 paid_today,
                 detail=f"{today['count']} order(s) paid",
             )
@@ -200,7 +200,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         board.money.append(
             Tile(
                 "Commission on today's payments",
-                "¥" + yuan(today["commission"] or 0, grouped=True),
+                yuan_label(today["commission"] or 0),
                 paid_today,
                 detail="at the rates frozen at payment; earned when each order completes",
             )

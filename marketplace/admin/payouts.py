@@ -16,7 +16,7 @@ from marketplace.models.wallet import (
     WechatTransfer,
     WechatTransferEvent,
 )
-from marketplace.money import yuan
+from marketplace.money import yuan_label
 
 
 class TransferEventInline(ReadOnlyInline):
@@ -54,7 +54,7 @@ class WechatTransferAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="amount (¥)", ordering="amount_fen")
     def amount(self, obj):
-        return yuan(obj.amount_fen)
+        return yuan_label(obj.amount_fen)
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("marketplace.change_withdrawal")
@@ -101,7 +101,7 @@ class ReconciliationDayAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="WeChat fees (¥)", ordering="fees_fen")
     def fees(self, obj):
-        return yuan(obj.fees_fen)
+        return yuan_label(obj.fees_fen)
 
 
 class ResolveForm(forms.Form):

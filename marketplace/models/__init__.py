@@ -20,6 +20,7 @@ from marketplace.models.orders import (
     Refund,
 )
 from marketplace.models.privacy import AccountDeletion, DataExport, RetentionRun
+from marketplace.models.staff import StaffExport
 from marketplace.models.wallet import (
     LedgerEntry,
     PayoutAccount,
@@ -33,6 +34,7 @@ from marketplace.models.wallet import (
 from marketplace.states import ListingStatus
 
 __all__ = [
+    "StaffExport",
     "AccountDeletion",
     "DataExport",
     "RetentionRun",

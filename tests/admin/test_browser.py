@@ -136,7 +136,7 @@ def test_staff_review_settle_and_pay_out_in_chromium(live_server, scene, browser
     page.goto(f"{live_server.url}/admin/")
     page.click('a[data-tile="Open disputes"]')
     page.click(f'a.button[href$="/order/{order.pk}/settle/"]')
-    page.fill("#id_refund_fen", "4000")
+    page.fill("#id_refund_yuan", "40.00")
     page.fill("#id_note", "镜头确有问题，部分退款，卖家同意")
     _shot(page, "04-settle-form")
     page.click('input[name="settle"]')
