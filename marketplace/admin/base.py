@@ -73,13 +73,16 @@ class RejectForm(forms.Form):
         self.fields["reason"].help_text = help_text
 
 
-class YuanField(forms.CharField):
+class YuanField(forms.Field):
     """Money typed in yuan ("1,234.56"), cleaned to integer fen; a third decimal is refused
     rather than rounded (marketplace.money.parse_yuan)."""
 
+    widget = forms.TextInput(attrs={"inputmode": "decimal", "size": 12})
+    # Longer than any amount the platform handles ("99,999,999.99"): refused before parsing.
+    MAX_TEXT = 20
+
     def __init__(self, *args, min_fen: int | None = 0, max_fen: int | None = None, **kwargs):
         self.min_fen, self.max_fen = min_fen, max_fen
-        kwargs.setdefault("max_length", 20)
         super().__init__(*args, **kwargs)
 
     def prepare_value(self, value):
@@ -87,10 +90,12 @@ class YuanField(forms.CharField):
         return yuan(value) if isinstance(value, int) else value
 
     def to_python(self, value):
-        text = super().to_python(value)
-        if text in self.empty_values:
+        if value in self.empty_values:
             return None
+        text = str(value).strip()
         try:
+            if len(text) > self.MAX_TEXT:
+                raise ValueError(text)
             fen = parse_yuan(text)
         except ValueError:
             raise forms.ValidationError(

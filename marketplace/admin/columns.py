@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from marketplace.media import storage_url
-from marketplace.states import OrderStatus
+from marketplace.states import OrderStatus, WithdrawalStatus
 
 # Colours of the order statuses: waiting on someone (amber), moving (blue), trouble (red),
 # finished well (green), finished otherwise (grey).
@@ -24,7 +24,13 @@ STATUS_COLOURS = {
     OrderStatus.CANCELLED: "#666666",
     OrderStatus.CLOSED: "#666666",
 }
-WITHDRAWAL_COLOURS = {"pending": "#b26a00", "paid": "#2e7d32", "rejected": "#666666"}
+WITHDRAWAL_COLOURS = {
+    WithdrawalStatus.PENDING: "#b26a00",
+    WithdrawalStatus.AWAITING_USER_CONFIRMATION: "#1f6fb2",
+    WithdrawalStatus.PAID: "#2e7d32",
+    WithdrawalStatus.REJECTED: "#666666",
+    WithdrawalStatus.FAILED: "#c62828",
+}
 
 
 def badge(label: str, colour: str):
