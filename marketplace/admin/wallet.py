@@ -318,6 +318,11 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
         extra = {}
         if self.has_change_permission(request):
             extra["bank_result_url"] = reverse("admin:marketplace_withdrawal_bank_result")
+        # Finance lands here (marketplace/admin/landing.py): the other half of its day is one
+        # click away.
+        if request.user.has_perm("marketplace.view_reconciliationitem"):
+            url = reverse("admin:marketplace_reconciliationitem_changelist")
+            extra["reconciliation_items_url"] = f"{url}?is_resolved__exact=0"
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 
     def bank_result_view(self, request):
