@@ -136,3 +136,56 @@ def fen_field_names(model) -> list[str]:
     """Excluded from the form of an admin showing them through `yuan_readonly` columns (a
     callable in readonly_fields does not keep the raw field out of the form)."""
     return [field.name for field in model._meta.fields if field.name.endswith("_fen")]
+
+
+class YuanDisplayMixin:
+    """Shows every read-only `_fen` field of a list, detail page or inline as "¥1,234.56"
+    (same place, same ordering), and keeps the raw field out of the form. For admins whose
+    fields are listed by name or generated from the model; `yuan_labels` names a column."""
+
+    yuan_labels: dict[str, str] = {}
+
+    def _yuan_column(self, name: str):
+        cache = self.__dict__.setdefault("_yuan_columns", {})
+        if name not in cache:
+            model = self.model  # type: ignore[attr-defined]  # mixed into an admin
+            label = self.yuan_labels.get(name) or f"{model._meta.get_field(name).verbose_name} (¥)"
+            cache[name] = fen_as_yuan(name, label)
+        return cache[name]
+
+    def _swap(self, names) -> list:
+        model_fields = {field.name for field in self.model._meta.fields}  # type: ignore[attr-defined]
+        return [
+            self._yuan_column(name)
+            if isinstance(name, str) and name.endswith("_fen") and name in model_fields
+            else name
+            for name in names
+        ]
+
+    def _yuan_columns_of_model(self) -> list:
+        return [self._yuan_column(name) for name in fen_field_names(self.model)]  # type: ignore[attr-defined]
+
+    def get_readonly_fields(self, request, obj=None):
+        names = self._swap(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        # The raw fields are out of the form (get_exclude): their yuan columns are read-only.
+        return [*names, *(column for column in self._yuan_columns_of_model() if column not in names)]
+
+    def get_fields(self, request, obj=None):
+        names = self._swap(super().get_fields(request, obj))  # type: ignore[misc]
+        if self.fields or self.fieldsets:  # type: ignore[attr-defined]
+            return names
+        # Generated from the model: keep the model's order, each amount where its field was.
+        model = self.model  # type: ignore[attr-defined]
+        in_model_order = [
+            self._yuan_column(field.name) if field.name.endswith("_fen") else field.name
+            for field in model._meta.fields
+            if field.name in names or field.name.endswith("_fen")
+        ]
+        return [*in_model_order, *(name for name in names if name not in in_model_order)]
+
+    def get_list_display(self, request):
+        return self._swap(super().get_list_display(request))  # type: ignore[misc]
+
+    def get_exclude(self, request, obj=None):
+        excluded = list(super().get_exclude(request, obj) or [])  # type: ignore[misc]
+        return [*excluded, *fen_field_names(self.model)]  # type: ignore[attr-defined]

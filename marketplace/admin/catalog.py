@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm, YuanDisplayMixin
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
 from marketplace.money import yuan_label
 from marketplace.representations import media_url
@@ -106,7 +106,7 @@ class ListingReviewInline(admin.TabularInline):
 # Listings come from sellers through the API; orders and reviews point at them, so one is
 # taken off sale by rejecting it, never deleted.
 @admin.register(Listing)
-class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
+class ListingAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
     """The review queue: pending first, oldest submission first."""
 
     list_display = (
@@ -154,14 +154,16 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         # Content, price and bargaining limits change only through the seller's API (which sends
         # the listing back to review and declines offers above a new price); status only through
         # the review actions, which record who decided. Staff read here and act via the actions.
-        return [
-            *self.readonly_fields,
-            *(
-                f.name
-                for f in Listing._meta.fields
-                if not f.primary_key and f.name not in self.readonly_fields
-            ),
-        ]
+        return self._swap(
+            [
+                *self.readonly_fields,
+                *(
+                    f.name
+                    for f in Listing._meta.fields
+                    if not f.primary_key and f.name not in self.readonly_fields
+                ),
+            ]
+        )
 
     @admin.display(description="cover")
     def cover_preview(self, obj):

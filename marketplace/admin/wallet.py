@@ -16,7 +16,7 @@ from django.utils import timezone
 from marketplace.actions import staff_console
 from marketplace.actions import wallet as wallet_actions
 from marketplace.admin import columns
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm, YuanDisplayMixin
 from marketplace.admin.exports import BankFileError, Column, ExportMixin, read_bank_result
 from marketplace.errors import DomainError
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
@@ -25,7 +25,7 @@ from marketplace.money import yuan_label
 FULL_NUMBER_PERM = "marketplace.view_full_account_number"
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Money records are written by actions only; staff look, never edit."""
 
 

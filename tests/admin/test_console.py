@@ -20,6 +20,7 @@ from marketplace.admin.base import YuanField
 from marketplace.admin.columns import relative_deadline
 from marketplace.models import LedgerEntry, StaffExport, User, Withdrawal
 from marketplace.models.orders import PlatformSettings
+from marketplace.money import yuan_label
 from marketplace.states import OrderStatus
 from tests.admin.helpers import admin_client, staff_in
 from tests.admin.test_dashboard import make_order
@@ -396,3 +397,36 @@ def test_the_demo_seeds_one_login_per_role_and_prints_them(capsys):
         assert user.is_staff and not user.is_superuser
         assert f"username={username}" in printed
     assert "username=admin" in printed
+
+
+def test_no_list_detail_page_or_inline_shows_a_raw_fen_field():
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/admin/")
+    request.user = StaffFactory()
+    shown_raw = []
+    for model, model_admin in admin.site._registry.items():
+        names = [*model_admin.get_list_display(request), *model_admin.get_fields(request, None)]
+        for inline in model_admin.get_inline_instances(request):
+            names += list(inline.get_fields(request, None))
+        for name in names:
+            if isinstance(name, str) and name.endswith("_fen"):
+                form_field = model_admin.get_form(request, None).base_fields.get(name)
+                if not isinstance(form_field, YuanField):  # typed in yuan, shown in yuan
+                    shown_raw.append(f"{model._meta.label_lower}.{name}")
+    assert shown_raw == []
+
+
+def test_wallet_ledger_and_listing_pages_read_in_yuan():
+    withdrawal = _pending_withdrawal(2345)
+    boss = admin_client(StaffFactory())
+    wallet = withdrawal.user.wallet
+    wallet_page = boss.get(f"/admin/marketplace/wallet/{wallet.pk}/change/").content.decode()
+    ledger_page = boss.get("/admin/marketplace/ledgerentry/").content.decode()
+    listing = make_order(OrderStatus.SHIPPED, price_fen=11_111).listing
+    listing_page = boss.get(f"/admin/marketplace/listing/{listing.pk}/change/").content.decode()
+
+    assert yuan_label(wallet.available_fen) in wallet_page
+    assert yuan_label(wallet.frozen_fen) in wallet_page
+    assert yuan_label(-withdrawal.amount_fen) in ledger_page
+    assert yuan_label(listing.price_fen) in listing_page
