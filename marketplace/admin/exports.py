@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
@@ -120,13 +121,18 @@ class ExportMixin:
             raise Http404
         if not self.has_view_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        opts = self.model._meta  # type: ignore[attr-defined]
+        try:
+            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        except IncorrectLookupParameters:
+            # What the changelist itself does with a filter it cannot apply (never a 500).
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+            return HttpResponseRedirect(f"{url}?e=1")
         rows = list(changelist.get_queryset(request)[: MAX_EXPORT_ROWS + 1])
         if len(rows) > MAX_EXPORT_ROWS:
             self.message_user(  # type: ignore[attr-defined]
                 request, f"超过 {MAX_EXPORT_ROWS} 行，请先筛选再导出。", level="error"
             )
-            opts = self.model._meta  # type: ignore[attr-defined]
             return HttpResponseRedirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
             )

@@ -430,3 +430,10 @@ def test_wallet_ledger_and_listing_pages_read_in_yuan():
     assert yuan_label(wallet.frozen_fen) in wallet_page
     assert yuan_label(-withdrawal.amount_fen) in ledger_page
     assert yuan_label(listing.price_fen) in listing_page
+
+
+def test_an_export_with_a_filter_it_cannot_apply_goes_back_to_the_list_and_records_nothing():
+    finance = admin_client(staff_in("finance"))
+    response = finance.get(f"{WITHDRAWALS}export/csv/", {"created_at__gte": "not-a-date"})
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")
+    assert not StaffExport.objects.exists()
