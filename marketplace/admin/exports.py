@@ -77,13 +77,17 @@ def render_xlsx(columns: list[Column], rows, *, title: str) -> bytes:
     return out.getvalue()
 
 
+# The changelist with the export links (set on each admin: the stubs type it on ModelAdmin).
+EXPORT_CHANGE_LIST = "admin/marketplace/export_change_list.html"
+
+
 class ExportMixin:
     """Adds `export/csv/` and `export/xlsx/` to a ModelAdmin: the changelist's own queryset
-    (filters, search, ordering, list_select_related), the columns of `get_export_columns`."""
+    (filters, search, ordering, list_select_related), the columns of `get_export_columns`.
+    The admin sets `change_list_template = EXPORT_CHANGE_LIST` for the links."""
 
     export_name: str = "export"
     export_columns: list[Column] = []
-    change_list_template = "admin/marketplace/export_change_list.html"
 
     def get_export_columns(self, request: HttpRequest) -> list[Column]:
         return self.export_columns

@@ -25,7 +25,7 @@ from marketplace.admin.base import (
     fen_field_names,
     yuan_readonly,
 )
-from marketplace.admin.exports import Column, ExportMixin
+from marketplace.admin.exports import EXPORT_CHANGE_LIST, Column, ExportMixin
 from marketplace.errors import DomainError
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import (
@@ -144,6 +144,7 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     )
     exclude = fen_field_names(Order)
     export_name = "orders"
+    change_list_template = EXPORT_CHANGE_LIST
     export_columns = ORDER_EXPORT
 
     def get_list_display(self, request):

@@ -17,7 +17,13 @@ from marketplace.actions import staff_console
 from marketplace.actions import wallet as wallet_actions
 from marketplace.admin import columns
 from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm, YuanDisplayMixin
-from marketplace.admin.exports import BankFileError, Column, ExportMixin, read_bank_result
+from marketplace.admin.exports import (
+    EXPORT_CHANGE_LIST,
+    BankFileError,
+    Column,
+    ExportMixin,
+    read_bank_result,
+)
 from marketplace.errors import DomainError
 from marketplace.models.wallet import LedgerEntry, PayoutAccount, Wallet, Withdrawal
 from marketplace.money import yuan_label
@@ -146,6 +152,7 @@ LEDGER_EXPORT = [
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ExportMixin, ReadOnlyAdmin):
     export_name = "ledger"
+    change_list_template = EXPORT_CHANGE_LIST
     export_columns = LEDGER_EXPORT
 
     list_display = (
@@ -275,6 +282,7 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     """The payout queue: pending first, oldest first."""
 
     export_name = "withdrawals"
+    change_list_template = EXPORT_CHANGE_LIST
     list_filter = ("status", "to", "account__type", "created_at")
     search_fields = (
         "=id",
