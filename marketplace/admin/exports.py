@@ -36,6 +36,15 @@ class Column:
     kind: str = "text"
 
 
+# A cell starting with one of these is a formula to Excel and LibreOffice (CSV injection): user
+# text (nicknames, titles, holder names) is exported with a leading apostrophe instead (OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(text: str) -> str:
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def _csv_value(column: Column, value: Any) -> str:
     if value is None:
         return ""
@@ -43,7 +52,7 @@ def _csv_value(column: Column, value: Any) -> str:
         return yuan(value)
     if isinstance(value, dt.datetime):
         return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return str(value) if isinstance(value, int) else _defused(str(value))
 
 
 def _xlsx_value(column: Column, value: Any) -> Any:
@@ -53,7 +62,7 @@ def _xlsx_value(column: Column, value: Any) -> Any:
         return Decimal(value) / 100
     if isinstance(value, dt.datetime):
         return timezone.localtime(value).replace(tzinfo=None)
-    return value if isinstance(value, int | Decimal) else str(value)
+    return value if isinstance(value, int | Decimal) else _defused(str(value))
 
 
 def render_csv(columns: list[Column], rows) -> bytes:

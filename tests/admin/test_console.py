@@ -437,3 +437,18 @@ def test_an_export_with_a_filter_it_cannot_apply_goes_back_to_the_list_and_recor
     response = finance.get(f"{WITHDRAWALS}export/csv/", {"created_at__gte": "not-a-date"})
     assert response.status_code == 302 and response["Location"].endswith("?e=1")
     assert not StaffExport.objects.exists()
+
+
+def test_user_text_that_looks_like_a_formula_is_exported_as_text():
+    order = make_order(OrderStatus.SHIPPED)
+    order.buyer.nickname = '=HYPERLINK("http://evil.example","点我")'
+    order.buyer.save()
+    support = admin_client(staff_in("support"))
+
+    rows = _csv_rows(support.get(f"{ORDERS}export/csv/"))
+    sheet = load_workbook(io.BytesIO(support.get(f"{ORDERS}export/xlsx/").content)).active
+    cells = list(sheet.iter_rows(values_only=True))[1]
+
+    buyer_column = rows[0].index("买家")
+    assert rows[1][buyer_column] == "'" + order.buyer.nickname
+    assert cells[buyer_column] == "'" + order.buyer.nickname
