@@ -248,11 +248,21 @@ class MarkPaidForm(forms.Form):
             )
 
 
+# A day's payouts fit in far less; a bigger upload is a wrong file, refused before it is read.
+MAX_BANK_FILE_BYTES = 2 * 1024 * 1024
+
+
 class BankResultForm(forms.Form):
     file = forms.FileField(
         label="银行结果文件",
         help_text="CSV 或 Excel（.xlsx），表头含“编号”“金额（元）”“流水号”：导出的提现表填上银行流水号即可。",
     )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_BANK_FILE_BYTES:
+            raise forms.ValidationError("文件过大（最多 2 MB）。")
+        return upload
 
 
 def _withdrawal_columns(*, full_numbers: bool) -> list[Column]:

@@ -452,3 +452,17 @@ def test_user_text_that_looks_like_a_formula_is_exported_as_text():
     buyer_column = rows[0].index("买家")
     assert rows[1][buyer_column] == "'" + order.buyer.nickname
     assert cells[buyer_column] == "'" + order.buyer.nickname
+
+
+def test_an_oversized_or_garbled_bank_file_is_refused_without_paying():
+    withdrawal = _pending_withdrawal(3000)
+    finance = admin_client(staff_in("finance"))
+    big = SimpleUploadedFile("big.csv", b"x" * (2 * 1024 * 1024 + 1), "text/csv")
+    garbled = SimpleUploadedFile("bad.xlsx", b"not a workbook", "application/octet-stream")
+
+    too_big = finance.post(BANK_RESULT, {"file": big})
+    not_excel = finance.post(BANK_RESULT, {"file": garbled})
+
+    assert too_big.status_code == 200 and "文件过大" in too_big.content.decode()
+    assert not_excel.status_code == 200 and "无法读取该 Excel 文件" in not_excel.content.decode()
+    assert Withdrawal.objects.get(pk=withdrawal.pk).status == "pending"
