@@ -102,9 +102,9 @@ def mark_paid_from_bank_result(*, staff: User, rows: list[BankRow]) -> list[Bank
             outcomes.append(BankRowOutcome(row, False, f"提现 #{withdrawal.pk}：{exc.message}"))
             continue
         message = (
-            f"提现 #{withdrawal.pk} 已标记为已付款（{yuan_label(withdrawal.amount_fen)}）"
+            f"提现 #{withdrawal.pk} 已标记为已打款（{yuan_label(withdrawal.amount_fen)}）"
             if changed
-            else f"提现 #{withdrawal.pk} 之前已付款，未做改动"
+            else f"提现 #{withdrawal.pk} 之前已打款，未做改动"
         )
         outcomes.append(BankRowOutcome(row, changed, message))
     return outcomes

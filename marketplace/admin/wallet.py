@@ -362,11 +362,11 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
                 refused = sum(not o.is_paid for o in outcomes)
                 level = messages.SUCCESS if not refused else messages.WARNING
                 self.message_user(
-                    request, f"已标记 {paid} 笔提现为已付款；{refused} 行未处理（见下表原因）。", level
+                    request, f"已标记 {paid} 笔提现为已打款；{refused} 行未处理（见下表原因）。", level
                 )
         context = {
             **self.admin_site.each_context(request),
-            "title": "上传银行结果，批量标记已付款",
+            "title": "上传银行结果，批量标记已打款",
             "opts": self.model._meta,
             "form": form,
             "outcomes": outcomes,

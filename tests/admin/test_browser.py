@@ -301,7 +301,7 @@ def test_finance_exports_pays_at_the_bank_and_uploads_the_result_in_chromium(
     page.set_input_files("#id_file", str(result))
     page.click('input[name="upload"]')
     page.wait_for_selector("#bank-result")
-    assert "已标记 2 笔提现为已付款" in page.inner_text(".messagelist")
+    assert "已标记 2 笔提现为已打款" in page.inner_text(".messagelist")
     assert "金额不符" in page.inner_text("#bank-result")
     _shot(page, "12-bank-result")
 
