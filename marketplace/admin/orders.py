@@ -402,8 +402,23 @@ class PlatformSettingsAdmin(SingletonSettingsMixin, admin.ModelAdmin):
 
 @admin.register(PlatformSettingsChange)
 class PlatformSettingsChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("changed_at", "staff", "field", "old_value", "new_value")
+    list_display = ("changed_at", "staff", "field", "old", "new")
     list_filter = ("field", "changed_at")
     search_fields = ("field", "staff__username")
     list_select_related = ("staff",)
     readonly_fields = [field.name for field in PlatformSettingsChange._meta.fields]
+
+    @staticmethod
+    def _value(change: PlatformSettingsChange, value: str) -> str:
+        # Values are stored as text; an amount of fen is read in yuan like everywhere else.
+        if change.field.endswith("_fen") and value.lstrip("-").isdigit():
+            return yuan_label(int(value))
+        return value
+
+    @admin.display(description="原值", ordering="old_value")
+    def old(self, change: PlatformSettingsChange) -> str:
+        return self._value(change, change.old_value)
+
+    @admin.display(description="新值", ordering="new_value")
+    def new(self, change: PlatformSettingsChange) -> str:
+        return self._value(change, change.new_value)

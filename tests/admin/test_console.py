@@ -76,6 +76,8 @@ def test_the_minimum_withdrawal_is_set_in_yuan_and_stored_in_fen():
     assert saved.status_code == 302
     settings_row.refresh_from_db()
     assert before != 1234 and settings_row.min_withdrawal_fen == 1234
+    changes = boss.get("/admin/marketplace/platformsettingschange/").content.decode()
+    assert yuan_label(before) in changes and "¥12.34" in changes
 
 
 def test_the_order_list_and_page_show_yuan_badges_nicknames_and_deadlines():
