@@ -1,5 +1,7 @@
 """Money arithmetic in integer fen. The commission split lives here and nowhere else."""
 
+import re
+
 BASIS_POINTS = 10_000
 
 
@@ -42,3 +44,27 @@ def yuan(fen: int | None, *, grouped: bool = False) -> str:
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(fen), 100)
     return f"{sign}{whole:,}.{cents:02d}" if grouped else f"{sign}{whole}.{cents:02d}"
+
+
+def yuan_label(fen: int | None) -> str:
+    """The one way staff read an amount: "¥1,234.56", "-¥5.00" for a negative, "-" for none."""
+    if fen is None:
+        return "-"
+    sign = "-" if fen < 0 else ""
+    return f"{sign}¥{yuan(abs(fen), grouped=True)}"
+
+
+_YUAN = re.compile(r"(?P<whole>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<cents>\d{1,2}))?", re.ASCII)
+
+
+def parse_yuan(text: str) -> int:
+    """Staff type yuan, we store fen: "1,234.5" → 123450. A leading "¥" and surrounding spaces
+    are accepted; a third decimal ("12.345"), a sign, an exponent or anything else raises
+    ValueError, so no amount is ever rounded on the way in (no floats touch it)."""
+    cleaned = text.strip().removeprefix("¥").removeprefix("￥").strip()
+    match = _YUAN.fullmatch(cleaned)
+    if match is None:
+        raise ValueError(f"not an amount in yuan with at most two decimals: {text!r}")
+    whole = int(match["whole"].replace(",", ""))
+    cents = int((match["cents"] or "0").ljust(2, "0"))
+    return whole * 100 + cents

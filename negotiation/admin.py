@@ -3,20 +3,20 @@ on the listing's page. Offers change only through the actions (events, orders, l
 
 from django.contrib import admin
 
-from marketplace.admin.base import ReadOnlyInline, ReadOnlyMixin
+from marketplace.admin.base import ReadOnlyInline, ReadOnlyMixin, YuanDisplayMixin
 from marketplace.models import Listing
 from negotiation import conversations_admin  # noqa: F401  (registers the conversation pages)
 from negotiation.models import Offer, OfferHistory
 
 
-class OfferHistoryInline(ReadOnlyInline):
+class OfferHistoryInline(YuanDisplayMixin, ReadOnlyInline):
     model = OfferHistory
     fields = ("at", "action", "actor", "actor_user", "price_fen", "reason")
     readonly_fields = fields
 
 
 @admin.register(Offer)
-class OfferAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class OfferAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "listing",
@@ -44,7 +44,7 @@ class OfferAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = [OfferHistoryInline]
 
 
-class ListingOfferInline(ReadOnlyInline):
+class ListingOfferInline(YuanDisplayMixin, ReadOnlyInline):
     model = Offer
     fk_name = "listing"
     fields = (

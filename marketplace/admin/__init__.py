@@ -10,8 +10,12 @@ from marketplace.admin import (
     payouts,  # noqa: F401
     privacy,  # noqa: F401
     social,  # noqa: F401
+    staff,  # noqa: F401
     wallet,  # noqa: F401
 )
+from marketplace.admin.landing import install as install_landing
+
+install_landing(admin.site)
 
 if settings.IS_STAGING:
     # Staging looks like production and fakes payments: say so on every admin page.

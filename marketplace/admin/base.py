@@ -8,6 +8,7 @@ from django.contrib import admin
 
 if TYPE_CHECKING:  # a development dependency only: never imported at run time
     from django_stubs_ext import StrPromise
+from marketplace.money import parse_yuan, yuan, yuan_label
 
 
 class ReadOnlyMixin:
@@ -72,3 +73,121 @@ class RejectForm(forms.Form):
     def __init__(self, *args, help_text: "str | StrPromise", **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["reason"].help_text = help_text
+
+
+class YuanField(forms.Field):
+    """Money typed in yuan ("1,234.56"), cleaned to integer fen; a third decimal is refused
+    rather than rounded (marketplace.money.parse_yuan)."""
+
+    widget = forms.TextInput(attrs={"inputmode": "decimal", "size": 12})
+    # Longer than any amount the platform handles ("99,999,999.99"): refused before parsing.
+    MAX_TEXT = 20
+
+    def __init__(self, *args, min_fen: int | None = 0, max_fen: int | None = None, **kwargs):
+        self.min_fen, self.max_fen = min_fen, max_fen
+        super().__init__(*args, **kwargs)
+
+    def prepare_value(self, value):
+        # Initial values are fen (the model's); what the form shows back is what staff typed.
+        return yuan(value) if isinstance(value, int) else value
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        try:
+            if len(text) > self.MAX_TEXT:
+                raise ValueError(text)
+            fen = parse_yuan(text)
+        except ValueError:
+            raise forms.ValidationError(
+                "请输入以元为单位的金额，最多两位小数（如 12.34）。", code="invalid_yuan"
+            ) from None
+        if self.min_fen is not None and fen < self.min_fen:
+            raise forms.ValidationError(f"金额不能低于 {yuan_label(self.min_fen)}。", code="min")
+        if self.max_fen is not None and fen > self.max_fen:
+            raise forms.ValidationError(f"金额不能高于 {yuan_label(self.max_fen)}。", code="max")
+        return fen
+
+
+def fen_as_yuan(field_name: str, label: str):
+    """A list/detail column showing a fen field as "¥1,234.56", sortable by the field."""
+
+    @admin.display(description=label, ordering=field_name)
+    def column(obj):
+        return yuan_label(getattr(obj, field_name))
+
+    column.__name__ = f"{field_name.removesuffix('_fen')}_yuan"
+    return column
+
+
+def yuan_readonly(model, labels: dict[str, str] | None = None) -> list:
+    """Every field of `model` for a read-only detail page, with each `_fen` field replaced, in
+    place, by its yuan column (label: `labels[name]` or the field's verbose_name + " (¥)")."""
+    columns: list = []
+    for field in model._meta.fields:
+        if field.name.endswith("_fen"):
+            label = (labels or {}).get(field.name) or f"{field.verbose_name} (¥)"
+            columns.append(fen_as_yuan(field.name, label))
+        else:
+            columns.append(field.name)
+    return columns
+
+
+def fen_field_names(model) -> list[str]:
+    """Excluded from the form of an admin showing them through `yuan_readonly` columns (a
+    callable in readonly_fields does not keep the raw field out of the form)."""
+    return [field.name for field in model._meta.fields if field.name.endswith("_fen")]
+
+
+class YuanDisplayMixin:
+    """Shows every read-only `_fen` field of a list, detail page or inline as "¥1,234.56"
+    (same place, same ordering), and keeps the raw field out of the form. For admins whose
+    fields are listed by name or generated from the model; `yuan_labels` names a column."""
+
+    yuan_labels: dict[str, str] = {}
+
+    def _yuan_column(self, name: str):
+        cache = self.__dict__.setdefault("_yuan_columns", {})
+        if name not in cache:
+            model = self.model  # type: ignore[attr-defined]  # mixed into an admin
+            label = self.yuan_labels.get(name) or f"{model._meta.get_field(name).verbose_name} (¥)"
+            cache[name] = fen_as_yuan(name, label)
+        return cache[name]
+
+    def _swap(self, names) -> list:
+        model_fields = {field.name for field in self.model._meta.fields}  # type: ignore[attr-defined]
+        return [
+            self._yuan_column(name)
+            if isinstance(name, str) and name.endswith("_fen") and name in model_fields
+            else name
+            for name in names
+        ]
+
+    def _yuan_columns_of_model(self) -> list:
+        return [self._yuan_column(name) for name in fen_field_names(self.model)]  # type: ignore[attr-defined]
+
+    def get_readonly_fields(self, request, obj=None):
+        names = self._swap(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        # The raw fields are out of the form (get_exclude): their yuan columns are read-only.
+        return [*names, *(column for column in self._yuan_columns_of_model() if column not in names)]
+
+    def get_fields(self, request, obj=None):
+        names = self._swap(super().get_fields(request, obj))  # type: ignore[misc]
+        if self.fields or self.fieldsets:  # type: ignore[attr-defined]
+            return names
+        # Generated from the model: keep the model's order, each amount where its field was.
+        model = self.model  # type: ignore[attr-defined]
+        in_model_order = [
+            self._yuan_column(field.name) if field.name.endswith("_fen") else field.name
+            for field in model._meta.fields
+            if field.name in names or field.name.endswith("_fen")
+        ]
+        return [*in_model_order, *(name for name in names if name not in in_model_order)]
+
+    def get_list_display(self, request):
+        return self._swap(super().get_list_display(request))  # type: ignore[misc]
+
+    def get_exclude(self, request, obj=None):
+        excluded = list(super().get_exclude(request, obj) or [])  # type: ignore[misc]
+        return [*excluded, *fen_field_names(self.model)]  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import catalog as catalog_actions
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm
+from marketplace.admin.base import ActionOnlyMixin, ReadOnlyMixin, RejectForm, YuanDisplayMixin
 from marketplace.models import Banner, Category, ImageUpload, Listing, ListingReview, ListingStatus
-from marketplace.money import yuan
+from marketplace.money import yuan_label
 from marketplace.representations import media_url
 
 
@@ -146,7 +146,7 @@ class ShippingFilter(admin.SimpleListFilter):
 
 
 @admin.register(Listing)
-class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
+class ListingAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
     """The review queue: pending first, oldest submission first."""
 
     list_display = (
@@ -212,14 +212,16 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
         # Content, price and bargaining limits change only through the seller's API (which sends
         # the listing back to review and declines offers above a new price); status only through
         # the review actions, which record who decided. Staff read here and act via the actions.
-        return [
-            *self.readonly_fields,
-            *(
-                f.name
-                for f in Listing._meta.fields
-                if not f.primary_key and f.name not in self.readonly_fields
-            ),
-        ]
+        return self._swap(
+            [
+                *self.readonly_fields,
+                *(
+                    f.name
+                    for f in Listing._meta.fields
+                    if not f.primary_key and f.name not in self.readonly_fields
+                ),
+            ]
+        )
 
     @admin.display(description=_("cover"))
     def cover_preview(self, obj):
@@ -229,11 +231,11 @@ class ListingAdmin(ActionOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description=_("price (¥)"), ordering="price_fen")
     def price_yuan(self, obj):
-        return yuan(obj.price_fen)
+        return yuan_label(obj.price_fen)
 
     @admin.display(description=_("shipping (¥)"), ordering="shipping_fee_fen")
     def shipping_yuan(self, obj):
-        return yuan(obj.shipping_fee_fen) if obj.shipping_fee_fen else _("Free shipping")
+        return yuan_label(obj.shipping_fee_fen) if obj.shipping_fee_fen else _("Free shipping")
 
     def _report(self, request, done: int, problems: list[str], verb: str) -> None:
         if done:

@@ -29,7 +29,7 @@ from marketplace.models import (
     Refund,
     Withdrawal,
 )
-from marketplace.money import yuan
+from marketplace.money import yuan_label
 from marketplace.states import OrderStatus
 from realtime.models import Notification
 from realtime.notifications import NOTIFIED_TYPES
@@ -131,7 +131,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
                     to__exact=Withdrawal.Destination.ACCOUNT,
                 ),
                 is_attention=queue["count"] > 0,
-                detail="¥" + yuan(queue["total"] or 0, grouped=True),
+                detail=yuan_label(queue["total"] or 0),
             )
         )
 
@@ -205,7 +205,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         board.money.append(
             Tile(
                 gettext("Turnover today (%(day)s, China time)") % {"day": start.date().isoformat()},
-                "¥" + yuan(today["gross"] or 0, grouped=True),
+                yuan_label(today["gross"] or 0),
                 paid_today,
                 detail=gettext("%(count)s order(s) paid") % {"count": today["count"]},
             )
@@ -213,7 +213,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         board.money.append(
             Tile(
                 _("Commission on today's payments"),
-                "¥" + yuan(today["commission"] or 0, grouped=True),
+                yuan_label(today["commission"] or 0),
                 paid_today,
                 detail=_("at the rates frozen at payment; earned when each order completes"),
             )

@@ -15,12 +15,18 @@ from django.utils.translation import gettext_lazy as _
 from marketplace.actions import fulfilment
 from marketplace.actions.platform import LIMITS, check_platform_values, update_platform_settings
 from marketplace.actions.refunds import retry_refund
+from marketplace.admin import columns
 from marketplace.admin.base import (
     ActionOnlyMixin,
     ReadOnlyInline,
     ReadOnlyMixin,
     SingletonSettingsMixin,
+    YuanField,
+    fen_as_yuan,
+    fen_field_names,
+    yuan_readonly,
 )
+from marketplace.admin.exports import EXPORT_CHANGE_LIST, Column, ExportMixin
 from marketplace.errors import DomainError
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import (
@@ -31,6 +37,7 @@ from marketplace.models.orders import (
     PlatformSettingsChange,
     Refund,
 )
+from marketplace.money import yuan_label
 from marketplace.states import OrderStatus
 
 
@@ -44,7 +51,7 @@ class RefundInline(ReadOnlyInline):
     model = Refund
     fields = (
         "out_refund_no",
-        "amount_fen",
+        fen_as_yuan("amount_fen", "退款金额"),
         "status",
         "attempts",
         "last_error",
@@ -63,7 +70,15 @@ class TrackingInline(ReadOnlyInline):
 
 class DisputeInline(ReadOnlyInline):
     model = Dispute
-    fields = ("reason", "opened_at", "resolution", "refund_fen", "note", "settled_by", "settled_at")
+    fields = (
+        "reason",
+        "opened_at",
+        "resolution",
+        fen_as_yuan("refund_fen", "退款金额"),
+        "note",
+        "settled_by",
+        "settled_at",
+    )
     readonly_fields = fields
 
 
@@ -84,41 +99,94 @@ class RefundStateFilter(admin.SimpleListFilter):
 
 
 class SettleDisputeForm(forms.Form):
-    refund_fen = forms.IntegerField(
-        min_value=0, help_text=_("Refund to the buyer in fen: 0 releases everything to the seller.")
+    refund_yuan = YuanField(
+        label=_("Refund (yuan)"),
+        help_text=_("Refund to the buyer in yuan, such as 40.00: 0 releases everything to the seller."),
     )
     note = forms.CharField(max_length=500, widget=forms.Textarea, help_text=_("Why; recorded."))
 
 
+ORDER_EXPORT = [
+    Column("订单号", lambda o: o.order_no),
+    Column("状态", lambda o: o.get_status_display()),
+    Column("商品", lambda o: o.title),
+    Column("金额（元）", lambda o: o.price_fen, "money"),
+    Column("佣金（元）", lambda o: o.commission_fen, "money"),
+    Column("买家", lambda o: o.buyer.nickname or o.buyer.username),
+    Column("卖家", lambda o: o.seller.nickname or o.seller.username),
+    Column("快递单号", lambda o: o.tracking_no),
+    Column("下单时间", lambda o: o.created_at),
+    Column("付款时间", lambda o: o.paid_at),
+]
+
+
 @admin.register(Order)
-class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
-    list_display = (
-        "order_no",
-        "status",
-        "title",
-        "price_fen",
-        "buyer",
-        "seller",
-        "deadline_at",
-        "created_at",
-    )
+class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", RefundStateFilter, "created_at")
     search_fields = (
         "order_no",
         "title",
         "buyer__nickname",
         "buyer__username",
+        "buyer__phone",
         "seller__nickname",
         "seller__username",
+        "seller__phone",
         "listing__title",
         "tracking_no",
     )
-    list_select_related = ("buyer", "seller")
+    list_select_related = ("buyer", "seller", "listing")
     ordering = ("-id",)
     date_hierarchy = "created_at"
     inlines = [HistoryInline, RefundInline, DisputeInline, TrackingInline]
     actions = ["settle_dispute"]
-    readonly_fields = [field.name for field in Order._meta.fields]
+    readonly_fields = yuan_readonly(
+        Order, {"price_fen": "金额 (¥)", "commission_fen": "佣金 (¥)"}
+    )
+    exclude = fen_field_names(Order)
+    export_name = "orders"
+    change_list_template = EXPORT_CHANGE_LIST
+    export_columns = ORDER_EXPORT
+
+    def get_list_display(self, request):
+        # Support reads users (view_user): they see a buyer's or seller's phone on hover.
+        if request.user.has_perm("marketplace.view_user"):
+            return ("order_no", "item", "buyer_with_phone", "seller_with_phone", *self._tail)
+        return ("order_no", "item", "buyer_name", "seller_name", *self._tail)
+
+    _tail = ("price", "status_badge", "deadline", "created_at")
+
+    @admin.display(description="商品", ordering="title")
+    def item(self, order: Order):
+        return columns.item_cell(order.title, order.listing.cover)
+
+    @admin.display(description="买家", ordering="buyer__nickname")
+    def buyer_name(self, order: Order):
+        return columns.person(order.buyer, with_phone=False)
+
+    @admin.display(description="卖家", ordering="seller__nickname")
+    def seller_name(self, order: Order):
+        return columns.person(order.seller, with_phone=False)
+
+    @admin.display(description="买家", ordering="buyer__nickname")
+    def buyer_with_phone(self, order: Order):
+        return columns.person(order.buyer, with_phone=True)
+
+    @admin.display(description="卖家", ordering="seller__nickname")
+    def seller_with_phone(self, order: Order):
+        return columns.person(order.seller, with_phone=True)
+
+    @admin.display(description="金额", ordering="price_fen")
+    def price(self, order: Order):
+        return yuan_label(order.price_fen)
+
+    @admin.display(description="状态", ordering="status")
+    def status_badge(self, order: Order):
+        return columns.order_status_badge(order)
+
+    @admin.display(description="截止", ordering="deadline_at")
+    def deadline(self, order: Order):
+        return columns.deadline_cell(order.deadline_at)
 
     @admin.action(
         description=_("Settle the selected dispute (refund and/or release)"), permissions=["settle"]
@@ -150,13 +218,13 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
         if not self.has_settle_permission(request):
             raise PermissionDenied
         order = Order.objects.select_related("buyer", "seller").get(pk=order_id)
-        form = SettleDisputeForm(request.POST or None, initial={"refund_fen": order.total_fen})
+        form = SettleDisputeForm(request.POST or None, initial={"refund_yuan": order.total_fen})
         if request.method == "POST" and form.is_valid():
             try:
                 fulfilment.settle_dispute(
                     staff=request.user,  # type: ignore[arg-type]  # admin views: staff only
                     order_id=order.pk,
-                    refund_fen=form.cleaned_data["refund_fen"],
+                    refund_fen=form.cleaned_data["refund_yuan"],
                     note=form.cleaned_data["note"],
                 )
             except DomainError as exc:
@@ -172,6 +240,8 @@ class OrderAdmin(ActionOnlyMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"Settle the dispute on {order.order_no}",
             "order": order,
+            "price": yuan_label(order.price_fen),
+            "shipping": yuan_label(order.shipping_fee_fen),
             "dispute": Dispute.objects.filter(order=order).first(),
             "form": form,
             "opts": self.model._meta,
@@ -184,7 +254,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "out_refund_no",
         "order",
-        "amount_fen",
+        fen_as_yuan("amount_fen", "退款金额"),
         "status",
         "attempts",
         "last_error",
@@ -193,7 +263,8 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", "created_at")
     search_fields = ("out_refund_no", "order__order_no")
     list_select_related = ("order",)
-    readonly_fields = [field.name for field in Refund._meta.fields]
+    readonly_fields = yuan_readonly(Refund, {"amount_fen": "退款金额 (¥)"})
+    exclude = fen_field_names(Refund)
     ordering = ("-id",)
     actions = ["retry"]
 
@@ -260,7 +331,7 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
         "reason",
         "opened_at",
         "resolution",
-        "refund_fen",
+        fen_as_yuan("refund_fen", "退款金额"),
         "settled_by",
         "settled_at",
         "settle_link",
@@ -268,7 +339,8 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_filter = (OpenDisputeFilter, "resolution")
     search_fields = ("order__order_no", "reason")
     list_select_related = ("order", "settled_by")
-    readonly_fields = [field.name for field in Dispute._meta.fields]
+    readonly_fields = yuan_readonly(Dispute, {"refund_fen": "退款金额 (¥)"})
+    exclude = fen_field_names(Dispute)
     ordering = ("settled_at", "opened_at")
 
     @admin.display(description="")
@@ -295,6 +367,9 @@ class ReviewAdmin(admin.ModelAdmin):
 
 
 class PlatformSettingsForm(forms.ModelForm):
+    # Typed in yuan, stored in fen exactly (12.345 is refused, never rounded).
+    min_withdrawal_fen = YuanField(label="最低提现金额（元）", min_fen=None)
+
     class Meta:
         model = PlatformSettings
         fields = list(LIMITS)
@@ -329,8 +404,23 @@ class PlatformSettingsAdmin(SingletonSettingsMixin, admin.ModelAdmin):
 
 @admin.register(PlatformSettingsChange)
 class PlatformSettingsChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("changed_at", "staff", "field", "old_value", "new_value")
+    list_display = ("changed_at", "staff", "field", "old", "new")
     list_filter = ("field", "changed_at")
     search_fields = ("field", "staff__username")
     list_select_related = ("staff",)
     readonly_fields = [field.name for field in PlatformSettingsChange._meta.fields]
+
+    @staticmethod
+    def _value(change: PlatformSettingsChange, value: str) -> str:
+        # Values are stored as text; an amount of fen is read in yuan like everywhere else.
+        if change.field.endswith("_fen") and value.lstrip("-").isdigit():
+            return yuan_label(int(value))
+        return value
+
+    @admin.display(description="原值", ordering="old_value")
+    def old(self, change: PlatformSettingsChange) -> str:
+        return self._value(change, change.old_value)
+
+    @admin.display(description="新值", ordering="new_value")
+    def new(self, change: PlatformSettingsChange) -> str:
+        return self._value(change, change.new_value)

@@ -8,7 +8,12 @@ from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
 from marketplace.actions import payouts, reconciliation
-from marketplace.admin.base import ActionOnlyMixin, ReadOnlyInline, ReadOnlyMixin
+from marketplace.admin.base import (
+    ActionOnlyMixin,
+    ReadOnlyInline,
+    ReadOnlyMixin,
+    YuanDisplayMixin,
+)
 from marketplace.errors import DomainError
 from marketplace.models.wallet import (
     ReconciliationDay,
@@ -16,7 +21,7 @@ from marketplace.models.wallet import (
     WechatTransfer,
     WechatTransferEvent,
 )
-from marketplace.money import yuan
+from marketplace.money import yuan_label
 
 
 class TransferEventInline(ReadOnlyInline):
@@ -26,7 +31,7 @@ class TransferEventInline(ReadOnlyInline):
 
 
 @admin.register(WechatTransfer)
-class WechatTransferAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class WechatTransferAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "out_bill_no", "withdrawal", "user", "amount", "state", "attempts", "accepted_at",
         "confirm_deadline_at", "finished_at",
@@ -54,7 +59,7 @@ class WechatTransferAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="amount (¥)", ordering="amount_fen")
     def amount(self, obj):
-        return yuan(obj.amount_fen)
+        return yuan_label(obj.amount_fen)
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("marketplace.change_withdrawal")
@@ -82,7 +87,7 @@ class ReconciliationItemInline(ReadOnlyInline):
 
 
 @admin.register(ReconciliationDay)
-class ReconciliationDayAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReconciliationDayAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "date", "status", "open_items", "is_books_balanced", "fees", "trade_rows",
         "fundflow_rows", "runs", "checked_at",
@@ -101,7 +106,7 @@ class ReconciliationDayAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="WeChat fees (¥)", ordering="fees_fen")
     def fees(self, obj):
-        return yuan(obj.fees_fen)
+        return yuan_label(obj.fees_fen)
 
 
 class ResolveForm(forms.Form):
@@ -115,7 +120,7 @@ class ResolveForm(forms.Form):
 
 
 @admin.register(ReconciliationItem)
-class ReconciliationItemAdmin(ActionOnlyMixin, admin.ModelAdmin):
+class ReconciliationItemAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "day", "kind", "source", "reference", "is_resolved", "resolved_by", "resolved_at",
     )  # fmt: skip

@@ -22,6 +22,7 @@ from marketplace.models.orders import (
 )
 from marketplace.models.privacy import AccountDeletion, DataExport, RetentionRun
 from marketplace.models.social import BroadcastKind, Favorite, Follow, ListingBroadcast
+from marketplace.models.staff import StaffExport
 from marketplace.models.wallet import (
     LedgerEntry,
     PayoutAccount,
@@ -39,6 +40,7 @@ __all__ = [
     "Favorite",
     "Follow",
     "ListingBroadcast",
+    "StaffExport",
     "AccountDeletion",
     "DataExport",
     "RetentionRun",

@@ -3,6 +3,7 @@
 from django import template
 
 from marketplace.admin.dashboard import Dashboard, build_dashboard
+from marketplace.money import yuan_label
 
 register = template.Library()
 
@@ -10,3 +11,9 @@ register = template.Library()
 @register.simple_tag(takes_context=True)
 def staff_dashboard(context) -> Dashboard:
     return build_dashboard(context["request"])
+
+
+@register.filter
+def yuan(fen: int | None) -> str:
+    """`{{ amount_fen|yuan }}` → "¥1,234.56": the one money helper, in templates."""
+    return yuan_label(fen)

@@ -13,6 +13,7 @@ ROLES_MIGRATION = "marketplace.migrations.0008_staff_groups"
 GRANT_MIGRATIONS = [
     "marketplace.migrations.0013_support_sees_deletions",
     "marketplace.migrations.0015_finance_sees_transfers_and_reconciliation",
+    "marketplace.migrations.0018_staff_exports",
 ]
 
 

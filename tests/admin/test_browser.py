@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
 
+from marketplace.actions import wallet as wallet_actions
 from marketplace.models import Listing, ListingReview, ListingStatus
 from marketplace.models.fulfilment import Dispute
 from marketplace.models.orders import Order
@@ -22,8 +23,10 @@ from marketplace.models.wallet import Withdrawal
 from marketplace.states import OrderStatus
 from tests.admin.helpers import staff_in
 from tests.admin.test_roles import _pending_withdrawal
+from tests.factories import UserFactory
 from tests.marketplace.fulfilment_helpers import shipped
 from tests.marketplace.order_helpers import listing_on_sale
+from tests.marketplace.wallet_helpers import credit, make_account
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -136,7 +139,7 @@ def test_staff_review_settle_and_pay_out_in_chromium(live_server, scene, browser
     page.goto(f"{live_server.url}/admin/")
     page.click('a[data-tile="Open disputes"]')
     page.click(f'a.button[href$="/order/{order.pk}/settle/"]')
-    page.fill("#id_refund_fen", "4000")
+    page.fill("#id_refund_yuan", "40.00")
     page.fill("#id_note", "镜头确有问题，部分退款，卖家同意")
     _shot(page, "04-settle-form")
     page.click('input[name="settle"]')
@@ -239,6 +242,8 @@ def test_staff_read_the_admin_in_chinese_with_category_icons_in_chromium(
     page.fill("#id_username", "ops-wang")
     page.fill("#id_password", "staff-pass-123")
     page.click('input[type="submit"]')
+    page.wait_for_selector("#result_list")  # a reviewer lands on the review queue (issue 22)
+    page.goto(f"{live_server.url}/admin/")
     page.wait_for_selector("#staff-dashboard")
     assert "待审核商品" in page.inner_text("#staff-dashboard")
     _shot(page, "zh-01-dashboard")
@@ -261,3 +266,114 @@ def test_staff_read_the_admin_in_chinese_with_category_icons_in_chromium(
     )
     assert "图标预览" in page.inner_text("#result_list thead")
     _shot(page, "zh-03-category-icons")
+# --- Each role's own landing (issue 22), and finance's day without touching a row -------------
+
+ROLE_LANDING_PATHS = {
+    "reviewers": "/admin/marketplace/listing/?status__exact=pending_review",
+    "support": "/admin/marketplace/dispute/?open=yes",
+    "finance": "/admin/marketplace/withdrawal/?status__exact=pending&to__exact=account",
+}
+# What each role must see in its landing's action menu, and another role's page it must not open.
+ROLE_ACTIONS = {
+    "reviewers": ("approve_selected", "/admin/marketplace/withdrawal/"),
+    "support": (None, "/admin/marketplace/withdrawal/"),
+    "finance": ("mark_paid", "/admin/marketplace/listing/"),
+}
+
+
+@pytest.fixture
+def console_scene(transactional_db, make_client):
+
+    members = {role: staff_in(role, username=f"ops-{role}") for role in ROLE_LANDING_PATHS}
+    listing_on_sale(status=ListingStatus.PENDING_REVIEW, title="待审核的相机 佳能 EOS R6 单机身")
+    buyer, seller, order_no = shipped(make_client, price_fen=11_111)
+    assert buyer.post(f"/api/orders/{order_no}/dispute", {"reason": "镜头有霉"}).status_code == 200
+    seller_user = UserFactory(nickname="毕业清仓的小周")
+    credit(seller_user, 200_000)
+    account = make_account(seller_user, type="alipay", holder_name="李四", account_no="13800138000")
+
+    def withdraw(amount_fen):
+        return wallet_actions.request_withdrawal(
+            user=seller_user, amount_fen=amount_fen, account_id=account.pk
+        )
+
+    withdrawals = [_pending_withdrawal(2500), withdraw(123_456)]
+    wrong = withdraw(999)
+    return {"members": members, "withdrawals": withdrawals, "wrong": wrong}
+
+
+def _sign_in_as(page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "staff-pass-123")
+    page.click('input[type="submit"]')
+    page.wait_for_selector("#content")
+
+
+def test_each_role_lands_on_its_own_queue_in_chromium(live_server, console_scene, browser_page):
+    page = browser_page
+    for role, landing in ROLE_LANDING_PATHS.items():
+        page.context.clear_cookies()
+        _sign_in_as(page, live_server, f"ops-{role}")
+        assert page.url == f"{live_server.url}{landing}", role
+        wanted, forbidden = ROLE_ACTIONS[role]
+        if wanted:
+            options = page.locator('select[name="action"] option').evaluate_all(
+                "options => options.map(o => o.value)"
+            )
+            assert wanted in options, (role, options)
+        text = page.inner_text("#content")
+        if role == "finance":
+            assert "¥1,234.56" in text and "导出 CSV" in text and "上传银行结果" in text
+            assert "未处理的对账差异" in text
+        _shot(page, f"10-landing-{role}")
+        if role == "support":
+            page.goto(f"{live_server.url}/admin/marketplace/order/")
+            text = page.inner_text("#result_list")
+            assert "¥111.11" in text and "11111" not in text
+            _shot(page, "11-orders-support")
+        response = page.goto(f"{live_server.url}{forbidden}")
+        assert response.status == 403, (role, forbidden)
+
+
+def test_finance_exports_pays_at_the_bank_and_uploads_the_result_in_chromium(
+    live_server, console_scene, browser_page, tmp_path
+):
+    import csv
+
+    page = browser_page
+    good = console_scene["withdrawals"]
+    wrong = console_scene["wrong"]
+    _sign_in_as(page, live_server, "ops-finance")
+
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    exported = tmp_path / "withdrawals.csv"
+    download.value.save_as(exported)
+    rows = list(csv.reader(exported.read_text(encoding="utf-8-sig").splitlines()))
+    assert rows[0][0] == "编号" and len(rows) == 4
+    # The bank paid every row; for one the clerk typed a wrong amount into the result.
+    result = tmp_path / "bank-result.csv"
+    with result.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(rows[0])
+        for row in rows[1:]:
+            row[-1] = f"ICBC-{row[0]}"
+            if row[0] == str(wrong.pk):
+                row[4] = "9.90"
+            writer.writerow(row)
+
+    page.click("#bank-result-link")
+    page.set_input_files("#id_file", str(result))
+    page.click('input[name="upload"]')
+    page.wait_for_selector("#bank-result")
+    assert "已标记 2 笔提现为已打款" in page.inner_text(".messagelist")
+    assert "金额不符" in page.inner_text("#bank-result")
+    _shot(page, "12-bank-result")
+
+    for withdrawal in good:
+        withdrawal.refresh_from_db()
+        assert withdrawal.status == Withdrawal.Status.PAID
+        assert withdrawal.transfer_reference == f"ICBC-{withdrawal.pk}"
+    wrong.refresh_from_db()
+    assert wrong.status == Withdrawal.Status.PENDING

@@ -168,7 +168,7 @@ def test_support_settles_a_dispute_and_the_settlement_names_them(make_client):
     settle_url = f"/admin/marketplace/order/{order.pk}/settle/"
 
     refused = [
-        client.post(settle_url, {"refund_fen": 0, "note": "x"}) for client in (reviewer, finance)
+        client.post(settle_url, {"refund_yuan": "0", "note": "x"}) for client in (reviewer, finance)
     ]
     assert [response.status_code for response in refused] == [403, 403]
     assert Order.objects.get(pk=order.pk).status == OrderStatus.DISPUTED
@@ -176,7 +176,7 @@ def test_support_settles_a_dispute_and_the_settlement_names_them(make_client):
     offered = support.post(
         "/admin/marketplace/order/", {"action": "settle_dispute", "_selected_action": [order.pk]}
     )
-    done = support.post(settle_url, {"refund_fen": 3000, "note": "部分退款，买家同意"})
+    done = support.post(settle_url, {"refund_yuan": "30.00", "note": "部分退款，买家同意"})
 
     assert offered.status_code == 302 and offered["Location"].endswith(f"/{order.pk}/settle/")
     assert done.status_code == 302

@@ -6,6 +6,7 @@ from django.test import Client
 
 from marketplace.models.fulfilment import Dispute
 from marketplace.models.orders import Order, PaymentNotification, PlatformSettingsChange, Refund
+from marketplace.money import yuan
 from marketplace.states import OrderStatus
 from tests.factories import StaffFactory, UserFactory
 from tests.marketplace.fulfilment_helpers import shipped
@@ -50,14 +51,14 @@ def test_staff_settle_a_dispute_through_the_admin_form(make_client):
         {"action": "settle_dispute", "_selected_action": [order.pk]},
     )
     assert action.status_code == 302 and action["Location"].endswith(f"/{order.pk}/settle/")
-    missing_note = admin.post(f"/admin/marketplace/order/{order.pk}/settle/", {"refund_fen": 4000})
+    missing_note = admin.post(f"/admin/marketplace/order/{order.pk}/settle/", {"refund_yuan": "40.00"})
     assert (
         missing_note.status_code == 200
         and Order.objects.get(pk=order.pk).status == OrderStatus.DISPUTED
     )
 
     done = admin.post(
-        f"/admin/marketplace/order/{order.pk}/settle/", {"refund_fen": 4000, "note": "部分退款"}
+        f"/admin/marketplace/order/{order.pk}/settle/", {"refund_yuan": "40.00", "note": "部分退款"}
     )
 
     assert done.status_code == 302
@@ -101,9 +102,10 @@ def test_platform_settings_changes_are_recorded(db):
             "complete_after_shipped_days",
             "offer_expiry_hours",
             "offers_per_listing_per_day",
-            "min_withdrawal_fen",
         )
     }
+    # Money is typed in yuan on the form (stored in fen).
+    form["min_withdrawal_fen"] = yuan(settings_row.min_withdrawal_fen)
 
     response = admin.post(
         f"/admin/marketplace/platformsettings/{settings_row.pk}/change/",
