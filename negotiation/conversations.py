@@ -79,13 +79,19 @@ def check_not_blocked(a_id: int, b_id: int) -> None:
 def check_message_rate(*, user: User) -> None:
     limit = int(getattr(settings, "MESSAGE_RATE_PER_MINUTE", 30))
     if not hit(f"message:user:{user.pk}", limit=limit, period=60).allowed:
-        raise RateLimited(f"每分钟最多发送 {limit} 条消息，请稍后再试。", code="rate_limited")
+        raise RateLimited(
+            "At most %(limit)s messages a minute; try again shortly.",
+            code="rate_limited",
+            params={"limit": limit},
+        )
 
 
 def check_new_conversation_rate(*, user: User) -> None:
     limit = int(getattr(settings, "NEW_CONVERSATIONS_PER_DAY", 50))
     if not hit(f"conversation:new:{user.pk}", limit=limit, period=86400).allowed:
-        raise RateLimited(f"每天最多发起 {limit} 个新会话。", code="rate_limited")
+        raise RateLimited(
+            "At most %(limit)s new conversations a day.", code="rate_limited", params={"limit": limit}
+        )
 
 
 def clean_text(text: str | None) -> str:
@@ -93,7 +99,11 @@ def clean_text(text: str | None) -> str:
     if not cleaned:
         raise InvalidInput("消息不能为空。", code="empty_message")
     if len(cleaned) > MAX_TEXT:
-        raise InvalidInput(f"消息最多 {MAX_TEXT} 个字。", code="message_too_long")
+        raise InvalidInput(
+            "A message has at most %(limit)s characters.",
+            code="message_too_long",
+            params={"limit": MAX_TEXT},
+        )
     return cleaned
 
 

@@ -226,8 +226,9 @@ def _make_strict(model) -> None:
         unknown = sorted(set(request.GET) - allowed)
         if unknown:
             raise Unprocessable(
-                f"Unknown query parameter: {unknown[0]}.",
+                "Unknown query parameter: %(name)s.",
                 code="unknown_query_parameter",
+                params={"name": unknown[0]},
                 errors=[
                     {"loc": ["query", name], "msg": "not a parameter of this endpoint",
                      "type": "unknown_parameter"}
