@@ -38,6 +38,9 @@ def render(
     metrics_allow: list[str] | None = None,
 ) -> str:
     media_root = env.get("MEDIA_ROOT") or (env.get("MARKETPLACE_VAR_DIR", "var") + "/media")
+    private_root = env.get("PRIVATE_MEDIA_ROOT") or (
+        env.get("MARKETPLACE_VAR_DIR", "var") + "/private-media"
+    )
     if tls:
         certificate, key = tls
         listen_lines = f"listen {listen} ssl http2;"
@@ -72,6 +75,7 @@ def render(
         "LOG_DIR": log_dir,
         "STATIC_ROOT": static_root.rstrip("/"),
         "MEDIA_ROOT": media_root.rstrip("/"),
+        "PRIVATE_MEDIA_ROOT": private_root.rstrip("/"),
         "METRICS_ALLOW": "\n        ".join(f"allow {address};" for address in allow),
     }
     text = TEMPLATE.read_text()

@@ -504,7 +504,7 @@ PRIVATE_MEDIA_ROOT = Path(os.environ.get("PRIVATE_MEDIA_ROOT", VAR_DIR / "privat
 # How long a private URL (a signed link to our view, or an S3 presigned URL) stays valid.
 PRIVATE_MEDIA_TTL_SECONDS = env_int("PRIVATE_MEDIA_TTL_SECONDS", 600)
 # Behind nginx the per-reader view (marketplace/api/media.py) hands the file over with
-# X-Accel-Redirect to PRIVATE_MEDIA_ACCEL_REDIRECT (below), as project/private_media.py does.
+# X-Accel-Redirect to PRIVATE_MEDIA_ACCEL_REDIRECT (below).
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "private": {
@@ -513,16 +513,9 @@ STORAGES: dict[str, dict[str, Any]] = {
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Deployments on local disk sign the private storage's URLs and let nginx send the files
-# (project/private_media.py); there the private files stay in MEDIA_ROOT, whose order-videos/
-# and exports/ nginx refuses under /media/ and aliases for /protected-media/. Elsewhere they
-# are in PRIVATE_MEDIA_ROOT, which no URL serves.
-PRIVATE_MEDIA_SIGNED = env_bool("PRIVATE_MEDIA_SIGNED", IS_DEPLOYED)
-PRIVATE_MEDIA_URL_TTL_SECONDS = env_int("PRIVATE_MEDIA_URL_TTL_SECONDS", 3600)
-# nginx's internal location for them ("/protected-media/"); empty: the app streams the file.
+# nginx's internal location aliasing PRIVATE_MEDIA_ROOT ("/protected-media/",
+# deploy/nginx/marketplace.conf.in); empty: the app streams the file itself.
 PRIVATE_MEDIA_ACCEL_REDIRECT = os.environ.get("PRIVATE_MEDIA_ACCEL_REDIRECT", "")
-if PRIVATE_MEDIA_SIGNED:
-    STORAGES["private"] = {"BACKEND": "project.private_media.SignedFileSystemStorage"}
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     # S3-compatible object storage. boto3 takes AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
     # AWS_DEFAULT_REGION from the environment (tests/project/test_s3_storage.py).

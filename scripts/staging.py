@@ -15,8 +15,8 @@ plays the demo through nginx and checks what only a proxy shows:
 * a live socket works through the proxy (and a bad token still gets its close code);
 * an image at the upload limit is accepted, one byte over is refused by the app, a body over
   the proxy's limit is refused by nginx, both with the API's error body;
-* an order video's signed URL is sent by nginx through X-Accel-Redirect, while the file's
-  plain /media/ path and a forged signature are 404;
+* an order video's per-reader signed link is sent by nginx through X-Accel-Redirect, while the
+  file is not under /media/ and a forged link is 404;
 * /metrics through nginx sums the processes (gunicorn workers, daphne, Huey).
 
 Everything it started is stopped, the database dropped and the Redis keys deleted, also when a
@@ -155,6 +155,7 @@ def staging_env(layout: Layout) -> dict[str, str]:
             "PROMETHEUS_MULTIPROC_DIR": str(layout.work / "metrics"),
             "MARKETPLACE_VAR_DIR": str(var),
             "MEDIA_ROOT": str(var / "media"),
+            "PRIVATE_MEDIA_ROOT": str(var / "private-media"),
             "STATIC_ROOT": str(layout.work / "static"),
             "MAX_REQUEST_BODY_BYTES": str(PROXY_LIMIT),
             "RATE_SIGN_IN": f"{SIGN_IN_RATE}/m",
@@ -553,16 +554,17 @@ def play_private_video(layout: Layout) -> None:
             layout,
             "shell",
             "-c",
-            "from marketplace.models import Order; from marketplace.representations import order_video_url; "
-            "print(order_video_url(Order.objects.exclude(video='').latest('id')))",
+            "from marketplace.models import Order; from marketplace.media import private_url; "
+            "o = Order.objects.exclude(video='').latest('id'); "
+            "print(private_url(o.video.name, reader_id=o.buyer_id))",
             capture=True,
         )
         .strip()
         .splitlines()[-1]
     )
     check(
-        url.startswith(layout.base_url + "/media-private/order-videos/"),
-        f"the order video's URL is signed ({url[:80]}…)",
+        url.startswith(layout.base_url + "/api/private-media/"),
+        f"the order video's URL is the buyer's signed link ({url[:80]}…)",
     )
     served = requests.get(url, timeout=10)
     stored = (
@@ -571,7 +573,7 @@ def play_private_video(layout: Layout) -> None:
             "shell",
             "-c",
             "from marketplace.models import Order; o = Order.objects.exclude(video='').latest('id'); "
-            "print(o.video.size)",
+            "print(o.video.size, o.video.name)",
             capture=True,
         )
         .strip()
@@ -579,21 +581,21 @@ def play_private_video(layout: Layout) -> None:
     )
     check(
         served.status_code == 200
-        and len(served.content) == int(stored)
+        and len(served.content) == int(stored.split()[0])
         and served.headers.get("Content-Type") == "video/mp4"
         and "X-Accel-Redirect" not in served.headers,
         "nginx sent the video through X-Accel-Redirect (the header consumed, the bytes served)",
     )
-    plain = url.split("?")[0].replace("/media-private/", "/media/")
-    check(requests.get(plain, timeout=10).status_code == 404, "its plain /media/ path is 404")
-    forged = requests.get(url[:-4] + "0000", timeout=10)
+    name = stored.split()[1]
+    plain = requests.get(f"{layout.base_url}/media/{name}", timeout=10)
+    check(plain.status_code == 404, "the video is not under /media/")
+    token = url.rsplit("/", 2)[-2]
+    forged = requests.get(url.replace(token, token[:-4] + "AAAA"), timeout=10)
     check(
-        forged.status_code == 404 and forged.json()["code"] == "not_found",
-        "a forged signature is the API's 404",
+        forged.status_code == 404 and forged.json()["code"] == "link_expired",
+        "a forged link is the API's 404",
     )
-    internal = requests.get(
-        layout.base_url + "/protected-media/" + plain.split("/media/")[1], timeout=10
-    )
+    internal = requests.get(layout.base_url + "/protected-media/" + name, timeout=10)
     check(internal.status_code == 404, "nginx's internal location cannot be asked for directly")
 
 

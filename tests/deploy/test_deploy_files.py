@@ -30,7 +30,6 @@ NOT_FOR_DEPLOYMENTS = {
     "SANDBOX_BILL_DROP",
     "SANDBOX_BILL_ALTER",
     "DB_APPLICATION_NAME",
-    "PRIVATE_MEDIA_SIGNED",
 }
 _READ = re.compile(
     r"(?:os\.environ(?:\.get)?\(|os\.environ\[|env_(?:bool|int|float|list)\()\s*\"([A-Z0-9_]+)\""
@@ -108,7 +107,8 @@ def test_the_site_sends_what_the_issue_asks():
                 assert f"proxy_set_header {header} " in block, (header, block[:60])
     assert f"client_max_body_size {110 * 1024 * 1024};" in site  # MAX_REQUEST_BODY_BYTES
     assert '"code":"payload_too_large"' in site
-    assert "internal;" in site and "location /media/order-videos/ { return 404; }" in site
+    # Private files are outside /media/; only the app's X-Accel-Redirect reaches them.
+    assert "internal;" in site and "alias /srv/marketplace/var/private-media/;" in site
     assert "server 127.0.0.1:8001;" in site and "server 127.0.0.1:8002;" in site
     assert not re.search(r"@[A-Z_]+@", site)
 
