@@ -8,6 +8,11 @@ from typing import Any
 from django.utils.translation import gettext
 
 
+class Verbatim(str):
+    """A message parameter shown as it is, never looked up in the catalogue: a parameter or
+    field name the client sent ("seller" must not come back as 卖家)."""
+
+
 class DomainError(Exception):
     """`message` is English source text, or a %-template filled from `params`; the client reads
     it in its language (Simplified Chinese unless it sends Accept-Language: en): translated when
@@ -49,7 +54,7 @@ class DomainError(Exception):
         if not self.template:
             return ""
         params = {
-            name: gettext(value) if isinstance(value, str) and value else value
+            name: gettext(value) if isinstance(value, str) and value and not isinstance(value, Verbatim) else value
             for name, value in self.params.items()
         }
         text = gettext(self.template)

@@ -69,11 +69,11 @@ class MessageIn(StrictSchema):
     client_id: ClientId
 
 
-class ReadIn(StrictSchema):
+class MessageReadIn(StrictSchema):
     up_to: Id
 
 
-class ReadOut(Schema):
+class MessageReadOut(Schema):
     conversation_id: int
     user_id: int
     up_to: int
@@ -186,10 +186,10 @@ def send_message(request: HttpRequest, conversation_id: PathId, payload: Message
 
 @router.post(
     "/conversations/{conversation_id}/read",
-    response=ReadOut,
+    response=MessageReadOut,
     summary="Mark read up to a message; the other side hears message.read",
 )
-def read_conversation(request: HttpRequest, conversation_id: PathId, payload: ReadIn):
+def read_conversation(request: HttpRequest, conversation_id: PathId, payload: MessageReadIn):
     user = request.auth
     row = conversations.mark_read(user=user, conversation_id=conversation_id, up_to=payload.up_to)
     side = row.side(user.pk)

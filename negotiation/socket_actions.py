@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from marketplace.models import User
 from negotiation import actions, conversations
 from negotiation.api import AcceptIn, CounterIn, Id, OfferIn, OfferOut
-from negotiation.conversations_api import MessageIn, MessageOut, ReadIn, ReadOut
+from negotiation.conversations_api import MessageIn, MessageOut, MessageReadIn, MessageReadOut
 from negotiation.representations import message_data, offer_data
 from realtime.dispatch import socket_action, socket_event
 
@@ -105,11 +105,11 @@ def send_message(*, user: User, frame: dict) -> dict:
     return message_data(sent.message)
 
 
-@socket_action("message.read", payload=[ConversationRef, ReadIn], reply=ReadOut)
+@socket_action("message.read", payload=[ConversationRef, MessageReadIn], reply=MessageReadOut)
 def read_messages(*, user: User, frame: dict) -> dict:
     """Mark a conversation read up to a message (as POST /api/conversations/{id}/read)."""
     conversation_id = _conversation_id(frame)
-    body = ReadIn.model_validate(_fields(frame, "up_to"))
+    body = MessageReadIn.model_validate(_fields(frame, "up_to"))
     row = conversations.mark_read(user=user, conversation_id=conversation_id, up_to=body.up_to)
     return {
         "conversation_id": row.pk,
@@ -124,4 +124,4 @@ socket_event(
     MessageOut,
     summary="A message in one of my conversations (to both users; move it to the top).",
 )
-socket_event("message.read", ReadOut, summary="One side read a conversation up to a message.")
+socket_event("message.read", MessageReadOut, summary="One side read a conversation up to a message.")

@@ -18,7 +18,13 @@ from psycopg_pool import PoolTimeout
 
 from marketplace.api import accounts, catalog, media, orders, privacy, social, wallet
 from marketplace.api.auth import BearerTokenAuth
-from marketplace.errors import DomainError, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from marketplace.errors import (
+    DomainError,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    Verbatim,
+)
 from negotiation.api import router as negotiation_router
 from negotiation.conversations_api import push_router as wechat_push_router
 from negotiation.conversations_api import router as conversations_router
@@ -228,7 +234,7 @@ def _make_strict(model) -> None:
             raise Unprocessable(
                 "Unknown query parameter: %(name)s.",
                 code="unknown_query_parameter",
-                params={"name": unknown[0]},
+                params={"name": Verbatim(unknown[0])},
                 errors=[
                     {"loc": ["query", name], "msg": "not a parameter of this endpoint",
                      "type": "unknown_parameter"}

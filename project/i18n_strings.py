@@ -77,7 +77,6 @@ STRINGS = [
     gettext_noop('No such category.'),
     gettext_noop('No such conversation.'),
     gettext_noop('No such endpoint.'),
-    gettext_noop('No such file.'),
     gettext_noop('No such image (upload it first; each upload is sent once).'),
     gettext_noop('No such listing.'),
     gettext_noop('No such message.'),

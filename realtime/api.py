@@ -107,7 +107,7 @@ class NotificationPage(Schema):
     next_cursor: str | None
 
 
-class ReadIn(Schema):
+class NotificationReadIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     ids: Annotated[list[Annotated[int, Field(ge=1, le=2**63 - 1)]], Field(max_length=500)] | None = (
@@ -122,7 +122,7 @@ class ReadIn(Schema):
         return self
 
 
-class ReadOut(Schema):
+class NotificationReadOut(Schema):
     updated: int
     unread_notifications: int
 
@@ -153,11 +153,11 @@ def notification_list(request: HttpRequest, query: Query[NotificationsQuery]):
 
 @router.post(
     "/notifications/read",
-    response=ReadOut,
+    response=NotificationReadOut,
     tags=["notifications"],
     summary="Mark notifications read: {ids: [...]} or {all: true}",
 )
-def notification_read(request: HttpRequest, payload: ReadIn):
+def notification_read(request: HttpRequest, payload: NotificationReadIn):
     if payload.ids is not None and not payload.ids:
         raise InvalidInput("ids is empty.", code="ids_required")
     updated = notifications.mark_read(

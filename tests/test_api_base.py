@@ -148,3 +148,27 @@ def test_nul_characters_are_refused_everywhere_before_the_database(client_of, an
     )
     assert_error(form, 400, "invalid_characters")
     assert client_of.get("/api/me").json()["nickname"] != "a\x00b"
+
+
+def test_every_schema_of_the_api_has_its_own_name():
+    """The OpenAPI document names a schema by its class name: two classes with one name (the
+    conversations' and the notifications' `ReadIn`) made one operation document the other's
+    body, and the SDK typed it wrongly."""
+    from ninja import Schema
+
+    from project.api import api
+
+    api.get_openapi_schema()  # imports every router's module
+    seen: dict[str, str] = {}
+    clashes = []
+    stack = list(Schema.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.__module__.split(".")[0] not in {"marketplace", "negotiation", "realtime", "project"}:
+            continue
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.__name__ in seen and seen[cls.__name__] != where:
+            clashes.append((seen[cls.__name__], where))
+        seen.setdefault(cls.__name__, where)
+    assert clashes == []

@@ -69,6 +69,23 @@ export interface paths {
         patch: operations["marketplace_api_accounts_update_me"];
         trace?: never;
     };
+    "/api/me/avatar": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Upload my avatar (the chooseAvatar file; JPEG/PNG/WebP ≤ 10 MB, stored square) */
+        post: operations["marketplace_api_accounts_upload_avatar"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/users/{user_id}": {
         parameters: {
             query?: never;
@@ -739,6 +756,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/listings/{listing_id}/favorite": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Favourite (想要) a listing; idempotent */
+        post: operations["marketplace_api_social_favorite"];
+        /** Un-favourite; idempotent */
+        delete: operations["marketplace_api_social_unfavorite"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/favorites": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** My favourites, newest first, with each listing's current price and status */
+        get: operations["marketplace_api_social_my_favorites"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{user_id}/follow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Follow a seller; idempotent */
+        post: operations["marketplace_api_social_follow"];
+        /** Unfollow; idempotent */
+        delete: operations["marketplace_api_social_unfollow"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/following": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The sellers I follow */
+        get: operations["marketplace_api_social_my_following"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{user_id}/listings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A seller's listings on sale (default) or sold, newest first */
+        get: operations["marketplace_api_social_user_listings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{user_id}/reviews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Reviews buyers left a seller, newest first */
+        get: operations["marketplace_api_social_user_reviews"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/listings/{listing_id}/offers": {
         parameters: {
             query?: never;
@@ -858,6 +979,178 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me/trades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** My trades as buyer: live offers and orders in one list, newest first */
+        get: operations["negotiation_api_my_trades"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/listings/{listing_id}/conversation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Open (or get back) my conversation with the seller about this listing */
+        post: operations["negotiation_conversations_api_open_conversation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/conversations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** My conversations, latest first */
+        get: operations["negotiation_conversations_api_list_conversations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/conversations/{conversation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One conversation */
+        get: operations["negotiation_conversations_api_get_conversation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/conversations/{conversation_id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Messages, newest first; ?before=<message id> pages back */
+        get: operations["negotiation_conversations_api_list_messages"];
+        put?: never;
+        /** Send a text or image; the same client_id again returns the first message */
+        post: operations["negotiation_conversations_api_send_message"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/conversations/{conversation_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark read up to a message; the other side hears message.read */
+        post: operations["negotiation_conversations_api_read_conversation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{user_id}/block": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Block a user */
+        post: operations["negotiation_conversations_api_block_user"];
+        /** Unblock a user */
+        delete: operations["negotiation_conversations_api_unblock_user"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/reports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Report a message, user or listing */
+        post: operations["negotiation_conversations_api_file_report"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/blocks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The users I blocked */
+        get: operations["negotiation_conversations_api_my_blocks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/wechat/message-push": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** WeChat's message push (mediaCheckAsync verdicts), signed with the push token */
+        post: operations["negotiation_conversations_api_wechat_message_push"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/events": {
         parameters: {
             query?: never;
@@ -884,6 +1177,57 @@ export interface paths {
         };
         /** The socket's protocol (/ws/) as an AsyncAPI 3 document */
         get: operations["realtime_api_asyncapi_document"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** My notifications, newest first; title and body in the reader's language */
+        get: operations["realtime_api_notification_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark notifications read: {ids: [...]} or {all: true} */
+        post: operations["realtime_api_notification_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Unread counts for the tab badges */
+        get: operations["realtime_api_notification_summary"];
         put?: never;
         post?: never;
         delete?: never;
@@ -950,7 +1294,10 @@ export interface components {
             /** Avatar Url */
             avatar_url?: string | null;
         };
-        /** PublicUserOut */
+        /**
+         * PublicUserOut
+         * @description The seller page's header (SPEC §4b): every count is a counter column.
+         */
         PublicUserOut: {
             /** Id */
             id: number;
@@ -962,6 +1309,22 @@ export interface components {
             rating_avg: number | null;
             /** Rating Count */
             rating_count: number;
+            /** On Sale Count */
+            on_sale_count: number;
+            /** Sold Count */
+            sold_count: number;
+            /** Follower Count */
+            follower_count: number;
+            /**
+             * Is Following
+             * @description Whether the signed-in reader follows them.
+             */
+            is_following: boolean;
+            /**
+             * Joined At
+             * Format: date-time
+             */
+            joined_at: string;
         };
         /** AddressOut */
         AddressOut: {
@@ -979,6 +1342,8 @@ export interface components {
             district: string;
             /** Detail */
             detail: string;
+            /** City Code */
+            city_code: string;
             /** Is Default */
             is_default: boolean;
         };
@@ -996,6 +1361,8 @@ export interface components {
             district: string;
             /** Detail */
             detail: string;
+            /** City Code */
+            city_code?: string | null;
             /**
              * Is Default
              * @default false
@@ -1016,6 +1383,8 @@ export interface components {
             district?: string | null;
             /** Detail */
             detail?: string | null;
+            /** City Code */
+            city_code?: string | null;
             /** Is Default */
             is_default?: boolean | null;
         };
@@ -1061,6 +1430,11 @@ export interface components {
             newest: components["schemas"]["ListingSummaryOut"][];
         };
         /**
+         * ListingCondition
+         * @enum {string}
+         */
+        ListingCondition: "new" | "like_new" | "light_wear" | "heavy_wear";
+        /**
          * ListingStatus
          * @enum {string}
          */
@@ -1076,11 +1450,33 @@ export interface components {
              * @description Integer fen.
              */
             price: number;
+            /**
+             * Original Price
+             * @description 原价 in fen, shown only.
+             */
+            original_price: number | null;
+            /**
+             * Shipping Fee
+             * @description Fen the buyer pays on top of the price; 0 = 包邮.
+             */
+            shipping_fee: number;
+            /**
+             * City Code
+             * @description The seller's city (6-digit division code) or empty.
+             */
+            city_code: string;
+            /** Condition */
+            condition: components["schemas"]["ListingCondition"] | "";
             /** Cover Url */
             cover_url: string;
             status: components["schemas"]["ListingStatus"];
             /** Views */
             views: number;
+            /**
+             * Favorite Count
+             * @description How many people want it; in cached pages up to 5 s old (docs/social.md).
+             */
+            favorite_count: number;
             seller: components["schemas"]["SellerOut"];
             /**
              * Created At
@@ -1107,6 +1503,9 @@ export interface components {
             min_price?: number | null;
             /** Max Price */
             max_price?: number | null;
+            /** City */
+            city?: string | null;
+            condition?: components["schemas"]["ListingCondition"] | null;
             /**
              * Sort
              * @default newest
@@ -1156,11 +1555,33 @@ export interface components {
              * @description Integer fen.
              */
             price: number;
+            /**
+             * Original Price
+             * @description 原价 in fen, shown only.
+             */
+            original_price: number | null;
+            /**
+             * Shipping Fee
+             * @description Fen the buyer pays on top of the price; 0 = 包邮.
+             */
+            shipping_fee: number;
+            /**
+             * City Code
+             * @description The seller's city (6-digit division code) or empty.
+             */
+            city_code: string;
+            /** Condition */
+            condition: components["schemas"]["ListingCondition"] | "";
             /** Cover Url */
             cover_url: string;
             status: components["schemas"]["ListingStatus"];
             /** Views */
             views: number;
+            /**
+             * Favorite Count
+             * @description How many people want it; in cached pages up to 5 s old (docs/social.md).
+             */
+            favorite_count: number;
             seller: components["schemas"]["SellerOut"];
             /**
              * Created At
@@ -1185,6 +1606,11 @@ export interface components {
              * Format: date-time
              */
             updated_at: string;
+            /**
+             * Is Favorite
+             * @description Whether the signed-in reader favourited it.
+             */
+            is_favorite: boolean;
         };
         /** FeatureIn */
         FeatureIn: {
@@ -1216,6 +1642,17 @@ export interface components {
              * @description Integer fen (1 yuan = 100).
              */
             price: number;
+            /** Original Price */
+            original_price?: number | null;
+            /**
+             * Shipping Fee
+             * @description Integer fen; 0 = 包邮.
+             * @default 0
+             */
+            shipping_fee?: number;
+            /** City Code */
+            city_code?: string | null;
+            condition?: components["schemas"]["ListingCondition"] | null;
         };
         /** ListingPatch */
         ListingPatch: {
@@ -1231,6 +1668,13 @@ export interface components {
             image_ids?: number[] | null;
             /** Price */
             price?: number | null;
+            /** Original Price */
+            original_price?: number | null;
+            /** Shipping Fee */
+            shipping_fee?: number | null;
+            /** City Code */
+            city_code?: string | null;
+            condition?: components["schemas"]["ListingCondition"] | null;
         };
         /** MyListingsQuery */
         MyListingsQuery: {
@@ -1295,13 +1739,29 @@ export interface components {
             listing_id: number;
             /** Title */
             title: string;
+            /** Cover Url */
+            cover_url: string;
+            seller: components["schemas"]["OrderSellerOut"];
             /** Buyer Id */
             buyer_id: number;
             /** Seller Id */
             seller_id: number;
             status: components["schemas"]["OrderStatus"];
-            /** Price */
+            /**
+             * Price
+             * @description The item's price in fen; commission is on this alone.
+             */
             price: number;
+            /**
+             * Shipping Fee
+             * @description Shipping in fen, paid on top (0 = 包邮).
+             */
+            shipping_fee: number;
+            /**
+             * Total
+             * @description What the buyer pays: price + shipping_fee.
+             */
+            total: number;
             /** Commission */
             commission: number | null;
             /** Deadline At */
@@ -1316,6 +1776,8 @@ export interface components {
             address: components["schemas"]["AddressSnapshot"];
             /** Paid At */
             paid_at: string | null;
+            /** Has Video */
+            has_video: boolean;
             /** Video Url */
             video_url: string | null;
             /** Carrier */
@@ -1328,6 +1790,15 @@ export interface components {
             completed_at: string | null;
             /** History */
             history: components["schemas"]["HistoryOut"][];
+        };
+        /** OrderSellerOut */
+        OrderSellerOut: {
+            /** Id */
+            id: number;
+            /** Nickname */
+            nickname: string;
+            /** Avatar Url */
+            avatar_url: string;
         };
         /**
          * OrderStatus
@@ -1376,13 +1847,29 @@ export interface components {
             listing_id: number;
             /** Title */
             title: string;
+            /** Cover Url */
+            cover_url: string;
+            seller: components["schemas"]["OrderSellerOut"];
             /** Buyer Id */
             buyer_id: number;
             /** Seller Id */
             seller_id: number;
             status: components["schemas"]["OrderStatus"];
-            /** Price */
+            /**
+             * Price
+             * @description The item's price in fen; commission is on this alone.
+             */
             price: number;
+            /**
+             * Shipping Fee
+             * @description Shipping in fen, paid on top (0 = 包邮).
+             */
+            shipping_fee: number;
+            /**
+             * Total
+             * @description What the buyer pays: price + shipping_fee.
+             */
+            total: number;
             /** Commission */
             commission: number | null;
             /** Deadline At */
@@ -1750,6 +2237,186 @@ export interface components {
             /** Listing Id */
             listing_id: number | null;
         };
+        /** FavoriteOut */
+        FavoriteOut: {
+            /** Listing Id */
+            listing_id: number;
+            /** Is Favorite */
+            is_favorite: boolean;
+            /** Favorite Count */
+            favorite_count: number;
+        };
+        /** FavoriteItemOut */
+        FavoriteItemOut: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /**
+             * Price
+             * @description Integer fen.
+             */
+            price: number;
+            /**
+             * Original Price
+             * @description 原价 in fen, shown only.
+             */
+            original_price: number | null;
+            /**
+             * Shipping Fee
+             * @description Fen the buyer pays on top of the price; 0 = 包邮.
+             */
+            shipping_fee: number;
+            /**
+             * City Code
+             * @description The seller's city (6-digit division code) or empty.
+             */
+            city_code: string;
+            /** Condition */
+            condition: components["schemas"]["ListingCondition"] | "";
+            /** Cover Url */
+            cover_url: string;
+            status: components["schemas"]["ListingStatus"];
+            /** Views */
+            views: number;
+            /**
+             * Favorite Count
+             * @description How many people want it; in cached pages up to 5 s old (docs/social.md).
+             */
+            favorite_count: number;
+            seller: components["schemas"]["SellerOut"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Is Available
+             * @description On sale now (false once sold or taken down).
+             */
+            is_available: boolean;
+            /**
+             * Favorited At
+             * Format: date-time
+             */
+            favorited_at: string;
+        };
+        /** FavoritePage */
+        FavoritePage: {
+            /** Items */
+            items: components["schemas"]["FavoriteItemOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for more.
+             */
+            next_cursor?: string | null;
+        };
+        /** FollowOut */
+        FollowOut: {
+            /** Seller Id */
+            seller_id: number;
+            /** Is Following */
+            is_following: boolean;
+            /** Follower Count */
+            follower_count: number;
+        };
+        /** FollowingItemOut */
+        FollowingItemOut: {
+            /** Id */
+            id: number;
+            /** Nickname */
+            nickname: string;
+            /** Avatar Url */
+            avatar_url: string;
+            /** Rating Avg */
+            rating_avg: number | null;
+            /** Rating Count */
+            rating_count: number;
+            /** On Sale Count */
+            on_sale_count: number;
+            /** Sold Count */
+            sold_count: number;
+            /** Follower Count */
+            follower_count: number;
+            /**
+             * Is Following
+             * @description Whether the signed-in reader follows them.
+             */
+            is_following: boolean;
+            /**
+             * Joined At
+             * Format: date-time
+             */
+            joined_at: string;
+            /**
+             * Followed At
+             * Format: date-time
+             */
+            followed_at: string;
+        };
+        /** FollowingPage */
+        FollowingPage: {
+            /** Items */
+            items: components["schemas"]["FollowingItemOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for more.
+             */
+            next_cursor?: string | null;
+        };
+        /** SellerListingsQuery */
+        SellerListingsQuery: {
+            /**
+             * Status
+             * @default on_sale
+             * @enum {string}
+             */
+            status?: "on_sale" | "sold";
+            /**
+             * Limit
+             * @default 20
+             */
+            limit?: number;
+            /** Cursor */
+            cursor?: string | null;
+        };
+        /** SellerListingPage */
+        SellerListingPage: {
+            /** Items */
+            items: components["schemas"]["ListingSummaryOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for more.
+             */
+            next_cursor?: string | null;
+        };
+        /** ReviewItemOut */
+        ReviewItemOut: {
+            /** Id */
+            id: number;
+            /** Rating */
+            rating: number;
+            /** Comment */
+            comment: string;
+            buyer: components["schemas"]["SellerOut"];
+            /** Listing Title */
+            listing_title: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** SellerReviewPage */
+        SellerReviewPage: {
+            /** Items */
+            items: components["schemas"]["ReviewItemOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for more.
+             */
+            next_cursor?: string | null;
+        };
         /** OfferOut */
         OfferOut: {
             /** Id */
@@ -1859,6 +2526,287 @@ export interface components {
              */
             auto_accept_price?: number | null;
         };
+        /** TradeListingOut */
+        TradeListingOut: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /** Cover Url */
+            cover_url: string;
+            /** Price */
+            price: number;
+            /** Shipping Fee */
+            shipping_fee: number;
+        };
+        /** TradeOfferOut */
+        TradeOfferOut: {
+            /** Id */
+            id: number;
+            /** Listing Id */
+            listing_id: number;
+            /** Buyer Id */
+            buyer_id: number;
+            /** Seller Id */
+            seller_id: number;
+            /** Price */
+            price: number;
+            /** Counter Price */
+            counter_price: number | null;
+            status: components["schemas"]["OfferStatus"];
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /** Order No */
+            order_no: string | null;
+            /**
+             * Decline Reason
+             * @description below_floor, seller_declined, buyer_declined, listing_sold, price_changed.
+             */
+            decline_reason?: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            listing: components["schemas"]["TradeListingOut"];
+        };
+        /** TradeOut */
+        TradeOut: {
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "offer" | "order";
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** @description A live bargain (open or countered). */
+            offer: components["schemas"]["TradeOfferOut"] | null;
+            order: components["schemas"]["OrderSummaryOut"] | null;
+        };
+        /** TradePage */
+        TradePage: {
+            /** Items */
+            items: components["schemas"]["TradeOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for more.
+             */
+            next_cursor?: string | null;
+        };
+        /** ConversationOut */
+        ConversationOut: {
+            /** Id */
+            id: number;
+            listing: components["schemas"]["ListingBrief"];
+            buyer: components["schemas"]["Person"];
+            seller: components["schemas"]["Person"];
+            last_message: components["schemas"]["MessageOut"] | null;
+            /** Unread Count */
+            unread_count: number;
+            /**
+             * Is Read Only
+             * @description the listing went to another buyer
+             * @default false
+             */
+            is_read_only?: boolean;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** ListingBrief */
+        ListingBrief: {
+            /** Id */
+            id: number;
+            /** Title */
+            title: string;
+            /** Price */
+            price: number;
+            /** Cover Url */
+            cover_url: string | null;
+            /** Status */
+            status: string;
+        };
+        /**
+         * MessageKind
+         * @enum {string}
+         */
+        MessageKind: "text" | "image" | "offer" | "system";
+        /** MessageOut */
+        MessageOut: {
+            /** Id */
+            id: number;
+            /** Conversation Id */
+            conversation_id: number;
+            /**
+             * Sender Id
+             * @description null for the server's own entries
+             */
+            sender_id?: number | null;
+            kind: components["schemas"]["MessageKind"];
+            /** Text */
+            text: string;
+            /** Image Url */
+            image_url: string | null;
+            /**
+             * Is Hidden
+             * @description a risky image: shown to neither side
+             * @default false
+             */
+            is_hidden?: boolean;
+            offer: components["schemas"]["OfferOut"] | null;
+            /** Client Id */
+            client_id: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** Person */
+        Person: {
+            /** Id */
+            id: number;
+            /** Nickname */
+            nickname: string;
+            /** Avatar Url */
+            avatar_url: string;
+        };
+        /** ConversationFilters */
+        ConversationFilters: {
+            /**
+             * Limit
+             * @default 20
+             */
+            limit?: number;
+            /** Cursor */
+            cursor?: string | null;
+            /**
+             * Unread
+             * @default false
+             */
+            unread?: boolean;
+        };
+        /** ConversationPage */
+        ConversationPage: {
+            /** Items */
+            items: components["schemas"]["ConversationOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for more.
+             */
+            next_cursor?: string | null;
+        };
+        /** HistoryParams */
+        HistoryParams: {
+            /** Before */
+            before?: number | null;
+            /**
+             * Limit
+             * @default 30
+             */
+            limit?: number;
+        };
+        /** MessagePage */
+        MessagePage: {
+            /** Items */
+            items: components["schemas"]["MessageOut"][];
+            /**
+             * Next Before
+             * @description Pass as ?before= for older messages.
+             */
+            next_before?: number | null;
+        };
+        /** MessageIn */
+        MessageIn: {
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "text" | "image";
+            /** Text */
+            text?: string | null;
+            /** Image Id */
+            image_id?: number | null;
+            /** Client Id */
+            client_id: string;
+        };
+        /** ReadOut */
+        ReadOut: {
+            /** Updated */
+            updated: number;
+            /** Unread Notifications */
+            unread_notifications: number;
+        };
+        /** ReadIn */
+        ReadIn: {
+            /** Ids */
+            ids?: number[] | null;
+            /**
+             * All
+             * @default false
+             */
+            all?: boolean;
+        };
+        /** BlockOut */
+        BlockOut: {
+            /** User Id */
+            user_id: number;
+            /** Is Blocked */
+            is_blocked: boolean;
+        };
+        /** ReportOut */
+        ReportOut: {
+            /** Id */
+            id: number;
+            /** Target Type */
+            target_type: string;
+            /** Status */
+            status: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** ReportIn */
+        ReportIn: {
+            /**
+             * Target Type
+             * @enum {string}
+             */
+            target_type: "message" | "user" | "listing";
+            /** Target Id */
+            target_id: number;
+            /**
+             * Reason
+             * @enum {string}
+             */
+            reason: "fake" | "prohibited" | "fraud" | "abuse" | "other";
+            /** Detail */
+            detail?: string | null;
+        };
+        /** BlockedOut */
+        BlockedOut: {
+            user: components["schemas"]["Person"];
+            /**
+             * Blocked At
+             * Format: date-time
+             */
+            blocked_at: string;
+        };
+        /** PushAck */
+        PushAck: {
+            /** Ok */
+            ok: boolean;
+        };
         /** EventsQuery */
         EventsQuery: {
             /**
@@ -1898,6 +2846,65 @@ export interface components {
             next_cursor: string | null;
             /** Latest Seq */
             latest_seq: number;
+        };
+        /** NotificationsQuery */
+        NotificationsQuery: {
+            /**
+             * Unread
+             * @default false
+             */
+            unread?: boolean;
+            /**
+             * Limit
+             * @default 20
+             */
+            limit?: number;
+            /** Cursor */
+            cursor?: string | null;
+        };
+        /** NotificationOut */
+        NotificationOut: {
+            /** Id */
+            id: number;
+            /** Type */
+            type: string;
+            /** Title */
+            title: string;
+            /** Body */
+            body: string;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            target: components["schemas"]["NotificationTargetOut"] | null;
+            /** Read At */
+            read_at: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** NotificationPage */
+        NotificationPage: {
+            /** Items */
+            items: components["schemas"]["NotificationOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** NotificationTargetOut */
+        NotificationTargetOut: {
+            /** Type */
+            type: string;
+            /** Id */
+            id: number | string | null;
+        };
+        /** SummaryOut */
+        SummaryOut: {
+            /** Unread Notifications */
+            unread_notifications: number;
+            /** Unread Messages */
+            unread_messages: number;
         };
         /** ApiError */
         ApiError: {
@@ -2046,6 +3053,45 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ProfileIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_accounts_upload_avatar: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * File
+                     * Format: binary
+                     */
+                    file: string;
+                };
             };
         };
         responses: {
@@ -2320,6 +3366,8 @@ export interface operations {
                 category?: number | null;
                 min_price?: number | null;
                 max_price?: number | null;
+                city?: string | null;
+                condition?: components["schemas"]["ListingCondition"] | null;
                 sort?: "newest" | "hot" | "price_asc" | "price_desc";
                 limit?: number;
                 cursor?: string | null;
@@ -3599,6 +4647,263 @@ export interface operations {
             };
         };
     };
+    marketplace_api_social_favorite: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                listing_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FavoriteOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_unfavorite: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                listing_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FavoriteOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_my_favorites: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FavoritePage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_follow: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FollowOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_unfollow: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FollowOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_my_following: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FollowingPage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_user_listings: {
+        parameters: {
+            query?: {
+                status?: "on_sale" | "sold";
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SellerListingPage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    marketplace_api_social_user_reviews: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SellerReviewPage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
     negotiation_api_make_offer: {
         parameters: {
             query?: never;
@@ -3836,6 +5141,403 @@ export interface operations {
             };
         };
     };
+    negotiation_api_my_trades: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TradePage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_open_conversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                listing_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_list_conversations: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+                unread?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationPage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_get_conversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_list_messages: {
+        parameters: {
+            query?: {
+                before?: number | null;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                conversation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessagePage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_send_message: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessageIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_read_conversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_block_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_unblock_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_file_report: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportIn"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_my_blocks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockedOut"][];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_wechat_message_push: {
+        parameters: {
+            query?: {
+                signature?: string;
+                timestamp?: string;
+                nonce?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PushAck"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
     realtime_api_events: {
         parameters: {
             query?: {
@@ -3887,6 +5589,101 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    realtime_api_notification_list: {
+        parameters: {
+            query?: {
+                unread?: boolean;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationPage"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    realtime_api_notification_read: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    realtime_api_notification_summary: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SummaryOut"];
                 };
             };
             /** @description Client error: `{code, message, errors?}` */

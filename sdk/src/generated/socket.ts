@@ -24,6 +24,7 @@ export type District = string;
 export type Detail = string;
 export type Id1 = number;
 export type Name1 = string;
+export type ConversationId = number;
 /**
  * Integer fen (1 yuan = 100).
  */
@@ -45,12 +46,30 @@ export type At = string;
  * via the `definition` "Kind".
  */
 export type Kind = "sale_credit" | "withdrawal_hold" | "withdrawal_paid" | "withdrawal_release" | "adjustment";
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ListingCondition".
+ */
+export type ListingCondition = "new" | "like_new" | "light_wear" | "heavy_wear";
 export type Id2 = number;
 export type Title = string;
 /**
  * Integer fen.
  */
 export type Price1 = number;
+/**
+ * 原价 in fen, shown only.
+ */
+export type OriginalPrice = number | null;
+/**
+ * Fen the buyer pays on top of the price; 0 = 包邮.
+ */
+export type ShippingFee = number;
+/**
+ * The seller's city (6-digit division code) or empty.
+ */
+export type CityCode = string;
+export type Condition = ListingCondition | "";
 export type CoverUrl = string;
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -58,6 +77,10 @@ export type CoverUrl = string;
  */
 export type ListingStatus = "pending_review" | "rejected" | "on_sale" | "reserved" | "sold" | "off_shelf";
 export type Views = number;
+/**
+ * How many people want it; in cached pages up to 5 s old (docs/social.md).
+ */
+export type FavoriteCount = number;
 export type Id3 = number;
 export type Nickname = string;
 export type AvatarUrl = string;
@@ -69,12 +92,71 @@ export type Thumbnails = string[];
 export type ApprovedAt = string | null;
 export type ReviewNote = string;
 export type UpdatedAt = string;
-export type ListingId = number;
 /**
- * Integer fen (1 yuan = 100).
+ * Whether the signed-in reader favourited it.
+ */
+export type IsFavorite = boolean;
+export type Id4 = number;
+export type Title1 = string;
+/**
+ * Integer fen.
  */
 export type Price2 = number;
-export type Id4 = number;
+/**
+ * 原价 in fen, shown only.
+ */
+export type OriginalPrice1 = number | null;
+/**
+ * Fen the buyer pays on top of the price; 0 = 包邮.
+ */
+export type ShippingFee1 = number;
+/**
+ * The seller's city (6-digit division code) or empty.
+ */
+export type CityCode1 = string;
+export type Condition1 = ListingCondition | "";
+export type CoverUrl1 = string;
+export type Views1 = number;
+/**
+ * How many people want it; in cached pages up to 5 s old (docs/social.md).
+ */
+export type FavoriteCount1 = number;
+export type CreatedAt2 = string;
+/**
+ * listing.price_dropped: the price before.
+ */
+export type OldPrice = number | null;
+/**
+ * listing.price_dropped: the price now.
+ */
+export type NewPrice = number | null;
+/**
+ * listing.unavailable: `sold` or `off_shelf`.
+ */
+export type Reason1 = string | null;
+export type ListingId = number;
+export type Kind1 = "text" | "image";
+export type Text = string | null;
+export type ImageId = number | null;
+export type ClientId = string;
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageKind".
+ */
+export type MessageKind = "text" | "image" | "offer" | "system";
+export type Id5 = number;
+export type ConversationId1 = number;
+/**
+ * null for the server's own entries
+ */
+export type SenderId = number | null;
+export type Text1 = string;
+export type ImageUrl = string | null;
+/**
+ * a risky image: shown to neither side
+ */
+export type IsHidden = boolean;
+export type Id6 = number;
 export type ListingId1 = number;
 export type BuyerId = number;
 export type SellerId = number;
@@ -91,11 +173,29 @@ export type OrderNo = string | null;
  * below_floor, seller_declined, buyer_declined, listing_sold, price_changed.
  */
 export type DeclineReason = string | null;
-export type CreatedAt2 = string;
+export type CreatedAt3 = string;
+export type ClientId1 = string | null;
+export type CreatedAt4 = string;
+export type Id7 = number;
+export type Type1 = string;
+export type Title2 = string;
+export type Body = string;
+export type Type2 = string;
+export type Id8 = number | string | null;
+export type ReadAt = string | null;
+export type CreatedAt5 = string;
+/**
+ * Integer fen (1 yuan = 100).
+ */
+export type Price4 = number;
 export type OfferId = number;
 export type OrderNo1 = string;
 export type ListingId2 = number;
-export type Title1 = string;
+export type Title3 = string;
+export type CoverUrl2 = string;
+export type Id9 = number;
+export type Nickname1 = string;
+export type AvatarUrl1 = string;
 export type BuyerId1 = number;
 export type SellerId1 = number;
 /**
@@ -112,20 +212,37 @@ export type OrderStatus =
   | "disputed"
   | "cancelled"
   | "closed";
-export type Price4 = number;
+/**
+ * The item's price in fen; commission is on this alone.
+ */
+export type Price5 = number;
+/**
+ * Shipping in fen, paid on top (0 = 包邮).
+ */
+export type ShippingFee2 = number;
+/**
+ * What the buyer pays: price + shipping_fee.
+ */
+export type Total = number;
 export type Commission = number | null;
 export type DeadlineAt = string | null;
 export type RefundStatus = string;
-export type CreatedAt3 = string;
+export type CreatedAt6 = string;
 export type PaidAt = string | null;
+export type HasVideo = boolean;
 export type VideoUrl = string | null;
 export type Carrier = string | null;
 export type TrackingNo = string | null;
 export type ShippedAt = string | null;
 export type CompletedAt = string | null;
 export type History = HistoryOut[];
+export type UpTo = number;
+export type ConversationId2 = number;
+export type UserId = number;
+export type UpTo1 = number;
+export type UnreadCount = number;
 export type Time = string;
-export type Text = string;
+export type Text2 = string;
 export type Carrier1 = string;
 export type TrackingNo1 = string;
 export type State = number | null;
@@ -142,7 +259,7 @@ export type AppId = string;
 export type PackageInfo = string | null;
 export type ConfirmBefore = string | null;
 export type FailReason = string | null;
-export type Id5 = number;
+export type Id10 = number;
 /**
  * Change to the available balance, signed fen.
  */
@@ -171,7 +288,7 @@ export type Frozen = number;
  * Fen credited from completed sales, ever.
  */
 export type TotalEarned = number;
-export type Id6 = number;
+export type Id11 = number;
 export type Amount1 = number;
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -180,8 +297,15 @@ export type Amount1 = number;
 export type WithdrawalStatus = "pending" | "awaiting_user_confirmation" | "paid" | "rejected" | "failed";
 export type TransferReference = string | null;
 export type RejectReason = string | null;
-export type CreatedAt4 = string;
+export type CreatedAt7 = string;
 export type DecidedAt = string | null;
+export type ConversationId3 = number;
+export type UpTo2 = number;
+export type ConversationId4 = number;
+export type Kind2 = "text" | "image";
+export type Text3 = string | null;
+export type ImageId1 = number | null;
+export type ClientId2 = string;
 export type OfferId1 = number;
 /**
  * Buyer accepting a counter: ship here instead of the default address.
@@ -191,13 +315,13 @@ export type OfferId2 = number;
 /**
  * Integer fen (1 yuan = 100).
  */
-export type Price5 = number;
+export type Price6 = number;
 export type OfferId3 = number;
 export type ListingId3 = number;
 /**
  * Integer fen (1 yuan = 100).
  */
-export type Price6 = number;
+export type Price7 = number;
 export type OfferId4 = number;
 
 export interface SocketSchemas {
@@ -205,20 +329,32 @@ export interface SocketSchemas {
   AccountOut?: AccountOut;
   AddressSnapshot?: AddressSnapshot;
   CategoryRefOut?: CategoryRefOut;
+  ConversationRef?: ConversationRef;
   CounterIn?: CounterIn;
   Destination?: Destination;
   FeatureOut?: FeatureOut;
   HistoryOut?: HistoryOut;
   Kind?: Kind;
+  ListingCondition?: ListingCondition;
   ListingDetailOut?: ListingDetailOut;
+  ListingNewsOut?: ListingNewsOut;
   ListingRef?: ListingRef;
   ListingStatus?: ListingStatus;
+  ListingSummaryOut?: ListingSummaryOut;
+  MessageIn?: MessageIn;
+  MessageKind?: MessageKind;
+  MessageOut?: MessageOut;
+  NotificationOut?: NotificationOut;
+  NotificationTargetOut?: NotificationTargetOut;
   OfferIn?: OfferIn;
   OfferOut?: OfferOut;
   OfferRef?: OfferRef;
   OfferStatus?: OfferStatus;
   OrderOut?: OrderOut;
+  OrderSellerOut?: OrderSellerOut;
   OrderStatus?: OrderStatus;
+  ReadIn?: ReadIn;
+  ReadOut?: ReadOut;
   SellerOut?: SellerOut;
   TrackingEventOut?: TrackingEventOut;
   TrackingOut?: TrackingOut;
@@ -235,6 +371,10 @@ export interface SocketSchemas {
   ResumeAction?: ResumeAction;
   ResumeResult?: ResumeResult;
   ResumeAck?: ResumeAck;
+  MessageReadAction?: MessageReadAction;
+  MessageReadAck?: MessageReadAck;
+  MessageSendAction?: MessageSendAction;
+  MessageSendAck?: MessageSendAck;
   OfferAcceptAction?: OfferAcceptAction;
   OfferAcceptAck?: OfferAcceptAck;
   OfferCounterAction?: OfferCounterAction;
@@ -245,7 +385,13 @@ export interface SocketSchemas {
   OfferMakeAck?: OfferMakeAck;
   OfferWithdrawAction?: OfferWithdrawAction;
   OfferWithdrawAck?: OfferWithdrawAck;
+  ListingNewFromFollowedEvent?: ListingNewFromFollowedEvent;
+  ListingPriceDroppedEvent?: ListingPriceDroppedEvent;
   ListingReviewedEvent?: ListingReviewedEvent;
+  ListingUnavailableEvent?: ListingUnavailableEvent;
+  MessageCreatedEvent?: MessageCreatedEvent;
+  MessageReadEvent?: MessageReadEvent;
+  NotificationCreatedEvent?: NotificationCreatedEvent;
   OfferAcceptedEvent?: OfferAcceptedEvent;
   OfferCounteredEvent?: OfferCounteredEvent;
   OfferCreatedEvent?: OfferCreatedEvent;
@@ -299,6 +445,13 @@ export interface CategoryRefOut {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ConversationRef".
+ */
+export interface ConversationRef {
+  conversation_id: ConversationId;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "CounterIn".
  */
 export interface CounterIn {
@@ -331,9 +484,14 @@ export interface ListingDetailOut {
   id: Id2;
   title: Title;
   price: Price1;
+  original_price: OriginalPrice;
+  shipping_fee: ShippingFee;
+  city_code: CityCode;
+  condition: Condition;
   cover_url: CoverUrl;
   status: ListingStatus;
   views: Views;
+  favorite_count: FavoriteCount;
   seller: SellerOut;
   created_at: CreatedAt1;
   description: Description;
@@ -344,6 +502,7 @@ export interface ListingDetailOut {
   approved_at: ApprovedAt;
   review_note: ReviewNote;
   updated_at: UpdatedAt;
+  is_favorite: IsFavorite;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -355,6 +514,37 @@ export interface SellerOut {
   avatar_url: AvatarUrl;
 }
 /**
+ * News about a listing someone wants or a followed seller's new one (docs/social.md).
+ *
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ListingNewsOut".
+ */
+export interface ListingNewsOut {
+  listing: ListingSummaryOut;
+  old_price?: OldPrice;
+  new_price?: NewPrice;
+  reason?: Reason1;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ListingSummaryOut".
+ */
+export interface ListingSummaryOut {
+  id: Id4;
+  title: Title1;
+  price: Price2;
+  original_price: OriginalPrice1;
+  shipping_fee: ShippingFee1;
+  city_code: CityCode1;
+  condition: Condition1;
+  cover_url: CoverUrl1;
+  status: ListingStatus;
+  views: Views1;
+  favorite_count: FavoriteCount1;
+  seller: SellerOut;
+  created_at: CreatedAt2;
+}
+/**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "ListingRef".
  */
@@ -363,17 +553,36 @@ export interface ListingRef {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
- * via the `definition` "OfferIn".
+ * via the `definition` "MessageIn".
  */
-export interface OfferIn {
-  price: Price2;
+export interface MessageIn {
+  kind: Kind1;
+  text?: Text;
+  image_id?: ImageId;
+  client_id: ClientId;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageOut".
+ */
+export interface MessageOut {
+  id: Id5;
+  conversation_id: ConversationId1;
+  sender_id?: SenderId;
+  kind: MessageKind;
+  text: Text1;
+  image_url: ImageUrl;
+  is_hidden?: IsHidden;
+  offer: OfferOut | null;
+  client_id: ClientId1;
+  created_at: CreatedAt4;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "OfferOut".
  */
 export interface OfferOut {
-  id: Id4;
+  id: Id6;
   listing_id: ListingId1;
   buyer_id: BuyerId;
   seller_id: SellerId;
@@ -383,7 +592,39 @@ export interface OfferOut {
   expires_at: ExpiresAt;
   order_no: OrderNo;
   decline_reason?: DeclineReason;
-  created_at: CreatedAt2;
+  created_at: CreatedAt3;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "NotificationOut".
+ */
+export interface NotificationOut {
+  id: Id7;
+  type: Type1;
+  title: Title2;
+  body: Body;
+  params: Params;
+  target: NotificationTargetOut | null;
+  read_at: ReadAt;
+  created_at: CreatedAt5;
+}
+export interface Params {
+  [k: string]: unknown | undefined;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "NotificationTargetOut".
+ */
+export interface NotificationTargetOut {
+  type: Type2;
+  id: Id8;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "OfferIn".
+ */
+export interface OfferIn {
+  price: Price4;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -399,17 +640,22 @@ export interface OfferRef {
 export interface OrderOut {
   order_no: OrderNo1;
   listing_id: ListingId2;
-  title: Title1;
+  title: Title3;
+  cover_url: CoverUrl2;
+  seller: OrderSellerOut;
   buyer_id: BuyerId1;
   seller_id: SellerId1;
   status: OrderStatus;
-  price: Price4;
+  price: Price5;
+  shipping_fee: ShippingFee2;
+  total: Total;
   commission: Commission;
   deadline_at: DeadlineAt;
   refund_status: RefundStatus;
-  created_at: CreatedAt3;
+  created_at: CreatedAt6;
   address: AddressSnapshot;
   paid_at: PaidAt;
+  has_video: HasVideo;
   video_url: VideoUrl;
   carrier: Carrier;
   tracking_no: TrackingNo;
@@ -419,11 +665,37 @@ export interface OrderOut {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "OrderSellerOut".
+ */
+export interface OrderSellerOut {
+  id: Id9;
+  nickname: Nickname1;
+  avatar_url: AvatarUrl1;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ReadIn".
+ */
+export interface ReadIn {
+  up_to: UpTo;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ReadOut".
+ */
+export interface ReadOut {
+  conversation_id: ConversationId2;
+  user_id: UserId;
+  up_to: UpTo1;
+  unread_count: UnreadCount;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "TrackingEventOut".
  */
 export interface TrackingEventOut {
   time: Time;
-  text: Text;
+  text: Text2;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -454,7 +726,7 @@ export interface TransferOut {
  * via the `definition` "WalletCreditedOut".
  */
 export interface WalletCreditedOut {
-  id: Id5;
+  id: Id10;
   kind: Kind;
   amount: Amount;
   balance_after: BalanceAfter;
@@ -479,7 +751,7 @@ export interface WalletOut {
  * via the `definition` "WithdrawalOut".
  */
 export interface WithdrawalOut {
-  id: Id6;
+  id: Id11;
   amount: Amount1;
   status: WithdrawalStatus;
   to: Destination;
@@ -487,7 +759,7 @@ export interface WithdrawalOut {
   transfer: TransferOut | null;
   transfer_reference: TransferReference;
   reject_reason: RejectReason;
-  created_at: CreatedAt4;
+  created_at: CreatedAt7;
   decided_at: DecidedAt;
 }
 /**
@@ -572,6 +844,59 @@ export interface ResumeAck {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageReadAction".
+ */
+export interface MessageReadAction {
+  action: "message.read";
+  /**
+   * Echoed as the reply's `ref` (≤ 64 characters, or an integer).
+   */
+  id?: string | number;
+  conversation_id: ConversationId3;
+  up_to: UpTo2;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageReadAck".
+ */
+export interface MessageReadAck {
+  type: "ack";
+  /**
+   * The client frame's `id`, or null.
+   */
+  ref: string | number | null;
+  data: ReadOut;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageSendAction".
+ */
+export interface MessageSendAction {
+  action: "message.send";
+  /**
+   * Echoed as the reply's `ref` (≤ 64 characters, or an integer).
+   */
+  id?: string | number;
+  conversation_id: ConversationId4;
+  kind: Kind2;
+  text?: Text3;
+  image_id?: ImageId1;
+  client_id: ClientId2;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageSendAck".
+ */
+export interface MessageSendAck {
+  type: "ack";
+  /**
+   * The client frame's `id`, or null.
+   */
+  ref: string | number | null;
+  data: MessageOut;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "OfferAcceptAction".
  */
 export interface OfferAcceptAction {
@@ -606,7 +931,7 @@ export interface OfferCounterAction {
    */
   id?: string | number;
   offer_id: OfferId2;
-  price: Price5;
+  price: Price6;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -655,7 +980,7 @@ export interface OfferMakeAction {
    */
   id?: string | number;
   listing_id: ListingId3;
-  price: Price6;
+  price: Price7;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -695,12 +1020,72 @@ export interface OfferWithdrawAck {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ListingNewFromFollowedEvent".
+ */
+export interface ListingNewFromFollowedEvent {
+  seq: number;
+  type: "listing.new_from_followed";
+  data: ListingNewsOut;
+  at: string;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ListingPriceDroppedEvent".
+ */
+export interface ListingPriceDroppedEvent {
+  seq: number;
+  type: "listing.price_dropped";
+  data: ListingNewsOut;
+  at: string;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "ListingReviewedEvent".
  */
 export interface ListingReviewedEvent {
   seq: number;
   type: "listing.reviewed";
   data: ListingDetailOut;
+  at: string;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "ListingUnavailableEvent".
+ */
+export interface ListingUnavailableEvent {
+  seq: number;
+  type: "listing.unavailable";
+  data: ListingNewsOut;
+  at: string;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageCreatedEvent".
+ */
+export interface MessageCreatedEvent {
+  seq: number;
+  type: "message.created";
+  data: MessageOut;
+  at: string;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageReadEvent".
+ */
+export interface MessageReadEvent {
+  seq: number;
+  type: "message.read";
+  data: ReadOut;
+  at: string;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "NotificationCreatedEvent".
+ */
+export interface NotificationCreatedEvent {
+  seq: number;
+  type: "notification.created";
+  data: NotificationOut;
   at: string;
 }
 /**
@@ -816,7 +1201,13 @@ export interface WithdrawalUpdatedEvent {
 
 /** Every event type the server can send, mapped to its frame `{seq, type, data, at}`. */
 export interface EventFrames {
+  "listing.new_from_followed": ListingNewFromFollowedEvent;
+  "listing.price_dropped": ListingPriceDroppedEvent;
   "listing.reviewed": ListingReviewedEvent;
+  "listing.unavailable": ListingUnavailableEvent;
+  "message.created": MessageCreatedEvent;
+  "message.read": MessageReadEvent;
+  "notification.created": NotificationCreatedEvent;
   "offer.accepted": OfferAcceptedEvent;
   "offer.countered": OfferCounteredEvent;
   "offer.created": OfferCreatedEvent;
@@ -833,12 +1224,14 @@ export type EventType = keyof EventFrames;
 export type EventFrame = EventFrames[EventType];
 /** The `data` of each event type: the object as the REST API shows it. */
 export type EventData<T extends EventType> = EventFrames[T]["data"];
-export const EVENT_TYPES = ["listing.reviewed", "offer.accepted", "offer.countered", "offer.created", "offer.declined", "offer.expired", "offer.withdrawn", "order.shipping_update", "order.status_changed", "order.video_ready", "wallet.credited", "withdrawal.updated"] as const;
+export const EVENT_TYPES = ["listing.new_from_followed", "listing.price_dropped", "listing.reviewed", "listing.unavailable", "message.created", "message.read", "notification.created", "offer.accepted", "offer.countered", "offer.created", "offer.declined", "offer.expired", "offer.withdrawn", "order.shipping_update", "order.status_changed", "order.video_ready", "wallet.credited", "withdrawal.updated"] as const;
 
 /** Client frames by action (`action` and `id` are added by the socket). */
 export interface ActionFrames {
   "ping": PingAction;
   "resume": ResumeAction;
+  "message.read": MessageReadAction;
+  "message.send": MessageSendAction;
   "offer.accept": OfferAcceptAction;
   "offer.counter": OfferCounterAction;
   "offer.decline": OfferDeclineAction;
@@ -849,6 +1242,8 @@ export interface ActionFrames {
 export interface ActionReplies {
   "ping": never;
   "resume": ResumeAck["data"];
+  "message.read": MessageReadAck["data"];
+  "message.send": MessageSendAck["data"];
   "offer.accept": OfferAcceptAck["data"];
   "offer.counter": OfferCounterAck["data"];
   "offer.decline": OfferDeclineAck["data"];
