@@ -184,6 +184,55 @@ export class MarketplaceClient {
     return this.user;
   }
 
+  /** The avatar from `<button open-type="chooseAvatar">` (its temp file): stored, squared. */
+  async uploadAvatar(source: { filePath: string } | { file: BlobLike; fileName?: string }) {
+    this.user = await this.upload<Schemas["UserOut"]>("/api/me/avatar", { field: "file", ...source });
+    return this.user;
+  }
+
+  /** A seller's page: counters, `is_following` for the signed-in reader. */
+  publicUser(userId: number) {
+    return this.call<Schemas["PublicUserOut"]>("GET", `/api/users/${userId}`);
+  }
+
+  sellerListings(userId: number, query: { status?: "on_sale" | "sold"; limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["SellerListingPage"]>("GET", `/api/users/${userId}/listings`, { query });
+  }
+
+  sellerReviews(userId: number, query: { limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["SellerReviewPage"]>("GET", `/api/users/${userId}/reviews`, { query });
+  }
+
+  follow(userId: number) {
+    return this.call<Schemas["FollowOut"]>("POST", `/api/users/${userId}/follow`);
+  }
+
+  unfollow(userId: number) {
+    return this.call<Schemas["FollowOut"]>("DELETE", `/api/users/${userId}/follow`);
+  }
+
+  following(query: { limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["FollowingPage"]>("GET", "/api/me/following", { query });
+  }
+
+  /** 想要: idempotent, a double tap favourites once. */
+  favorite(listingId: number) {
+    return this.call<Schemas["FavoriteOut"]>("POST", `/api/listings/${listingId}/favorite`);
+  }
+
+  unfavorite(listingId: number) {
+    return this.call<Schemas["FavoriteOut"]>("DELETE", `/api/listings/${listingId}/favorite`);
+  }
+
+  favorites(query: { limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["FavoritePage"]>("GET", "/api/me/favorites", { query });
+  }
+
+  /** The buyer's live offers and orders in one list (我买到的), newest first. */
+  trades(query: { limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["TradePage"]>("GET", "/api/me/trades", { query });
+  }
+
   addresses() {
     return this.call<Schemas["AddressOut"][]>("GET", "/api/addresses");
   }
@@ -216,6 +265,11 @@ export class MarketplaceClient {
 
   createListing(body: Schemas["ListingIn"]) {
     return this.call<Schemas["ListingDetailOut"]>("POST", "/api/listings", { body });
+  }
+
+  /** A seller's edit (a lower price tells everyone who favourited it). */
+  updateListing(id: number, body: Schemas["ListingPatch"]) {
+    return this.call<Schemas["ListingDetailOut"]>("PATCH", `/api/listings/${id}`, { body });
   }
 
   /** An image for a listing (or the avatar): a temp `filePath` in the mini-program, a Blob in Node. */
@@ -295,6 +349,65 @@ export class MarketplaceClient {
 
   offers(query: Record<string, string | number | undefined> = {}) {
     return this.call<Schemas["OfferPage"]>("GET", "/api/offers", { query });
+  }
+
+  // --- conversations (REST; the socket has message.send and message.read too) ---------------
+
+  /** Opens (or gets back) my conversation with the seller about a listing. */
+  openConversation(listingId: number) {
+    return this.call<Schemas["ConversationOut"]>("POST", `/api/listings/${listingId}/conversation`);
+  }
+
+  conversations(query: { unread?: boolean; limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["ConversationPage"]>("GET", "/api/conversations", { query });
+  }
+
+  conversation(id: number) {
+    return this.call<Schemas["ConversationOut"]>("GET", `/api/conversations/${id}`);
+  }
+
+  /** Older messages: pass the page's `next_before` as `before`. */
+  messages(conversationId: number, query: { before?: number; limit?: number } = {}) {
+    return this.call<Schemas["MessagePage"]>("GET", `/api/conversations/${conversationId}/messages`, { query });
+  }
+
+  /** `client_id` makes a retry return the first message (pick one per message, e.g. a uuid). */
+  sendMessage(conversationId: number, body: Schemas["MessageIn"]) {
+    return this.call<Schemas["MessageOut"]>("POST", `/api/conversations/${conversationId}/messages`, { body });
+  }
+
+  markConversationRead(conversationId: number, upTo: number) {
+    return this.call<Schemas["MessageReadOut"]>("POST", `/api/conversations/${conversationId}/read`, {
+      body: { up_to: upTo },
+    });
+  }
+
+  block(userId: number) {
+    return this.call<Schemas["BlockOut"]>("POST", `/api/users/${userId}/block`);
+  }
+
+  unblock(userId: number) {
+    return this.call<Schemas["BlockOut"]>("DELETE", `/api/users/${userId}/block`);
+  }
+
+  report(body: Schemas["ReportIn"]) {
+    return this.call<Schemas["ReportOut"]>("POST", "/api/reports", { body });
+  }
+
+  // --- notification centre -------------------------------------------------------------------
+
+  notifications(query: { unread?: boolean; limit?: number; cursor?: string } = {}) {
+    return this.call<Schemas["NotificationPage"]>("GET", "/api/notifications", { query });
+  }
+
+  /** `{ids}` or `{all: true}`. */
+  markNotificationsRead(body: Schemas["NotificationReadIn"]) {
+    return this.call<Schemas["NotificationReadOut"]>("POST", "/api/notifications/read", { body });
+  }
+
+  /** The tab badges: unread notifications and unread chat messages. */
+  notificationSummary() {
+    return this.call<Schemas["SummaryOut"]>("GET", "/api/notifications/summary");
   }
 
   // --- wallet ------------------------------------------------------------------------------

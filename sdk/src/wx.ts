@@ -78,11 +78,10 @@ export function confirmMerchantTransfer(
   });
 }
 
-/** `<button open-type="chooseAvatar" bindchooseavatar="onAvatar">`: uploads the chosen temp file
- * and makes its (absolute) URL the user's avatar. */
-export async function uploadChosenAvatar(client: MarketplaceClient, event: { detail: { avatarUrl: string } }) {
-  const upload = await client.uploadImage({ filePath: event.detail.avatarUrl });
-  return client.updateMe({ avatar_url: upload.url });
+/** `<button open-type="chooseAvatar" bindchooseavatar="onAvatar">`: the chosen temp file becomes
+ * the user's avatar (POST /api/me/avatar stores a square copy of its own). */
+export function uploadChosenAvatar(client: MarketplaceClient, event: { detail: { avatarUrl: string } }) {
+  return client.uploadAvatar({ filePath: event.detail.avatarUrl });
 }
 
 /** Asks for subscribe-message consent (call from a tap): the server sends these templates only

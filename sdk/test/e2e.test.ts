@@ -92,9 +92,9 @@ describe("a sale from listing to payout, through the SDK", () => {
     expect(reviewed.data.status).toBe("on_sale");
     expect(reviewed.data.images.every((url) => url.startsWith(baseUrl))).toBe(true);
 
-    // The avatar chosen with <button open-type="chooseAvatar">: uploaded, then set.
-    const avatar = await buyer.uploadImage({ file: new Blob([png(32, 32)], { type: "image/png" }) });
-    expect((await buyer.updateMe({ avatar_url: avatar.url })).avatar_url).toBe(avatar.url);
+    // The avatar chosen with <button open-type="chooseAvatar">: its temp file, stored squared.
+    const withAvatar = await buyer.uploadAvatar({ file: new Blob([png(32, 32)], { type: "image/png" }) });
+    expect(withAvatar.avatar_url?.startsWith(baseUrl)).toBe(true);
 
     // Bargain over the socket: offer, counter, accept.
     await buyer.createAddress({
@@ -231,6 +231,57 @@ describe("a sale from listing to payout, through the SDK", () => {
     expect(keys[1]).toBe(keys[0]);
     const mine = await buyer.orders({ role: "buyer" });
     expect(mine.items.map((item) => item.order_no)).toEqual([order.order_no]);
+  });
+
+  it("talks a deal through and hears a favourite's price drop", async () => {
+    const seller = await newUser("chat-seller");
+    const buyer = await newUser("chat-buyer");
+    const sellerSocket = liveSocket(seller);
+    const buyerSocket = liveSocket(buyer);
+    sockets.push(sellerSocket, buyerSocket);
+    const sellerEvents = new Recorder(sellerSocket);
+    const buyerEvents = new Recorder(buyerSocket);
+    const ready = [waitUntil(sellerSocket, "ready"), waitUntil(buyerSocket, "ready")];
+    sellerSocket.start();
+    buyerSocket.start();
+    await Promise.all(ready);
+    const admin = new Admin();
+    const staff = inject("staff");
+    await admin.logIn(staff.username, staff.password);
+    const image = await seller.uploadImage({ file: new Blob([png(40, 40)], { type: "image/png" }) });
+    const leaf = (await seller.categories()).flatMap((root) => root.children ?? [])[0];
+    const listing = await seller.createListing({
+      category_id: leaf.id,
+      title: "能聊的吉他",
+      description: "九成新。",
+      features: [],
+      image_ids: [image.id],
+      price: 50_000,
+    });
+    await admin.action("/admin/marketplace/listing/", "approve_selected", [listing.id]);
+
+    const thread = await buyer.openConversation(listing.id);
+    const asked = await buyer.sendMessage(thread.id, { kind: "text", text: "还在吗？", client_id: "sdk-ask-1" });
+    // A retry with the same client_id is the same message.
+    expect((await buyer.sendMessage(thread.id, { kind: "text", text: "还在吗？", client_id: "sdk-ask-1" })).id).toBe(asked.id);
+    await sellerEvents.waitFor("message.created", (frame) => frame.data.id === asked.id);
+    expect((await seller.notificationSummary()).unread_messages).toBe(1);
+    const page = await seller.messages(thread.id);
+    expect(page.items.map((message) => message.text)).toContain("还在吗？");
+    const read = await seller.markConversationRead(thread.id, asked.id);
+    expect(read.unread_count).toBe(0);
+    expect((await seller.notificationSummary()).unread_messages).toBe(0);
+
+    const favourite = await buyer.favorite(listing.id);
+    expect(favourite.is_favorite).toBe(true);
+    expect((await buyer.favorites()).items.map((item) => item.id)).toEqual([listing.id]);
+    await seller.updateListing(listing.id, { price: 45_000 });
+    const dropped = await buyerEvents.waitFor("listing.price_dropped", (frame) => frame.data.listing.id === listing.id);
+    expect(dropped.data).toMatchObject({ old_price: 50_000, new_price: 45_000 });
+    const news = await buyer.notifications({ unread: true });
+    expect(news.items.some((item) => item.type === "listing.price_dropped")).toBe(true);
+    await buyer.markNotificationsRead({ all: true });
+    expect((await buyer.notificationSummary()).unread_notifications).toBe(0);
   });
 
   it("signs in again silently on 401, and the socket stops for good on 4401", async () => {

@@ -2738,22 +2738,21 @@ export interface components {
             /** Client Id */
             client_id: string;
         };
-        /** ReadOut */
-        ReadOut: {
-            /** Updated */
-            updated: number;
-            /** Unread Notifications */
-            unread_notifications: number;
+        /** MessageReadOut */
+        MessageReadOut: {
+            /** Conversation Id */
+            conversation_id: number;
+            /** User Id */
+            user_id: number;
+            /** Up To */
+            up_to: number;
+            /** Unread Count */
+            unread_count: number;
         };
-        /** ReadIn */
-        ReadIn: {
-            /** Ids */
-            ids?: number[] | null;
-            /**
-             * All
-             * @default false
-             */
-            all?: boolean;
+        /** MessageReadIn */
+        MessageReadIn: {
+            /** Up To */
+            up_to: number;
         };
         /** BlockOut */
         BlockOut: {
@@ -2898,6 +2897,23 @@ export interface components {
             type: string;
             /** Id */
             id: number | string | null;
+        };
+        /** NotificationReadOut */
+        NotificationReadOut: {
+            /** Updated */
+            updated: number;
+            /** Unread Notifications */
+            unread_notifications: number;
+        };
+        /** NotificationReadIn */
+        NotificationReadIn: {
+            /** Ids */
+            ids?: number[] | null;
+            /**
+             * All
+             * @default false
+             */
+            all?: boolean;
         };
         /** SummaryOut */
         SummaryOut: {
@@ -5357,7 +5373,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ReadIn"];
+                "application/json": components["schemas"]["MessageReadIn"];
             };
         };
         responses: {
@@ -5367,7 +5383,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ReadOut"];
+                    "application/json": components["schemas"]["MessageReadOut"];
                 };
             };
             /** @description Client error: `{code, message, errors?}` */
@@ -5644,7 +5660,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ReadIn"];
+                "application/json": components["schemas"]["NotificationReadIn"];
             };
         };
         responses: {
@@ -5654,7 +5670,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ReadOut"];
+                    "application/json": components["schemas"]["NotificationReadOut"];
                 };
             };
             /** @description Client error: `{code, message, errors?}` */

@@ -176,6 +176,11 @@ export type DeclineReason = string | null;
 export type CreatedAt3 = string;
 export type ClientId1 = string | null;
 export type CreatedAt4 = string;
+export type UpTo = number;
+export type ConversationId2 = number;
+export type UserId = number;
+export type UpTo1 = number;
+export type UnreadCount = number;
 export type Id7 = number;
 export type Type1 = string;
 export type Title2 = string;
@@ -236,11 +241,6 @@ export type TrackingNo = string | null;
 export type ShippedAt = string | null;
 export type CompletedAt = string | null;
 export type History = HistoryOut[];
-export type UpTo = number;
-export type ConversationId2 = number;
-export type UserId = number;
-export type UpTo1 = number;
-export type UnreadCount = number;
 export type Time = string;
 export type Text2 = string;
 export type Carrier1 = string;
@@ -344,6 +344,8 @@ export interface SocketSchemas {
   MessageIn?: MessageIn;
   MessageKind?: MessageKind;
   MessageOut?: MessageOut;
+  MessageReadIn?: MessageReadIn;
+  MessageReadOut?: MessageReadOut;
   NotificationOut?: NotificationOut;
   NotificationTargetOut?: NotificationTargetOut;
   OfferIn?: OfferIn;
@@ -353,8 +355,6 @@ export interface SocketSchemas {
   OrderOut?: OrderOut;
   OrderSellerOut?: OrderSellerOut;
   OrderStatus?: OrderStatus;
-  ReadIn?: ReadIn;
-  ReadOut?: ReadOut;
   SellerOut?: SellerOut;
   TrackingEventOut?: TrackingEventOut;
   TrackingOut?: TrackingOut;
@@ -596,6 +596,23 @@ export interface OfferOut {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageReadIn".
+ */
+export interface MessageReadIn {
+  up_to: UpTo;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageReadOut".
+ */
+export interface MessageReadOut {
+  conversation_id: ConversationId2;
+  user_id: UserId;
+  up_to: UpTo1;
+  unread_count: UnreadCount;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "NotificationOut".
  */
 export interface NotificationOut {
@@ -671,23 +688,6 @@ export interface OrderSellerOut {
   id: Id9;
   nickname: Nickname1;
   avatar_url: AvatarUrl1;
-}
-/**
- * This interface was referenced by `SocketSchemas`'s JSON-Schema
- * via the `definition` "ReadIn".
- */
-export interface ReadIn {
-  up_to: UpTo;
-}
-/**
- * This interface was referenced by `SocketSchemas`'s JSON-Schema
- * via the `definition` "ReadOut".
- */
-export interface ReadOut {
-  conversation_id: ConversationId2;
-  user_id: UserId;
-  up_to: UpTo1;
-  unread_count: UnreadCount;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -865,7 +865,7 @@ export interface MessageReadAck {
    * The client frame's `id`, or null.
    */
   ref: string | number | null;
-  data: ReadOut;
+  data: MessageReadOut;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -1075,7 +1075,7 @@ export interface MessageCreatedEvent {
 export interface MessageReadEvent {
   seq: number;
   type: "message.read";
-  data: ReadOut;
+  data: MessageReadOut;
   at: string;
 }
 /**
