@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Min, Q
+from django.db.models import Count, Min, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import (
@@ -150,7 +150,7 @@ class StateCollector(Collector):
     """Gauges read from PostgreSQL and Redis when Prometheus scrapes."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        for part in (self._queue, self._orders, self._refunds, self._reconciliation):
+        for part in (self._queue, self._orders, self._refunds, self._reconciliation, self._fan_out):
             try:
                 families = list(part())
             except Exception:  # noqa: BLE001 - a store away: /readyz says so; the scrape answers
@@ -221,6 +221,30 @@ class StateCollector(Collector):
             ).count(),
         )
         yield bad_days
+
+
+    def _fan_out(self) -> Iterable[GaugeMetricFamily]:
+        broadcast = apps.get_model("marketplace", "ListingBroadcast")
+        pending = broadcast.objects.filter(done_at__isnull=True).aggregate(
+            count=Count("id"), oldest=Min("created_at")
+        )
+        backlog = GaugeMetricFamily(
+            "marketplace_fan_out_backlog",
+            "News fan-outs (price drops, sold, a followed seller's new listing) not yet told to "
+            "everyone: the notification-centre backlog.",
+        )
+        backlog.add_metric([], pending["count"])
+        yield backlog
+        age = GaugeMetricFamily(
+            "marketplace_fan_out_oldest_seconds",
+            "How long the oldest unfinished fan-out has waited (0: none); the sweeper re-queues "
+            "them every minute.",
+        )
+        age.add_metric(
+            [],
+            (timezone.now() - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
+        )
+        yield age
 
 
 def registry() -> CollectorRegistry:

@@ -272,3 +272,21 @@ def test_open_reconciliation_items_and_bad_days_follow_the_database(client):
     samples = scrape(client)
     assert value(samples, "marketplace_reconciliation_open_items") == 2
     assert value(samples, "marketplace_reconciliation_bad_days") == 2
+
+
+@pytest.mark.django_db
+def test_the_fan_out_backlog_follows_unfinished_broadcasts(client):
+    from marketplace.models import BroadcastKind, ListingBroadcast
+
+    assert value(scrape(client), "marketplace_fan_out_backlog") == 0
+    listing = listing_on_sale(seller=UserFactory())
+    for done_at in (None, None, timezone.now()):
+        ListingBroadcast.objects.create(
+            listing=listing, kind=BroadcastKind.PRICE_DROPPED, data={}, done_at=done_at
+        )
+    ListingBroadcast.objects.filter(done_at__isnull=True).update(
+        created_at=timezone.now() - timedelta(minutes=3)
+    )
+    samples = scrape(client)
+    assert value(samples, "marketplace_fan_out_backlog") == 2
+    assert 170 <= value(samples, "marketplace_fan_out_oldest_seconds") < 300
