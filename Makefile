@@ -61,11 +61,13 @@ check-locks: venv-dev
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput
 
-# The translation catalogue compiled (locale/zh_Hans/LC_MESSAGES/django.mo, not committed); needs
-# gettext's msgfmt (apt-get install -y gettext; .ci/run installs it).
+# The translation catalogue compiled (locale/zh_Hans/LC_MESSAGES/django.mo, not committed): with
+# gettext's msgfmt through Django when it is installed (.ci/run installs it), else by
+# scripts/compile_messages.py, so a fresh machine needs nothing more for `make run`.
 messages: venv
-	@command -v msgfmt >/dev/null || { echo "ERROR: msgfmt is missing: apt-get install -y gettext" >&2; exit 1; }
-	$(BIN)/python manage.py compilemessages --ignore=.venv --ignore=sdk --ignore=var
+	@if command -v msgfmt >/dev/null; then \
+	  $(BIN)/python manage.py compilemessages --ignore=.venv --ignore=sdk --ignore=var; \
+	else $(BIN)/python scripts/compile_messages.py; fi
 
 # After adding or changing user-visible text: the unmarked strings (project/i18n.py) regenerated,
 # then makemessages merges every string into the catalogue; translate the new empty msgstr's.
