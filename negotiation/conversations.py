@@ -54,7 +54,7 @@ CHAT_SCENE = 2
 class RiskyMessage(DomainError):
     status = 422
     code = "content_risky"
-    message = "消息内容不符合平台规范，未发送。"
+    message = "This message breaks the platform's content rules and was not sent."
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def blocked_between(a_id: int, b_id: int) -> bool:
 
 def _blocked() -> Conflict:
     # Never says who blocked whom.
-    return Conflict("你们之间无法互发消息或出价。", code="blocked")
+    return Conflict("You cannot message or make offers to each other.", code="blocked")
 
 
 def check_not_blocked(a_id: int, b_id: int) -> None:
@@ -97,7 +97,7 @@ def check_new_conversation_rate(*, user: User) -> None:
 def clean_text(text: str | None) -> str:
     cleaned = (text or "").strip()
     if not cleaned:
-        raise InvalidInput("消息不能为空。", code="empty_message")
+        raise InvalidInput("A message cannot be empty.", code="empty_message")
     if len(cleaned) > MAX_TEXT:
         raise InvalidInput(
             "A message has at most %(limit)s characters.",
@@ -433,9 +433,15 @@ def _send_locked(
         if conversation.is_blocked:
             raise _blocked()
         if conversation.is_read_only:
-            raise Conflict("商品已售出，此会话只能查看。", code="conversation_read_only")
+            raise Conflict(
+                "The item went to someone else: this conversation is read-only.",
+                code="conversation_read_only",
+            )
         if other_banned:
-            raise Conflict("对方账号已被限制，无法接收消息。", code="recipient_unavailable")
+            raise Conflict(
+                "The other account is restricted and cannot receive messages.",
+                code="recipient_unavailable",
+            )
         image = None
         if kind == MessageKind.IMAGE:
             image = _take_image(owner=sender, image_id=image_id)
