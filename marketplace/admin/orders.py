@@ -3,6 +3,8 @@
 Statuses and money are read-only here: they change only through actions that record why.
 """
 
+import contextvars
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -10,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import fulfilment
@@ -28,6 +31,7 @@ from marketplace.admin.base import (
 )
 from marketplace.admin.exports import EXPORT_CHANGE_LIST, Column, ExportMixin
 from marketplace.errors import DomainError
+from marketplace.media import private_url
 from marketplace.models.fulfilment import Dispute, Review, TrackingEvent
 from marketplace.models.orders import (
     Order,
@@ -120,6 +124,12 @@ ORDER_EXPORT = [
 ]
 
 
+# Who reads an order's page, for its per-reader video link (set around change_view).
+_reader: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "order_admin_reader", default=None
+)
+
+
 @admin.register(Order)
 class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", RefundStateFilter, "created_at")
@@ -147,6 +157,32 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     export_name = "orders"
     change_list_template = EXPORT_CHANGE_LIST
     export_columns = ORDER_EXPORT
+
+    # The video as a link signed for the staff member reading the page (the private storage has
+    # no URL of its own; marketplace/media.py), in the video field's place.
+    def get_fields(self, request, obj=None):
+        return ["video_link" if name == "video" else name for name in super().get_fields(request, obj)]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "video_link"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        token = _reader.set(request.user.pk)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()  # while the reader is known: the page is rendered lazily
+            return response
+        finally:
+            _reader.reset(token)
+
+    @admin.display(description=_("video"))
+    def video_link(self, order: Order):
+        reader_id = _reader.get()
+        if not order.video or reader_id is None:
+            return "-"
+        url = private_url(order.video.name, reader_id=reader_id)
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, _("watch"))
 
     def get_list_display(self, request):
         # Support reads users (view_user): they see a buyer's or seller's phone on hover.
