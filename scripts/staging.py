@@ -158,7 +158,9 @@ def staging_env(layout: Layout) -> dict[str, str]:
             "PRIVATE_MEDIA_ROOT": str(var / "private-media"),
             "STATIC_ROOT": str(layout.work / "static"),
             "MAX_REQUEST_BODY_BYTES": str(PROXY_LIMIT),
-            "RATE_SIGN_IN": f"{SIGN_IN_RATE}/m",
+            # The per-address ceiling is what shows the address nginx forwards (RATE_SIGN_IN
+            # counts per openid, and every attempt below is a new one).
+            "RATE_SIGN_IN_ADDRESS": f"{SIGN_IN_RATE}/m",
             "METRICS_TOKEN": secrets.token_urlsafe(24),
             "LOG_FORMAT": "json",
             # Sandbox WeChat Pay notifies at a hundredth of the real retry pace.
