@@ -91,7 +91,7 @@ class RefundStateFilter(admin.SimpleListFilter):
     parameter_name = "refund"
 
     def lookups(self, request, model_admin):
-        return [("none", "no refund"), *Refund.Status.choices]
+        return [("none", _("no refund")), *Refund.Status.choices]
 
     def queryset(self, request, queryset):
         value = self.value()

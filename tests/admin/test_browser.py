@@ -9,6 +9,7 @@ Never `playwright install`: browser downloads fail here, the system browser is t
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -310,8 +311,8 @@ def _sign_in_as(page, live_server, username: str) -> None:
     page.wait_for_selector("#content")
 
 
-def test_each_role_lands_on_its_own_queue_in_chromium(live_server, console_scene, browser_page):
-    page = browser_page
+def test_each_role_lands_on_its_own_queue_in_chromium(live_server, console_scene, chinese_page):
+    page = chinese_page  # staff read the console in Chinese, money in yuan
     for role, landing in ROLE_LANDING_PATHS.items():
         page.context.clear_cookies()
         _sign_in_as(page, live_server, f"ops-{role}")
@@ -323,6 +324,7 @@ def test_each_role_lands_on_its_own_queue_in_chromium(live_server, console_scene
             )
             assert wanted in options, (role, options)
         text = page.inner_text("#content")
+        assert re.search(r"[\u4e00-\u9fff]", page.title()), (role, page.title())
         if role == "finance":
             assert "¥1,234.56" in text and "导出 CSV" in text and "上传银行结果" in text
             assert "未处理的对账差异" in text
@@ -331,17 +333,18 @@ def test_each_role_lands_on_its_own_queue_in_chromium(live_server, console_scene
             page.goto(f"{live_server.url}/admin/marketplace/order/")
             text = page.inner_text("#result_list")
             assert "¥111.11" in text and "11111" not in text
+            assert "订单" in page.title(), page.title()
             _shot(page, "11-orders-support")
         response = page.goto(f"{live_server.url}{forbidden}")
         assert response.status == 403, (role, forbidden)
 
 
 def test_finance_exports_pays_at_the_bank_and_uploads_the_result_in_chromium(
-    live_server, console_scene, browser_page, tmp_path
+    live_server, console_scene, chinese_page, tmp_path
 ):
     import csv
 
-    page = browser_page
+    page = chinese_page
     good = console_scene["withdrawals"]
     wrong = console_scene["wrong"]
     _sign_in_as(page, live_server, "ops-finance")
