@@ -5,8 +5,13 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 BENCH_SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789"
@@ -94,6 +99,36 @@ def raise_fd_limit(sockets: int) -> None:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
+
+
+def latency_summary(values: list[float]) -> str:
+    """p50 / p99 / max of latencies in seconds, printed in milliseconds."""
+    if not values:
+        return "no samples"
+    return (
+        f"p50 {percentile(values, 0.50) * 1000:6.1f} ms   p99 {percentile(values, 0.99) * 1000:6.1f}"
+        f" ms   max {max(values) * 1000:6.1f} ms   (n={len(values)})"
+    )
+
+
+def start_logged(log_name: str, args: list[str], env: dict) -> subprocess.Popen:
+    """A server or worker in its own process group (stop_processes ends the whole group), its
+    output in var/<log_name>.log."""
+    log = open(ROOT / "var" / f"{log_name}.log", "wb")  # noqa: SIM115 - the child keeps it open
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port} after {timeout:.0f} s")
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -39,11 +38,14 @@ from bench.common import (  # noqa: E402
     PG,
     clear_redis_keys,
     drop_database,
+    latency_summary,
     percentile,
     production_env,
     raise_fd_limit,
     recreate_database,
+    start_logged,
     stop_processes,
+    wait_for_port,
 )
 
 PAIRS = int(os.environ.get("BENCH_PAIRS", "1000"))
@@ -66,31 +68,10 @@ ENV = production_env(
 )
 
 
-def ms(values: list[float]) -> str:
-    if not values:
-        return "no samples"
-    return (
-        f"p50 {percentile(values, 0.50) * 1000:6.1f} ms   p99 {percentile(values, 0.99) * 1000:6.1f}"
-        f" ms   max {max(values) * 1000:6.1f} ms   (n={len(values)})"
-    )
 
 
-def start(name: str, args: list[str], env: dict) -> subprocess.Popen:
-    log = open(ROOT / "var" / f"bench-conversations-{name}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server on {port} did not start")
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -242,7 +223,7 @@ async def run(sellers, buyers, threads) -> None:
         await asyncio.sleep(0.2)
 
     print(f"messages sent: {total} in {load_seconds:.1f} s ({total / load_seconds:.0f}/s)")
-    print(f"send-to-receive  (message.send → message.created): {ms(bench.latency)}")
+    print(f"send-to-receive  (message.send → message.created): {latency_summary(bench.latency)}")
     print(
         f"delivery: missing {len(bench.sent)}, duplicated {bench.duplicates}, out of order "
         f"{out_of_order(bench)}; error frames: {dict(bench.errors) or 'none'}; "
@@ -340,10 +321,10 @@ def main() -> None:
         daphne = str(Path(sys.executable).parent / "daphne")
         for port in PORTS:
             processes.append(
-                start(f"daphne-{port}", [daphne, "-b", "127.0.0.1", "-p", str(port), ASGI_APP], env)
+                start_logged(f"bench-conversations-daphne-{port}", [daphne, "-b", "127.0.0.1", "-p", str(port), ASGI_APP], env)
             )
         processes.append(
-            start("huey", [sys.executable, "manage.py", "run_huey", "--workers", "2", "-k", "thread"], env)
+            start_logged("bench-conversations-huey", [sys.executable, "manage.py", "run_huey", "--workers", "2", "-k", "thread"], env)
         )
         for port in PORTS:
             wait_for_port(port)

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -39,11 +38,13 @@ from bench.common import (  # noqa: E402
     PG,
     clear_redis_keys,
     drop_database,
-    percentile,
+    latency_summary,
     production_env,
     raise_fd_limit,
     recreate_database,
+    start_logged,
     stop_processes,
+    wait_for_port,
 )
 
 SELLERS = int(os.environ.get("BENCH_SELLERS", "1000"))
@@ -65,13 +66,6 @@ ENV = production_env(
 )
 
 
-def ms(values: list[float]) -> str:
-    if not values:
-        return "no samples"
-    return (
-        f"p50 {percentile(values, 0.50) * 1000:6.1f} ms   p99 {percentile(values, 0.99) * 1000:6.1f}"
-        f" ms   max {max(values) * 1000:6.1f} ms   (n={len(values)})"
-    )
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -138,22 +132,8 @@ def seed(listings_per_seller: int):
     )
 
 
-def start(name: str, args: list[str], env: dict) -> subprocess.Popen:
-    log = open(ROOT / "var" / f"bench-negotiation-{name}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server on {port} did not start")
 
 
 # --- clients ----------------------------------------------------------------------------------
@@ -262,8 +242,8 @@ async def run(sellers, buyers, listings) -> None:
         await asyncio.sleep(0.2)
 
     print(f"offers sent: {total} in {load_seconds:.1f} s ({total / load_seconds:.0f}/s)")
-    print(f"offer-to-seller  (offer.make → offer.created):    {ms(bench.to_seller)}")
-    print(f"accept-to-buyer  (offer.accept → offer.accepted): {ms(bench.to_buyer)}")
+    print(f"offer-to-seller  (offer.make → offer.created):    {latency_summary(bench.to_seller)}")
+    print(f"accept-to-buyer  (offer.accept → offer.accepted): {latency_summary(bench.to_buyer)}")
     print(
         f"missing: {len(bench.offer_sent)} offers, {len(bench.accept_sent)} acceptances; "
         f"error frames: {dict(bench.errors) or 'none'}; sockets dropped: {bench.closed}"
@@ -299,15 +279,15 @@ def main() -> None:
         daphne = str(Path(sys.executable).parent / "daphne")
         for port in PORTS:
             processes.append(
-                start(
-                    f"daphne-{port}",
+                start_logged(
+                    f"bench-negotiation-daphne-{port}",
                     [daphne, "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
                     env,
                 )
             )
         processes.append(
-            start(
-                "huey",
+            start_logged(
+                "bench-negotiation-huey",
                 [sys.executable, "manage.py", "run_huey", "--workers", "4", "-k", "thread"],
                 env,
             )

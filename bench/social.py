@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,9 @@ from bench.common import (  # noqa: E402
     production_env,
     raise_fd_limit,
     recreate_database,
+    start_logged,
     stop_processes,
+    wait_for_port,
 )
 
 FAVOURITERS = int(os.environ.get("BENCH_FAVOURITERS", "50000"))
@@ -91,22 +92,8 @@ def seed() -> tuple[tuple[int, str], int, list[tuple[int, str]]]:
     return (seller.pk, tokens[seller.pk]), listing.pk, [(u.pk, tokens[u.pk]) for u in online]
 
 
-def start(name: str, argv: list[str], env: dict) -> subprocess.Popen:
-    log = open(ROOT / "var" / f"bench-social-{name}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"nothing listens on {port}")
 
 
 class Listeners:
@@ -232,16 +219,16 @@ def main() -> None:
         connections.close_all()
         daphne = str(Path(sys.executable).parent / "daphne")
         processes.append(
-            start("daphne", [daphne, "-b", "127.0.0.1", "-p", str(PORT), "project.asgi:application"], env)
+            start_logged("bench-social-daphne", [daphne, "-b", "127.0.0.1", "-p", str(PORT), "project.asgi:application"], env)
         )
         processes.append(
-            start(
-                "huey",
+            start_logged(
+                "bench-social-huey",
                 [sys.executable, "manage.py", "run_huey", "--workers", "2", "-k", "thread"],
                 env,
             )
         )
-        wait_for_port(PORT)
+        wait_for_port(PORT, timeout=60)
         print(f"production mode: 1 daphne + 1 Huey (2 threads), PostgreSQL + Redis; {DROPS} drops")
         asyncio.run(run(seller, listing_id, online))
     finally:
