@@ -121,8 +121,9 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def process_image(data: bytes) -> tuple[bytes, bytes, str, int, int]:
-    """(main bytes, thumbnail bytes, format, width, height) of an upload, or InvalidImage."""
+def _checked_upload(data: bytes) -> tuple[Image.Image, str]:
+    """The upload opened as an image and its format, after the size and content checks every
+    image goes through (listing photos and avatars alike)."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise PayloadTooLarge(
             "Images are limited to %(mb)s MB.", params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)}
@@ -132,6 +133,12 @@ def process_image(data: bytes) -> tuple[bytes, bytes, str, int, int]:
     image = _open_checked(data)
     fmt = image.format
     assert fmt is not None  # _open_checked admits known formats only
+    return image, fmt
+
+
+def process_image(data: bytes) -> tuple[bytes, bytes, str, int, int]:
+    """(main bytes, thumbnail bytes, format, width, height) of an upload, or InvalidImage."""
+    image, fmt = _checked_upload(data)
     try:
         # Downscaled in place first (the bounding box is square, so turning after gives the
         # same picture, with one small copy instead of a full-size one); then the camera's
@@ -170,15 +177,7 @@ def upload_image(*, user: User, data: bytes) -> ImageUpload:
 
 def process_avatar(data: bytes) -> tuple[bytes, str]:
     """(square avatar bytes, format) of an upload, checked exactly as listing images are."""
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(
-            "Images are limited to %(mb)s MB.", params={"mb": MAX_UPLOAD_BYTES // (1024 * 1024)}
-        )
-    if not data:
-        raise InvalidImage("The file is empty.")
-    image = _open_checked(data)
-    fmt = image.format
-    assert fmt is not None  # _open_checked admits known formats only
+    image, fmt = _checked_upload(data)
     try:
         image = ImageOps.exif_transpose(image)
         # Centre-cropped to a square, then scaled: an avatar is shown in a circle or a square.
