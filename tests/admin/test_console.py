@@ -25,7 +25,6 @@ from marketplace.states import OrderStatus
 from tests.admin.helpers import admin_client, staff_in
 from tests.admin.test_dashboard import make_order
 from tests.admin.test_roles import _pending_withdrawal
-from tests.admin.test_users_and_registry import _add_rows, _our_models
 from tests.factories import StaffFactory, UserFactory
 from tests.marketplace.wallet_helpers import VALID_CARD
 
@@ -124,35 +123,6 @@ def test_staff_search_orders_by_phone_and_withdrawals_by_holder():
 
     assert [o.pk for o in found] == [order.pk] and other.pk not in [o.pk for o in found]
     assert [w.pk for w in holders] == [withdrawal.pk] and list(nobody) == []
-
-
-def test_every_changelist_costs_the_same_queries_for_1_or_50_rows():
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    client = admin_client(StaffFactory())
-    urls = [
-        f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
-        for model in _our_models()
-        if admin.site.is_registered(model)
-    ]
-
-    def costs() -> dict[str, int]:
-        counts = {}
-        for url in urls:
-            with CaptureQueriesContext(connection) as queries:
-                assert client.get(url).status_code == 200, url
-            counts[url] = len(queries)
-        return counts
-
-    _add_rows()
-    one = costs()
-    for _ in range(49):
-        _add_rows()
-    fifty = costs()
-    assert Withdrawal.objects.count() == 50
-    grew = {url: (one[url], fifty[url]) for url in urls if fifty[url] != one[url]}
-    assert not grew, grew
 
 
 # --- Exports -----------------------------------------------------------------------------------
