@@ -10,6 +10,7 @@ from marketplace.actions.accounts import issue_token
 from realtime.db import database_sync_to_async
 from realtime.push import emit
 from tests.factories import UserFactory
+from tests.project.test_error_reporting import sentry  # noqa: F401 - Sentry with a capturing transport
 
 # Generous: a reply that comes at all comes in milliseconds, but a loaded CI machine running two
 # workers beside PostgreSQL and Redis has been seen to take more than 5 s.

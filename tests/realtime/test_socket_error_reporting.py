@@ -6,25 +6,10 @@ import pytest
 import sentry_sdk
 
 from realtime import consumers
-from tests.project.test_error_reporting import PHONE, CapturingTransport, _leaks
+from tests.project.test_error_reporting import PHONE, _leaks
 from tests.realtime.conftest import connected, receive, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def sentry():
-    from project import error_reporting
-
-    transport = CapturingTransport()
-    error_reporting.init(
-        dsn="https://public@sentry.invalid/1", environment="test", transport=transport
-    )
-    try:
-        yield transport
-    finally:
-        sentry_sdk.get_client().close()
-        sentry_sdk.init()
 
 
 async def test_a_failing_frame_is_reported_without_the_token_or_personal_data(
