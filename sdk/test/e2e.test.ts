@@ -51,6 +51,21 @@ const MP4 = Uint8Array.from([
 
 const seqsOf = (frames: EventFrame[]) => frames.map((frame) => frame.seq);
 
+/** A listing with one photo, published and approved by staff in the admin. */
+async function publishedListing(
+  seller: Awaited<ReturnType<typeof newUser>>,
+  fields: { title: string; description: string; price: number },
+) {
+  const admin = new Admin();
+  const staff = inject("staff");
+  await admin.logIn(staff.username, staff.password);
+  const image = await seller.uploadImage({ file: new Blob([png(40, 40)], { type: "image/png" }) });
+  const leaf = (await seller.categories()).flatMap((root) => root.children ?? [])[0];
+  const listing = await seller.createListing({ category_id: leaf.id, features: [], image_ids: [image.id], ...fields });
+  await admin.action("/admin/marketplace/listing/", "approve_selected", [listing.id]);
+  return listing;
+}
+
 describe("a sale from listing to payout, through the SDK", () => {
   const sockets: Array<{ stop(): void }> = [];
   afterAll(() => sockets.forEach((socket) => socket.stop()));
@@ -186,20 +201,7 @@ describe("a sale from listing to payout, through the SDK", () => {
 
   it("retries a money POST with the same Idempotency-Key when the answer is lost", async () => {
     const seller = await newUser("seller2");
-    const admin = new Admin();
-    const staff = inject("staff");
-    await admin.logIn(staff.username, staff.password);
-    const image = await seller.uploadImage({ file: new Blob([png(40, 40)], { type: "image/png" }) });
-    const leaf = (await seller.categories()).flatMap((root) => root.children ?? [])[0];
-    const listing = await seller.createListing({
-      category_id: leaf.id,
-      title: "只卖一次",
-      description: "测试幂等。",
-      features: [],
-      image_ids: [image.id],
-      price: 10_000,
-    });
-    await admin.action("/admin/marketplace/listing/", "approve_selected", [listing.id]);
+    const listing = await publishedListing(seller, { title: "只卖一次", description: "测试幂等。", price: 10_000 });
     const buyer = await newUser("buyer2");
     const address = await buyer.createAddress({
       name: "阿杰",
@@ -245,20 +247,7 @@ describe("a sale from listing to payout, through the SDK", () => {
     sellerSocket.start();
     buyerSocket.start();
     await Promise.all(ready);
-    const admin = new Admin();
-    const staff = inject("staff");
-    await admin.logIn(staff.username, staff.password);
-    const image = await seller.uploadImage({ file: new Blob([png(40, 40)], { type: "image/png" }) });
-    const leaf = (await seller.categories()).flatMap((root) => root.children ?? [])[0];
-    const listing = await seller.createListing({
-      category_id: leaf.id,
-      title: "能聊的吉他",
-      description: "九成新。",
-      features: [],
-      image_ids: [image.id],
-      price: 50_000,
-    });
-    await admin.action("/admin/marketplace/listing/", "approve_selected", [listing.id]);
+    const listing = await publishedListing(seller, { title: "能聊的吉他", description: "九成新。", price: 50_000 });
 
     const thread = await buyer.openConversation(listing.id);
     const asked = await buyer.sendMessage(thread.id, { kind: "text", text: "还在吗？", client_id: "sdk-ask-1" });
