@@ -3,8 +3,6 @@
 Statuses and money are read-only here: they change only through actions that record why.
 """
 
-import contextvars
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -124,12 +122,6 @@ ORDER_EXPORT = [
 ]
 
 
-# Who reads an order's page, for its per-reader video link (set around change_view).
-_reader: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "order_admin_reader", default=None
-)
-
-
 @admin.register(Order)
 class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", RefundStateFilter, "created_at")
@@ -166,19 +158,15 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "video_link"]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        token = _reader.set(request.user.pk)
-        try:
-            response = super().change_view(request, object_id, form_url, extra_context)
-            if isinstance(response, TemplateResponse):
-                response.render()  # while the reader is known: the page is rendered lazily
-            return response
-        finally:
-            _reader.reset(token)
+    def get_object(self, request, object_id, from_field=None):
+        order = super().get_object(request, object_id, from_field)
+        if order is not None:
+            order.reader_id = request.user.pk  # who video_link signs the link for
+        return order
 
     @admin.display(description=_("video"))
     def video_link(self, order: Order):
-        reader_id = _reader.get()
+        reader_id = getattr(order, "reader_id", None)
         if not order.video or reader_id is None:
             return "-"
         url = private_url(order.video.name, reader_id=reader_id)
