@@ -13,6 +13,12 @@ class Verbatim(str):
     field name the client sent ("seller" must not come back as 卖家)."""
 
 
+def _translated(value: Any) -> Any:
+    if isinstance(value, str) and value and not isinstance(value, Verbatim):
+        return gettext(value)
+    return value
+
+
 class DomainError(Exception):
     """`message` is English source text, or a %-template filled from `params`; the client reads
     it in its language (Simplified Chinese unless it sends Accept-Language: en): translated when
@@ -53,10 +59,7 @@ class DomainError(Exception):
         anything else (a status, a name) as it is."""
         if not self.template:
             return ""
-        params = {
-            name: gettext(value) if isinstance(value, str) and value and not isinstance(value, Verbatim) else value
-            for name, value in self.params.items()
-        }
+        params = {name: _translated(value) for name, value in self.params.items()}
         text = gettext(self.template)
         return text % params if params else text
 
