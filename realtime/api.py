@@ -185,6 +185,9 @@ def notification_summary(request: HttpRequest):
 socket_event(
     "notification.created",
     NotificationOut,
-    summary="Declared for the notification centre; today each entry is told by the event it "
-    "was made from (its type is one of the centre's), see docs/social.md.",
+    summary="A new entry in the notification centre, as GET /api/notifications shows it, "
+    "in the language of the socket's Accept-Language: sent right after the event it was made "
+    "from, to open sockets only. It has no `seq` and is never replayed (resume or "
+    "GET /api/events): a client that was away reads the centre.",
+    live_only=True,
 )

@@ -238,8 +238,8 @@ def _build(base_url: str, idle_seconds: int, max_frame_bytes: int) -> dict[str, 
                 "description": (
                     "One socket per signed-in user session. Token: `?token=<token>` or the "
                     "subprotocol `bearer.<token>` offered with `marketplace.v1`. Server frames: "
-                    "events `{seq, type, data, at}`; replies `{type: ack|error, ref, data}`; "
-                    "`{type: pong}`. Close codes: see x-close-codes."
+                    "events `{seq, type, data, at}`; `notification.created` `{type, data, at}` "
+                    "(live only, no seq); replies `{type: ack|error, ref, data}`; `{type: pong}`. Close codes: see x-close-codes."
                 ),
                 "servers": [{"$ref": "#/servers/default"}],
                 "messages": messages,
@@ -369,15 +369,16 @@ def _reply_frame(kind: str, data: dict) -> dict[str, Any]:
 
 
 def _event_frame(event: EventSpec) -> dict[str, Any]:
+    sequence = {} if event.live_only else {"seq": {"type": "integer", "minimum": 1}}
     return {
         "type": "object",
         "properties": {
-            "seq": {"type": "integer", "minimum": 1},
+            **sequence,
             "type": {"type": "string", "const": event.type},
             "data": {"$ref": SCHEMAS + event.schema.__name__},
             "at": {"type": "string", "format": "date-time"},
         },
-        "required": ["seq", "type", "data", "at"],
+        "required": [*sequence, "type", "data", "at"],
         "additionalProperties": False,
     }
 

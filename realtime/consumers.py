@@ -20,7 +20,7 @@ from marketplace.errors import DomainError
 from marketplace.models import ApiToken
 from project import metrics
 from project.client_address import scope_client_address
-from realtime import dispatch, presence, selectors
+from realtime import dispatch, notifications, presence, selectors
 from realtime.db import database_sync_to_async
 from realtime.heap import heap
 from realtime.push import CLOSE_BANNED, CLOSE_UNAUTHENTICATED, encode, group_for
@@ -175,6 +175,7 @@ class EventConsumer(AsyncWebsocketConsumer):
     token_id: int | None = None
     # Set once the server decided to close: nothing more is sent or acted on.
     is_shut = False
+    language = "zh"
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])
@@ -198,6 +199,10 @@ class EventConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BANNED if is_banned else CLOSE_UNAUTHENTICATED)
             return
         self.user_id, self.token_id = user_id, token_id
+        # The language `notification.created` frames are written in, as for REST reads.
+        self.language = notifications.language_of(
+            headers.get(b"accept-language", b"").decode("latin-1")
+        )
         # Counted from here, as disconnect() uncounts every socket that has a user_id.
         metrics.OPEN_SOCKETS.inc()
         self.group = group_for(user_id)
@@ -393,6 +398,9 @@ class EventConsumer(AsyncWebsocketConsumer):
                 self.last_sent = missing_seq
         await self.send(text_data=message["text"])
         self.last_sent = seq
+        carried = message.get("notification")
+        if carried is not None:
+            await self.send(text_data=notification_frame_text(carried, self.language))
         if "emitted_at" in message:
             metrics.EVENT_SEND_LAG.observe(max(0.0, time.time() - message["emitted_at"]))
 
@@ -403,6 +411,13 @@ class BannedError(Exception):
 
 class RevokedError(Exception):
     pass
+
+
+def notification_frame_text(carried: dict, language: str) -> str:
+    """A `notification.created` frame: live only, so it has no `seq` (the entry itself is kept
+    in the notification centre, which is where a client that was away finds it)."""
+    data = notifications.live_frame_data(carried, language)
+    return encode({"type": "notification.created", "data": data, "at": carried["created_at"]})
 
 
 def _call(handler, user_id: int, token_id: int, frame: dict) -> dict:

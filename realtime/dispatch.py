@@ -53,6 +53,8 @@ class EventSpec:
     type: str
     summary: str
     schema: Model
+    # Sent live only, with no `seq`: not stored as an event, never replayed.
+    live_only: bool = False
 
 
 _actions: dict[str, ActionSpec] = {}
@@ -88,13 +90,16 @@ def socket_action(
     return register
 
 
-def socket_event(type: str, schema: type[BaseModel], *, summary: str) -> None:
+def socket_event(
+    type: str, schema: type[BaseModel], *, summary: str, live_only: bool = False
+) -> None:
     """Declares the `data` schema of an event type (one of `realtime.push.EVENT_TYPES`): the
-    object as the REST API shows it, so the same schema documents both."""
+    object as the REST API shows it, so the same schema documents both. `live_only`: a frame
+    without `seq`, sent to open sockets and never stored or replayed."""
     existing = _events.get(type)
     if existing is not None and existing.schema is not schema:
         raise RuntimeError(f"socket event {type!r} is already declared with {existing.schema}")
-    _events[type] = EventSpec(type=type, summary=summary, schema=schema)
+    _events[type] = EventSpec(type=type, summary=summary, schema=schema, live_only=live_only)
 
 
 def discover() -> None:

@@ -278,6 +278,21 @@ def notification_data(notification: Notification, language: str = "zh") -> dict[
     }
 
 
+def live_frame_data(carried: dict[str, Any], language: str) -> dict[str, Any]:
+    """The `data` of a `notification.created` frame, from what the event's layer message
+    carried (`realtime.push.live_notification`): the entry as GET /api/notifications shows it,
+    unread, in the socket's language."""
+    note = Notification(
+        pk=carried["id"],
+        type=carried["type"],
+        params=carried["params"],
+        target_type=carried["target_type"],
+        target_id=carried["target_id"],
+        created_at=carried["created_at"],  # already in the wire's format
+    )
+    return notification_data(note, language)
+
+
 def mark_read(*, user_id: int, ids: list[int] | None) -> int:
     """Marks the user's notifications read: those of `ids` (others' ids are ignored, never
     revealed), or every unread one when `ids` is None. Idempotent; returns how many changed."""

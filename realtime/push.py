@@ -248,6 +248,7 @@ def fan_out(*, user_ids: Iterable[int], type: str, data: dict) -> int:
         last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
     payload_text = encode(payload)
     noted = type in NOTIFIED_TYPES and is_news_for(0, type, payload)
+    note_of: dict[int, dict] = {}
     with connection.cursor() as cursor:
         with cursor.cursor.copy(_COPY_EVENTS_SQL) as copy:
             for user_id in users:
@@ -255,15 +256,27 @@ def fan_out(*, user_ids: Iterable[int], type: str, data: dict) -> int:
         if noted:
             params, target_type, target_id = params_for(type, payload)
             params_text = encode(params)
-            with cursor.cursor.copy(_COPY_NOTIFICATIONS_SQL) as copy:
-                for user_id in users:
-                    copy.write_row((user_id, type, params_text, target_type, target_id[:40], now))
+            ids = _allocate_notification_ids(cursor, len(users))
+            with cursor.cursor.copy(_COPY_NOTIFICATIONS_WITH_IDS_SQL) as copy:
+                for note_id, user_id in zip(ids, users, strict=True):
+                    copy.write_row(
+                        (note_id, user_id, type, params_text, target_type, target_id[:40], now)
+                    )
+            template = Notification(
+                type=type, params=params, target_type=target_type, target_id=target_id[:40],
+                created_at=now,
+            )
+            for note_id, user_id in zip(ids, users, strict=True):
+                template.pk = note_id
+                note_of[user_id] = live_notification(template)
     head = '{"seq":'
     tail = f',"type":{encode(type)},"data":{payload_text},"at":{encode(now)}}}'
-    messages = [
-        (user_id, {"type": MESSAGE_TYPE, "seq": last[user_id], "text": f"{head}{last[user_id]}{tail}"})
-        for user_id in users
-    ]
+    messages = []
+    for user_id in users:
+        message = {"type": MESSAGE_TYPE, "seq": last[user_id], "text": f"{head}{last[user_id]}{tail}"}
+        if user_id in note_of:
+            message["notification"] = note_of[user_id]
+        messages.append((user_id, message))
     transaction.on_commit(lambda: _send(messages))
     return len(users)
 
@@ -315,8 +328,9 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     counts: dict[int, int] = {}
     for user_id, _, _ in pending:
         counts[user_id] = counts.get(user_id, 0) + 1
-    # The notification centre's entries, stored with the events (realtime/notifications.py).
-    notes = _notifications_for(pending, now)
+    # The notification centre's entries, stored with the events (realtime/notifications.py);
+    # `noted_at[i]` is the place in `pending` of the event `notes[i]` was made from.
+    notes, noted_at = _notifications_for(pending, now)
     if connection.vendor == "postgresql" and len(pending) < COPY_FROM:
         events = _reserve_and_store(pending, counts, now, notes)
     else:
@@ -336,6 +350,11 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
         (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": event_frame_text(event)})
         for event in events
     ]
+    # The entry rides on its event's layer message: the socket sends `notification.created`
+    # right after the event, rendered in the socket's language (realtime/consumers.py), with
+    # no second channel-layer message and no second stored event.
+    for note, place in zip(notes, noted_at, strict=True):
+        messages[place][1]["notification"] = live_notification(note)
     transaction.on_commit(lambda: _send(messages))
     important = [
         event
@@ -347,10 +366,13 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     return events
 
 
-def _notifications_for(pending: list[tuple[int, str, dict]], now: datetime) -> list[Notification]:
+def _notifications_for(
+    pending: list[tuple[int, str, dict]], now: datetime
+) -> tuple[list[Notification], list[int]]:
     notes = []
+    places = []
     params_of: dict[tuple[str, int], tuple[dict, str, str]] = {}
-    for user_id, type, payload in pending:
+    for place, (user_id, type, payload) in enumerate(pending):
         if type not in NOTIFIED_TYPES or not is_news_for(user_id, type, payload):
             continue
         # One payload told to many (a fan-out) is read once.
@@ -368,33 +390,64 @@ def _notifications_for(pending: list[tuple[int, str, dict]], now: datetime) -> l
                 created_at=now,
             )
         )
-    return notes
+        places.append(place)
+    return notes, places
 
 
-_COPY_NOTIFICATIONS_SQL = (
-    "COPY realtime_notification (user_id, type, params, target_type, target_id, created_at)"
+def live_notification(note: Notification) -> dict[str, Any]:
+    """A stored entry as its event's layer message carries it to the socket, which renders the
+    `notification.created` frame in its own language (`realtime.notifications.live_frame_text`).
+    Plain JSON values: the channel layer serialises it."""
+    return {
+        "id": note.pk,
+        "type": note.type,
+        "params": note.params,
+        "target_type": note.target_type,
+        "target_id": note.target_id,
+        "created_at": wire_time(note.created_at),
+    }
+
+
+_COPY_NOTIFICATIONS_WITH_IDS_SQL = (
+    "COPY realtime_notification (id, user_id, type, params, target_type, target_id, created_at)"
     " FROM STDIN"
+)
+_ALLOCATE_NOTIFICATION_IDS_SQL = (
+    "SELECT nextval(pg_get_serial_sequence('realtime_notification', 'id'))"
+    " FROM generate_series(1, %s)"
 )
 
 
+def _allocate_notification_ids(cursor, count: int) -> list[int]:
+    """Ids for rows COPY is about to store (COPY returns none, and the live push names each
+    entry by its id): one statement for a whole batch."""
+    cursor.execute(_ALLOCATE_NOTIFICATION_IDS_SQL, [count])
+    return [int(row[0]) for row in cursor.fetchall()]
+
+
 def _store_notifications(notes: list[Notification]) -> None:
+    """Stores the entries and sets their ids."""
     if not notes:
         return
     if connection.vendor != "postgresql" or len(notes) < COPY_FROM:
-        Notification.objects.bulk_create(notes)
+        Notification.objects.bulk_create(notes)  # sets the ids on PostgreSQL and SQLite
         return
-    with connection.cursor() as cursor, cursor.cursor.copy(_COPY_NOTIFICATIONS_SQL) as copy:
-        for note in notes:
-            copy.write_row(
-                (
-                    note.user_id,
-                    note.type,
-                    Jsonb(note.params),
-                    note.target_type,
-                    note.target_id,
-                    note.created_at,
+    with connection.cursor() as cursor:
+        for note, note_id in zip(notes, _allocate_notification_ids(cursor, len(notes)), strict=True):
+            note.pk = note_id
+        with cursor.cursor.copy(_COPY_NOTIFICATIONS_WITH_IDS_SQL) as copy:
+            for note in notes:
+                copy.write_row(
+                    (
+                        note.pk,
+                        note.user_id,
+                        note.type,
+                        Jsonb(note.params),
+                        note.target_type,
+                        note.target_id,
+                        note.created_at,
+                    )
                 )
-            )
 
 
 # One round trip for a live action's events on PostgreSQL: the counters are bumped (locked in
@@ -413,7 +466,7 @@ _EMIT_SQL = (
     " FROM (VALUES {events}) AS e (user_id, n, total, type, data, created_at)"
     " JOIN c ON c.user_id = e.user_id"
     " RETURNING id, user_id, seq){notifications}"
-    " SELECT id, user_id, seq FROM stored"
+    " SELECT id, user_id, seq FROM stored{noted_ids}"
 )
 _EMIT_NOTIFICATIONS_SQL = (
     ", noted AS ("
@@ -421,8 +474,11 @@ _EMIT_NOTIFICATIONS_SQL = (
     " (user_id, type, params, target_type, target_id, created_at)"
     " SELECT v.user_id::bigint, v.type, v.params::jsonb, v.target_type, v.target_id,"
     " v.created_at::timestamptz"
-    " FROM (VALUES {rows}) AS v (user_id, type, params, target_type, target_id, created_at))"
+    " FROM (VALUES {rows}) AS v (user_id, type, params, target_type, target_id, created_at)"
+    " RETURNING id, user_id)"
 )
+# The entries' ids come back beside the events' with seq 0 (an event's seq is at least 1).
+_EMIT_NOTIFICATION_IDS_SQL = " UNION ALL SELECT id, user_id, 0 FROM noted"
 
 
 def _reserve_and_store(
@@ -455,11 +511,14 @@ def _reserve_and_store(
         counters=", ".join(["(%s, %s)"] * len(users)),
         events=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(pending)),
         notifications=noted,
+        noted_ids=_EMIT_NOTIFICATION_IDS_SQL if notes else "",
     )
     params = [value for user_id in users for value in (user_id, counts[user_id])] + rows + note_rows
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        stored = cursor.fetchall()
+        returned = cursor.fetchall()
+    stored = [row for row in returned if row[2] > 0]
+    _set_note_ids(notes, [(pk, user_id) for pk, user_id, seq in returned if seq == 0])
     by_place = {}
     seen: dict[int, int] = {}
     for pk, user_id, seq in sorted(stored, key=lambda row: (row[1], row[2])):
@@ -470,6 +529,20 @@ def _reserve_and_store(
         seen[event.user_id] = seen.get(event.user_id, 0) + 1
         event.pk, event.seq = by_place[(event.user_id, seen[event.user_id])]
     return events
+
+
+def _set_note_ids(notes: list[Notification], returned: list[tuple[int, int]]) -> None:
+    """Gives each entry its id from the insert's RETURNING rows. The rows are inserted in the
+    order of the VALUES list, each taking the next identity value, so a user's ids in
+    ascending order belong to that user's entries in the order they were listed."""
+    ids_of: dict[int, list[int]] = {}
+    for pk, user_id in sorted(returned):
+        ids_of.setdefault(int(user_id), []).append(int(pk))
+    taken: dict[int, int] = {}
+    for note in notes:
+        place = taken.get(note.user_id, 0)
+        note.pk = ids_of[note.user_id][place]
+        taken[note.user_id] = place + 1
 
 
 # From this many events on (a sweep cancelling hundreds of orders), PostgreSQL gets them by COPY.

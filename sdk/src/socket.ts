@@ -11,6 +11,9 @@ import { CLOSE_CODES } from "./generated/socket";
 import type { KeyValueStore } from "./store";
 import { memoryStore } from "./store";
 
+/** The frames of the resumable stream (every event but the live-only `notification.created`). */
+type SequencedFrame = Extract<EventFrame, { seq: number }>;
+
 /** What the live socket needs of a WebSocket: `wx.connectSocket`'s task, `ws` or a browser's. */
 export interface SocketConnection {
   send(text: string): void;
@@ -270,7 +273,14 @@ export class LiveSocket {
       return;
     }
     if (typeof frame.seq === "number") {
-      this.deliver(frame as unknown as EventFrame);
+      this.deliver(frame as unknown as SequencedFrame);
+      return;
+    }
+    if (frame.type === "notification.created") {
+      // Live only (no seq, never replayed): shown as it comes; nothing to persist. A client
+      // that was away reads the notification centre instead.
+      this.emit(frame.type, frame);
+      this.emit("*", frame);
       return;
     }
     const ref = frame.ref == null ? null : String(frame.ref);
@@ -289,7 +299,7 @@ export class LiveSocket {
     }
   }
 
-  private deliver(frame: EventFrame): void {
+  private deliver(frame: SequencedFrame): void {
     const last = this.lastSeq ?? 0;
     // Seqs only grow and the server replays in order: anything at or below the last one handled
     // was already shown (a replay overlapping a live frame, or a second socket's resume).

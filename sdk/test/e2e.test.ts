@@ -49,7 +49,7 @@ const MP4 = Uint8Array.from([
   ...new Array(64).fill(0),
 ]).buffer;
 
-const seqsOf = (frames: EventFrame[]) => frames.map((frame) => frame.seq);
+const seqsOf = (frames: Array<Extract<EventFrame, { seq: number }>>) => frames.map((frame) => frame.seq);
 
 /** A listing with one photo, published and approved by staff in the admin. */
 async function publishedListing(
@@ -124,6 +124,14 @@ describe("a sale from listing to payout, through the SDK", () => {
     const offer = await buyerSocket.action("offer.make", { listing_id: listing.id, price: 70_000 });
     expect(offer.status).toBe("open");
     await sellerEvents.waitFor("offer.created", (frame) => frame.data.id === offer.id);
+    // Its notification-centre entry follows live, ready to show, with the id to mark it read.
+    const entry = await sellerEvents.waitFor(
+      "notification.created",
+      (frame) => frame.data.type === "offer.created" && frame.data.target?.id === offer.id,
+    );
+    expect(entry.data.title).toBe("收到新出价");
+    const unread = (await seller.notifications({ unread: true })).items.map((item) => item.id);
+    expect(unread).toContain(entry.data.id);
     const countered = await sellerSocket.action("offer.counter", { offer_id: offer.id, price: 80_000 });
     expect(countered.counter_price).toBe(80_000);
     await buyerEvents.waitFor("offer.countered", (frame) => frame.data.id === offer.id);
@@ -162,8 +170,8 @@ describe("a sale from listing to payout, through the SDK", () => {
     buyerSocket.start();
     const replay = await again;
     expect(replay.replayed).toBe(missed.length);
-    expect(seqsOf(buyerEvents.frames)).toEqual(missed.map((item) => item.seq));
-    expect(buyerEvents.frames.map((frame) => frame.type)).toEqual(missed.map((item) => item.type));
+    expect(seqsOf(buyerEvents.sequenced)).toEqual(missed.map((item) => item.seq));
+    expect(buyerEvents.sequenced.map((frame) => frame.type)).toEqual(missed.map((item) => item.type));
     expect(seenBeforeKill).toBeGreaterThan(0);
 
     // Video confirmed, shipped, parcel moves, receipt confirmed, seller credited.
@@ -192,7 +200,7 @@ describe("a sale from listing to payout, through the SDK", () => {
     expect(paidOut.data.status).toBe("paid");
 
     // Nobody saw an event twice, and each socket saw its events in seq order.
-    for (const frames of [sellerEvents.frames, buyerEvents.frames]) {
+    for (const frames of [sellerEvents.sequenced, buyerEvents.sequenced]) {
       const seqs = seqsOf(frames);
       expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
       expect(new Set(seqs).size).toBe(seqs.length);

@@ -91,6 +91,11 @@ export class Recorder {
   readonly frames: EventFrame[] = [];
   private waiters: Array<() => void> = [];
 
+  /** The frames of the resumable stream (without the live-only `notification.created`). */
+  get sequenced(): Array<Extract<EventFrame, { seq: number }>> {
+    return this.frames.filter((frame): frame is Extract<EventFrame, { seq: number }> => "seq" in frame);
+  }
+
   constructor(socket: LiveSocket) {
     socket.on("*", (frame) => {
       this.frames.push(frame);

@@ -50,6 +50,23 @@ describe("LiveSocket", () => {
     expect(store.get("marketplace.seq")).toBe("3");
   });
 
+  it("hands notification.created (live only, no seq) to its handlers without moving the seq", async () => {
+    const store = memoryStore();
+    const live = socket({ store });
+    const titles: string[] = [];
+    const everything: string[] = [];
+    live.on("notification.created", (frame) => titles.push(frame.data.title));
+    live.on("*", (frame) => everything.push(frame.type));
+    live.start();
+    server.last.on.open();
+    server.event(1);
+    const entry = { id: 9, type: "offer.created", title: "收到新出价", body: "买家出价 ¥70.00", params: {}, target: null, read_at: null, created_at: "2026-01-01T00:00:00.000000+08:00" };
+    server.last.on.message(JSON.stringify({ type: "notification.created", data: entry, at: entry.created_at }));
+    expect(titles).toEqual(["收到新出价"]);
+    expect(everything).toEqual(["offer.created", "notification.created"]);
+    expect(store.get("marketplace.seq")).toBe("1");
+  });
+
   it("reconnects with jittered, growing, capped delays, and resets after a resume", async () => {
     const draws = [0.5, 0.5, 0.5, 0.5, 0.5];
     const live = socket({ random: () => draws.shift() ?? 0.5, backoff: { initialMs: 100, maxMs: 300 } });

@@ -17,8 +17,10 @@ from tests.project.test_error_reporting import sentry  # noqa: F401 - Sentry wit
 TIMEOUT = 15
 
 
-def emit_now(user_ids, type="order.status_changed", data=None, **kwargs):
-    """One committed emit, as an action would do it."""
+def emit_now(user_ids, type="message.read", data=None, **kwargs):
+    """One committed emit, as an action would do it. By default of a type that makes no
+    notification-centre entry, so a socket gets this one frame (an entry's type would be
+    followed by a `notification.created` frame: tests/realtime/test_notification_push.py)."""
     with transaction.atomic():
         return emit(user_ids=user_ids, type=type, data=data or {"n": 1}, **kwargs)
 

@@ -109,11 +109,15 @@ async def test_events_cross_server_processes_and_resume_on_another(member):
             await asyncio.sleep(0.3)  # both have joined the user's group
             await aemit([user.pk], type="offer.created", data={"id": 1})
             assert [(await _frame(on_a))["seq"], (await _frame(on_b))["seq"]] == [1, 1]
+            # Its notification-centre entry follows on both, in each server's own rendering.
+            pushed = [await _frame(on_a), await _frame(on_b)]
+            assert [frame["type"] for frame in pushed] == ["notification.created"] * 2
+            assert pushed[0] == pushed[1]
             # Past redis-py's 5 s socket timeout, inside real servers.
             await asyncio.sleep(6)
-            await aemit([user.pk], type="offer.accepted", data={"id": 1})
+            await aemit([user.pk], type="message.read", data={"id": 1})
             frame_b = await _frame(on_b)
-            assert (frame_b["seq"], frame_b["type"]) == (2, "offer.accepted")
+            assert (frame_b["seq"], frame_b["type"]) == (2, "message.read")
             assert (await _frame(on_a))["seq"] == 2
         await aemit([user.pk], data={"n": 3})
         await aemit([user.pk], data={"n": 4})

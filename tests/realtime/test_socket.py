@@ -73,16 +73,16 @@ async def test_live_frames_in_order_exact_shape_and_isolated(make_member):
     bob, bob_token = await make_member()
     a = await connected(alice_token)
     b = await connected(bob_token)
-    await aemit([bob.pk], type="offer.created", data={"id": 1})
+    await aemit([bob.pk], type="message.created", data={"id": 1})
     for n in range(3):
-        await aemit([alice.pk], type="order.status_changed", data={"n": n})
+        await aemit([alice.pk], type="message.read", data={"n": n})
     frames = [await receive(a) for _ in range(3)]
     assert [frame["seq"] for frame in frames] == [1, 2, 3]
     assert [frame["data"] for frame in frames] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert set(frames[0]) == {"seq", "type", "data", "at"}
-    assert frames[0]["type"] == "order.status_changed"
+    assert frames[0]["type"] == "message.read"
     bob_frame = await receive(b)
-    assert bob_frame["type"] == "offer.created" and bob_frame["seq"] == 1
+    assert bob_frame["type"] == "message.created" and bob_frame["seq"] == 1
     assert await a.receive_nothing(timeout=0.2)
     assert await b.receive_nothing(timeout=0.2)
     await a.disconnect()

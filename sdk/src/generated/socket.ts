@@ -1083,7 +1083,6 @@ export interface MessageReadEvent {
  * via the `definition` "NotificationCreatedEvent".
  */
 export interface NotificationCreatedEvent {
-  seq: number;
   type: "notification.created";
   data: NotificationOut;
   at: string;
