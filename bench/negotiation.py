@@ -4,9 +4,10 @@
     BENCH_RATE=100 BENCH_SECONDS=10 .venv/bin/python bench/negotiation.py
 
 The production layout on one machine (docs/operations.md): MARKETPLACE_ENV=production, sandbox
-off, two daphne processes (one per core) and one Huey consumer, on a throwaway database
-(BENCH_DATABASE, dropped at the end) and Redis db 14 under a bench prefix. Sellers connect to
-one daphne and buyers to the other, so every event crosses processes through Redis.
+off, two daphne processes (one per core; BENCH_DAPHNE_PER_SIDE=2 runs four) and one Huey
+consumer, on a throwaway database (BENCH_DATABASE, dropped at the end) and Redis db 14 under a
+bench prefix. Sellers connect to one side's daphne and buyers to the other's, so every event
+crosses processes through Redis.
 
 Each buyer socket sends `offer.make` at RATE offers/s in total (round robin over buyers, each
 offer on a fresh listing); each seller answers `offer.created` at once with `offer.accept`.
@@ -53,7 +54,13 @@ RATE = int(os.environ.get("BENCH_RATE", "200"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "marketplace_negbench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-PORTS = (int(os.environ.get("BENCH_PORT", "8775")), int(os.environ.get("BENCH_PORT", "8775")) + 1)
+# Daphne processes per side (sellers' and buyers'): 1 is one per core on two cores; 2 measures
+# whether more processes than cores pay (docs/performance.md).
+PER_SIDE = int(os.environ.get("BENCH_DAPHNE_PER_SIDE", "1"))
+_BASE_PORT = int(os.environ.get("BENCH_PORT", "8775"))
+SELLER_PORTS = tuple(_BASE_PORT + 2 * n for n in range(PER_SIDE))
+BUYER_PORTS = tuple(_BASE_PORT + 2 * n + 1 for n in range(PER_SIDE))
+PORTS = SELLER_PORTS + BUYER_PORTS
 PRICE = 10_000
 ASGI_APP = "project.asgi:application"
 OFFER = 8_000
@@ -212,8 +219,14 @@ async def run(sellers, buyers, listings) -> None:
 
     started = time.monotonic()
     await asyncio.gather(
-        *(one(uid, tok, PORTS[0], "seller") for uid, tok in sellers),
-        *(one(uid, tok, PORTS[1], "buyer") for uid, tok in buyers),
+        *(
+            one(uid, tok, SELLER_PORTS[n % PER_SIDE], "seller")
+            for n, (uid, tok) in enumerate(sellers)
+        ),
+        *(
+            one(uid, tok, BUYER_PORTS[n % PER_SIDE], "buyer")
+            for n, (uid, tok) in enumerate(buyers)
+        ),
     )
     print(f"{len(bench.sockets)} sockets open in {time.monotonic() - started:.1f} s")
     await asyncio.sleep(1)
@@ -295,7 +308,8 @@ def main() -> None:
         for port in PORTS:
             wait_for_port(port)
         print(
-            f"production mode: 2 daphne ({PORTS[0]} sellers, {PORTS[1]} buyers) + 1 Huey, "
+            f"production mode: {len(PORTS)} daphne (sellers on {SELLER_PORTS}, buyers on "
+            f"{BUYER_PORTS}) + 1 Huey, "
             f"PostgreSQL + Redis; {SELLERS} sellers, {BUYERS} buyers, {len(listings)} listings, "
             f"{RATE} offers/s for {SECONDS} s; app {ASGI_APP}"
         )
