@@ -1,5 +1,5 @@
 """Where stored files are served from: one URL rule for public images and thumbnails, one for
-private files (order videos, personal-data exports).
+private files (order videos, chat images, personal-data exports).
 
 Every URL a client gets is absolute, on `MEDIA_BASE_URL` (a CDN, or `PUBLIC_BASE_URL` by
 default), never on the request's host: socket events and tasks have no request, cached public

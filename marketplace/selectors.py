@@ -27,6 +27,8 @@ from marketplace.models.privacy import DataExport
 from marketplace.models.wallet import LedgerEntry, Wallet, Withdrawal
 from marketplace.pagination import MAX_LIMIT, Page, after_cursor, cursor_for, paginate
 from marketplace.representations import listing_summary_data, media_url
+from negotiation.models import CHAT_IMAGES
+from negotiation.selectors import may_read_chat_image
 
 # Every live action reads the platform settings, which change a few times a year: each process
 # keeps a copy, valid while the version in the shared cache is the one it was read under. A
@@ -502,7 +504,8 @@ def order_of(*, user: User, order_no: str) -> Order:
 
 def may_read_private_file(*, name: str, reader_id: int) -> bool:
     """Checked again when a private URL is used, not only when it was issued: an order's video
-    for its buyer, its seller and staff; an export for its owner. Any other name: nobody."""
+    for its buyer, its seller and staff; an export for its owner; a chat image for its
+    conversation's two users, and staff once it is reported. Any other name: nobody."""
     reader = User.objects.filter(pk=reader_id, is_active=True).first()
     if reader is None or reader.is_banned:
         return False
@@ -512,6 +515,8 @@ def may_read_private_file(*, name: str, reader_id: int) -> bool:
         return Order.objects.filter(Q(buyer=reader) | Q(seller=reader), video=name).exists()
     if name.startswith("exports/"):
         return DataExport.objects.filter(user=reader, file=name).exists()
+    if name.startswith(f"{CHAT_IMAGES}/"):
+        return may_read_chat_image(name=name, reader=reader)
     return False
 
 

@@ -12,6 +12,7 @@ acceptance that closes every thread on the listing.
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -19,11 +20,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.actions.accounts import ban_user, check_not_banned
+from marketplace.actions.uploads import PrivateCopy, copy_to_private, delete_files
 from marketplace.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
 from marketplace.gateways import wechat
+from marketplace.media import private_url
 from marketplace.models import Listing, ListingStatus, User
 from marketplace.models.catalog import ImageUpload
-from marketplace.representations import media_url
 from marketplace.states import LISTING
 from negotiation.models import (
     Conversation,
@@ -34,6 +36,7 @@ from negotiation.models import (
     OfferHistory,
     Report,
     UserBlock,
+    chat_image_folder,
 )
 from negotiation.representations import message_data
 from project.ratelimit import hit
@@ -49,6 +52,9 @@ UNPUBLISHED = (ListingStatus.PENDING_REVIEW, ListingStatus.REJECTED)
 # msg_sec_check scenes: 1 profile, 2 comment, 3 forum, 4 social log; a chat line is closest
 # to a comment.
 CHAT_SCENE = 2
+# How long the private link WeChat's mediaCheckAsync is given stays valid: WeChat fetches the
+# image on its own schedule (its verdict may take up to half an hour), not while we wait.
+MEDIA_CHECK_LINK_TTL = 3600
 
 
 class RiskyMessage(DomainError):
@@ -396,16 +402,22 @@ def send_message(
     else:
         raise InvalidInput("kind is text or image.", code="invalid_message")
     check_message_rate(user=sender)
+    staged = None
     if kind == MessageKind.TEXT:
         # Outside the transaction: no lock is held while WeChat answers.
         flagged = check_text(sender=sender, text=body)
+    else:
+        # Outside the transaction too: no lock is held while the file is copied.
+        staged = _stage_image(owner=sender, image_id=image_id)
+    sent = None
     try:
-        return _send_locked(
+        sent = _send_locked(
             sender=sender,
             conversation_id=conversation_id,
             kind=kind,
             body=body,
             image_id=image_id,
+            staged=staged,
             client_id=client_id,
             flagged=flagged,
         )
@@ -414,7 +426,11 @@ def send_message(
         first = _by_client_id(conversation_id, sender.pk, client_id)
         if first is None:
             raise
-        return Sent(first, False)
+        sent = Sent(first, False)
+    finally:
+        if staged is not None and (sent is None or not sent.created):
+            staged.discard()
+    return sent
 
 
 @retry_on_deadlock
@@ -425,6 +441,7 @@ def _send_locked(
     kind: str,
     body: str,
     image_id: int | None,
+    staged: PrivateCopy | None,
     client_id: str,
     flagged: bool,
 ) -> Sent:
@@ -444,7 +461,8 @@ def _send_locked(
             )
         image = None
         if kind == MessageKind.IMAGE:
-            image = _take_image(owner=sender, image_id=image_id)
+            assert staged is not None  # send_message stages every image
+            image = _take_image(owner=sender, image_id=image_id, staged=staged)
         (message,) = _post(
             [
                 Entry(
@@ -463,20 +481,41 @@ def _send_locked(
     return Sent(message, True)
 
 
-def _take_image(*, owner: User, image_id: int | None) -> ImageUpload:
-    """The sender's own upload, used once (consumed), never one attached to a listing."""
+def _sendable_images(*, owner: User, image_id: int | None):
+    """The sender's own upload, not yet used, never one attached to a listing."""
     if image_id is None:
         raise InvalidInput("An image message needs image_id.", code="image_required")
-    upload = (
-        ImageUpload.objects.select_for_update()
-        .filter(pk=image_id, owner=owner, listing__isnull=True, consumed_at__isnull=True)
-        .first()
+    return ImageUpload.objects.filter(
+        pk=image_id, owner=owner, listing__isnull=True, consumed_at__isnull=True
     )
+
+
+def _image_not_found() -> NotFound:
+    return NotFound(
+        "No such image (upload it first; each upload is sent once).", code="image_not_found"
+    )
+
+
+def _stage_image(*, owner: User, image_id: int | None) -> PrivateCopy:
+    """A private copy of the upload about to be sent (a chat image is for the two users only:
+    it leaves the public media). Checked again under the lock by `_take_image`."""
+    upload = _sendable_images(owner=owner, image_id=image_id).first()
     if upload is None:
-        raise NotFound("No such image (upload it first; each upload is sent once).",
-                       code="image_not_found")
+        raise _image_not_found()
+    return copy_to_private(upload, folder=chat_image_folder(upload.pk))
+
+
+def _take_image(*, owner: User, image_id: int | None, staged: PrivateCopy) -> ImageUpload:
+    """The upload, used once (consumed), now naming its private copy; its public files are
+    deleted once this commits."""
+    upload = _sendable_images(owner=owner, image_id=image_id).select_for_update().first()
+    if upload is None:
+        raise _image_not_found()
+    public = [upload.file, upload.thumbnail]
+    upload.file, upload.thumbnail = staged.file, staged.thumbnail
     upload.consumed_at = timezone.now()
-    upload.save(update_fields=["consumed_at"])
+    upload.save(update_fields=["file", "thumbnail", "consumed_at"])
+    transaction.on_commit(partial(delete_files, public))
     return upload
 
 
@@ -894,11 +933,11 @@ def request_media_check(*, message_id: int) -> str:
     )
     if message is None or message.image is None or message.media_trace_id:
         return "skipped"
-    media = media_url(message.image.file)
-    if media.startswith("/"):
-        media = settings.PUBLIC_BASE_URL + media
+    # The image is private: WeChat fetches it through a link signed for its sender.
+    assert message.sender is not None  # users send images, the server never does
+    media = private_url(message.image.file, reader_id=message.sender.pk, ttl=MEDIA_CHECK_LINK_TTL)
     trace_id = wechat.media_check_async(
-        openid=(message.sender.openid if message.sender else "") or "", media_url=media, scene=CHAT_SCENE
+        openid=message.sender.openid or "", media_url=media, scene=CHAT_SCENE
     )
     Message.objects.filter(pk=message.pk, media_trace_id="").update(media_trace_id=trace_id)
     return "requested"

@@ -3,14 +3,26 @@ only of a conversation with a report (each such read recorded), and the report q
 three decisions. Rows change only through the actions."""
 
 from django.contrib import admin, messages
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.admin.base import ReadOnlyMixin
 from marketplace.errors import DomainError
+from marketplace.media import private_url
 from negotiation import conversations
 from negotiation.models import Conversation, ConversationAccess, Message, Report
 
 CONTEXT = 5  # messages shown either side of a reported one
+
+
+def image_link(message: Message, reader_id: int | None):
+    """A message's image as a link signed for the staff member reading the page (chat images
+    are private: no URL of their own; marketplace/media.py). Pages show it only for a
+    conversation with a report, which is also when the link opens."""
+    if message.image is None or reader_id is None:
+        return ""
+    url = private_url(message.image.file, reader_id=reader_id)
+    return format_html(' <a href="{}" target="_blank" rel="noopener">{}</a>', url, _("view image"))
 
 
 class FlaggedFilter(admin.SimpleListFilter):
@@ -69,18 +81,26 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
 
+    def get_object(self, request, object_id, from_field=None):
+        conversation = super().get_object(request, object_id, from_field)
+        if conversation is not None:
+            conversation.reader_id = request.user.pk  # who the image links are signed for
+        return conversation
+
     @admin.display(description="messages")
     def messages_if_reported(self, obj: Conversation):
         if not conversations.has_report(obj.pk):
             return "只有被举报的会话才能查看消息内容。"
         # The read is recorded by change_view, which renders this.
-        rows = Message.objects.filter(conversation=obj).order_by("-id")[:200]
+        rows = Message.objects.filter(conversation=obj).select_related("image").order_by("-id")
+        reader_id = getattr(obj, "reader_id", None)
         return format_html_join(
             "\n",
-            "<p>#{} {} [{}{}] {}: {}</p>",
+            "<p>#{} {} [{}{}] {}: {}{}</p>",
             (
                 (m.pk, m.created_at, m.kind, " 已标记" if m.is_flagged else "", m.sender_id, m.text)
-                for m in reversed(list(rows))
+                + (image_link(m, reader_id),)
+                for m in reversed(list(rows[:200]))
             ),
         )
 
@@ -128,22 +148,31 @@ class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):  # pragma: no cover - fields are read-only
         return None
 
+    def get_object(self, request, object_id, from_field=None):
+        report = super().get_object(request, object_id, from_field)
+        if report is not None:
+            report.reader_id = request.user.pk  # who the image links are signed for
+        return report
+
     @admin.display(description="reported content")
     def reported_content(self, obj: Report):
         if obj.message_id is None or obj.conversation_id is None:
             if obj.listing is not None:
                 return f"{obj.listing.title}：{obj.listing.description[:500]}"
             return "-"
-        around = list(
-            Message.objects.filter(conversation_id=obj.conversation_id, pk__lt=obj.message_id)
-            .order_by("-id")[:CONTEXT]
-        )[::-1] + list(
-            Message.objects.filter(conversation_id=obj.conversation_id, pk__gte=obj.message_id)
-            .order_by("id")[: CONTEXT + 1]
+        thread = Message.objects.filter(conversation_id=obj.conversation_id).select_related("image")
+        around = list(thread.filter(pk__lt=obj.message_id).order_by("-id")[:CONTEXT])[::-1] + list(
+            thread.filter(pk__gte=obj.message_id).order_by("id")[: CONTEXT + 1]
         )
+        reader_id = getattr(obj, "reader_id", None)
         return format_html_join(
-            "\n", "<p>{}#{} {}: {}</p>",
-            (("▶ " if m.pk == obj.message_id else "", m.pk, m.sender_id, m.text) for m in around),
+            "\n",
+            "<p>{}#{} {}: {}{}</p>",
+            (
+                ("▶ " if m.pk == obj.message_id else "", m.pk, m.sender_id, m.text)
+                + (image_link(m, reader_id),)
+                for m in around
+            ),
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -16,7 +16,7 @@ from negotiation import conversations
 from negotiation.api import Id, OfferOut, PathId, QueryId
 from negotiation.models import MessageKind
 from negotiation.representations import conversation_data, message_data
-from negotiation.selectors import conversation_of, conversations_of, messages_before
+from negotiation.selectors import conversation_of, conversations_of, message_in, messages_before
 from project.wire import WireDateTime
 
 router = Router(tags=["conversations"])
@@ -38,17 +38,44 @@ class ListingBrief(Schema):
     status: str
 
 
+class MessageImage(Schema):
+    width: int
+    height: int
+
+
+IMAGE_URL_HELP = (
+    "A private link to the image for you, valid PRIVATE_MEDIA_TTL_SECONDS (10 minutes): read "
+    "the message again (GET /api/conversations/{id}/messages/{message_id}) for a fresh one, and "
+    "when it answers 404 link_expired. Never keep it."
+)
+
+
 class MessageOut(Schema):
     id: int
     conversation_id: int
     sender_id: int | None = Field(None, description="null for the server's own entries")
     kind: MessageKind
     text: str
-    image_url: str | None
+    image: MessageImage | None = Field(
+        description="An image is there (its size, to lay it out before it loads); null for "
+        "other kinds and a hidden image."
+    )
+    image_url: str | None = Field(description=IMAGE_URL_HELP)
     is_hidden: bool = Field(False, description="a risky image: shown to neither side")
     offer: OfferOut | None
     client_id: str | None
     created_at: WireDateTime
+
+
+class MessageEventOut(MessageOut):
+    """A message as `message.created` carries it (live and replayed): never a link, which
+    would expire in the stored copy. `image` says an image is there; read the message over
+    REST for its URL."""
+
+    image_url: None = Field(
+        description="Always null in events: GET /api/conversations/{id}/messages/{message_id} "
+        "gives you a link."
+    )
 
 
 class ConversationOut(Schema):
@@ -164,7 +191,26 @@ def list_messages(request: HttpRequest, conversation_id: PathId, params: Query[H
     )
     rows = messages_before(conversation=conversation, before=params.before, limit=params.limit)
     next_before = rows[-1].pk if len(rows) == params.limit else None
-    return {"items": [message_data(row) for row in rows], "next_before": next_before}
+    reader_id = request.auth.pk
+    return {
+        "items": [message_data(row, reader_id=reader_id) for row in rows],
+        "next_before": next_before,
+    }
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages/{message_id}",
+    response=MessageOut,
+    summary="One message, with a fresh link to its image (after a message.created event)",
+)
+def get_message(request: HttpRequest, conversation_id: PathId, message_id: PathId):
+    conversation = conversations.access_conversation(
+        user=request.auth, conversation_id=conversation_id
+    )
+    message = message_in(conversation=conversation, message_id=message_id)
+    if message is None:
+        raise NotFound("No such message.", code="message_not_found")
+    return message_data(message, reader_id=request.auth.pk)
 
 
 @router.post(
@@ -181,7 +227,9 @@ def send_message(request: HttpRequest, conversation_id: PathId, payload: Message
         image_id=payload.image_id,
         client_id=payload.client_id,
     )
-    return Status(201 if sent.created else 200, message_data(sent.message))
+    return Status(
+        201 if sent.created else 200, message_data(sent.message, reader_id=request.auth.pk)
+    )
 
 
 @router.post(

@@ -184,6 +184,16 @@ class MessageKind(models.TextChoices):
     SYSTEM = "system"
 
 
+# Sent images live in the private storage under this folder, one folder per upload
+# (`chat-images/<upload id>/<file>`): the id names the one message that may show the file, so a
+# link is checked by primary key (negotiation.selectors.may_read_chat_image).
+CHAT_IMAGES = "chat-images"
+
+
+def chat_image_folder(upload_id: int) -> str:
+    return f"{CHAT_IMAGES}/{upload_id}"
+
+
 class Message(models.Model):
     """Append-only; the id is the server's order, the same for both sides."""
 

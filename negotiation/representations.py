@@ -3,8 +3,9 @@ stay datetimes: the schema and the event encoder write them (project/wire.py).""
 
 from typing import Any
 
+from marketplace.media import private_url
 from marketplace.models import User
-from marketplace.representations import listing_summary_data, media_url
+from marketplace.representations import listing_summary_data
 from negotiation.models import Conversation, Message, Offer
 
 
@@ -25,9 +26,12 @@ def offer_data(offer: Offer) -> dict[str, Any]:
     }
 
 
-def message_data(message: Message) -> dict[str, Any]:
-    """A message as the REST API shows it (and `message.created` carries). A hidden (risky)
-    image shows to neither side."""
+def message_data(message: Message, *, reader_id: int | None = None) -> dict[str, Any]:
+    """A message as the REST API shows it to `reader_id` (one of the conversation's two users:
+    the caller checked), with a fresh private link to its image for that reader. Without a
+    reader (`message.created` and its replay) `image` says an image is there and `image_url` is
+    null: no event or stored copy holds an expiring link. A hidden (risky) image shows to
+    neither side."""
     hidden = message.is_hidden
     image = message.image if message.image_id and not hidden else None
     return {
@@ -36,7 +40,12 @@ def message_data(message: Message) -> dict[str, Any]:
         "sender_id": message.sender_id,
         "kind": message.kind,
         "text": "" if hidden else message.text,
-        "image_url": media_url(image.file) if image is not None else None,
+        "image": {"width": image.width, "height": image.height} if image is not None else None,
+        "image_url": (
+            private_url(image.file, reader_id=reader_id)
+            if image is not None and reader_id is not None
+            else None
+        ),
         "is_hidden": hidden,
         "offer": offer_data(message.offer) if message.offer is not None else None,
         "client_id": message.client_id or None,
@@ -57,7 +66,7 @@ def conversation_data(conversation: Conversation, *, viewer_id: int) -> dict[str
         "listing": listing_summary_data(listing=conversation.listing),
         "buyer": _person(conversation.buyer),
         "seller": _person(conversation.seller),
-        "last_message": message_data(last) if last is not None else None,
+        "last_message": message_data(last, reader_id=viewer_id) if last is not None else None,
         "unread_count": conversation.unread_for(viewer_id),
         "is_read_only": conversation.is_read_only,
         "updated_at": conversation.updated_at,

@@ -9,7 +9,7 @@ from django.db.models import Q, QuerySet
 from marketplace.models import Order, User
 from marketplace.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from marketplace.representations import media_url, order_data
-from negotiation.models import Conversation, Message, MessageInbox, Offer
+from negotiation.models import CHAT_IMAGES, Conversation, Message, MessageInbox, Offer, Report
 from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES
 
@@ -68,6 +68,37 @@ def messages_before(
     return list(
         queryset.select_related("offer__order", "image").order_by("-id")[:limit]
     )
+
+
+def message_in(*, conversation: Conversation, message_id: int) -> Message | None:
+    return (
+        Message.objects.filter(conversation=conversation, pk=message_id)
+        .select_related("offer__order", "image")
+        .first()
+    )
+
+
+def may_read_chat_image(*, name: str, reader: User) -> bool:
+    """Checked when a chat image's private link is used (marketplace/api/media.py): the two
+    users of its conversation while it is not hidden; staff while the conversation has a report
+    (the only time staff see its messages). The folder names the upload, so the message is
+    found by its indexed `image` key."""
+    folder, _, upload_id = name.rpartition("/")[0].partition("/")
+    if folder != CHAT_IMAGES or not upload_id.isdigit():
+        return False
+    message = (
+        Message.objects.filter(image_id=int(upload_id))
+        .select_related("conversation", "image")
+        .first()
+    )
+    if message is None or message.image is None:
+        return False
+    if name not in (message.image.file, message.image.thumbnail):
+        return False
+    conversation = message.conversation
+    if reader.pk in (conversation.buyer_id, conversation.seller_id) and not message.is_hidden:
+        return True
+    return reader.is_staff and Report.objects.filter(conversation_id=conversation.pk).exists()
 
 
 def unread_message_count(user: User) -> int:

@@ -11,7 +11,13 @@ from pydantic import BaseModel
 from marketplace.models import User
 from negotiation import actions, conversations
 from negotiation.api import AcceptIn, CounterIn, Id, OfferIn, OfferOut
-from negotiation.conversations_api import MessageIn, MessageOut, MessageReadIn, MessageReadOut
+from negotiation.conversations_api import (
+    MessageEventOut,
+    MessageIn,
+    MessageOut,
+    MessageReadIn,
+    MessageReadOut,
+)
 from negotiation.representations import message_data, offer_data
 from realtime.dispatch import socket_action, socket_event
 
@@ -102,7 +108,7 @@ def send_message(*, user: User, frame: dict) -> dict:
         image_id=body.image_id,
         client_id=body.client_id,
     )
-    return message_data(sent.message)
+    return message_data(sent.message, reader_id=user.pk)  # the ack: the sender's own link
 
 
 @socket_action("message.read", payload=[ConversationRef, MessageReadIn], reply=MessageReadOut)
@@ -121,7 +127,8 @@ def read_messages(*, user: User, frame: dict) -> dict:
 
 socket_event(
     "message.created",
-    MessageOut,
-    summary="A message in one of my conversations (to both users; move it to the top).",
+    MessageEventOut,
+    summary="A message in one of my conversations (to both users; move it to the top). An "
+    "image's link is not in it: read the message over REST for one.",
 )
 socket_event("message.read", MessageReadOut, summary="One side read a conversation up to a message.")

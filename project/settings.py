@@ -497,9 +497,9 @@ MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 # a CDN in front of MEDIA_URL, or by default this server itself.
 MEDIA_BASE_URL = os.environ.get("MEDIA_BASE_URL", PUBLIC_BASE_URL).rstrip("/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-# "private" holds what only some readers may see (order videos, personal-data exports) outside
-# the public media prefix: its own directory here (never served as /media/), its own key prefix
-# on S3. Readers get short-lived URLs from marketplace.media.private_url (docs/fixes.md).
+# "private" holds what only some readers may see (order videos, chat images, personal-data
+# exports) outside the public media prefix: its own directory here (never served as /media/),
+# its own key prefix on S3. Readers get short-lived URLs from marketplace.media.private_url (docs/fixes.md).
 PRIVATE_MEDIA_ROOT = Path(os.environ.get("PRIVATE_MEDIA_ROOT", VAR_DIR / "private-media"))
 # How long a private URL (a signed link to our view, or an S3 presigned URL) stays valid.
 PRIVATE_MEDIA_TTL_SECONDS = env_int("PRIVATE_MEDIA_TTL_SECONDS", 600)

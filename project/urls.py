@@ -19,8 +19,8 @@ if settings.SANDBOX_ENABLED:  # the sandbox app is installed only then (project/
 
 if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
     # Local media (embedded mode); production puts object storage or a proxy in front.
-    # Private files (order videos, exports) are in PRIVATE_MEDIA_ROOT, which no URL serves:
-    # only a reader's signed link does (marketplace/media.py).
+    # Private files (order videos, chat images, exports) are in PRIVATE_MEDIA_ROOT, which no
+    # URL serves: only a reader's signed link does (marketplace/media.py).
     urlpatterns.append(
         re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
     )

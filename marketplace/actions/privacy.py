@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from marketplace import storefront
 from marketplace.actions import social
 from marketplace.actions.accounts import revoke_all_tokens
+from marketplace.actions.uploads import delete_files
 from marketplace.errors import Conflict
 from marketplace.models import (
     AccountDeletion,
@@ -35,6 +36,7 @@ from marketplace.models import (
     ApiToken,
     DataExport,
     IdempotencyRecord,
+    ImageUpload,
     Listing,
     Order,
     PaymentNotification,
@@ -204,7 +206,13 @@ def _erase_personal_data(user: User) -> None:
     # Durable events are delivery copies of orders and offers (addresses, nicknames): the
     # user's own, and the other parties' copies of objects the user was a party to.
     # Chat: what the user wrote goes; the other side keeps the thread and its own messages.
+    # The images sent go too: private files nothing could show once the messages let go.
+    sent = Message.objects.filter(sender=user, image__isnull=False).values("image_id")
+    sent_images = list(ImageUpload.objects.filter(owner=user, pk__in=sent))
     Message.objects.filter(sender=user).update(text="", image=None, client_id="")
+    ImageUpload.objects.filter(pk__in=[image.pk for image in sent_images]).delete()
+    private_names = [name for image in sent_images for name in (image.file, image.thumbnail)]
+    transaction.on_commit(partial(delete_files, private_names, storage="private"))
     UserBlock.objects.filter(Q(blocker=user) | Q(blocked=user)).delete()
     Event.objects.filter(
         Q(user_id=user.pk)

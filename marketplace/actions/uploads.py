@@ -7,11 +7,13 @@ file can decode to gigabytes: a "decompression bomb"); all judged from the heade
 
 import io
 import logging
+import posixpath
 import uuid
 import warnings
+from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import default_storage, storages
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -173,6 +175,35 @@ def upload_image(*, user: User, data: bytes) -> ImageUpload:
         )
     logger.info("upload user=%s id=%s %sx%s %s", user.pk, upload.pk, width, height, fmt)
     return upload
+
+
+@dataclass(frozen=True)
+class PrivateCopy:
+    """An upload's image and thumbnail copied into the private storage (`copy_to_private`)."""
+
+    file: str
+    thumbnail: str
+
+    def discard(self) -> None:
+        """The copies were not used (the send failed): nothing keeps them."""
+        delete_files([self.file, self.thumbnail], storage="private")
+
+
+def copy_to_private(upload: ImageUpload, *, folder: str) -> PrivateCopy:
+    """Copies an upload's image and thumbnail from the public storage into the private one under
+    `folder`, keeping their file names (the name ends the URL: the type is judged by it). The
+    public files stay until the caller deletes them, once the row names the copies."""
+    names = []
+    for name in (upload.file, upload.thumbnail):
+        with default_storage.open(name, "rb") as public:
+            names.append(storages["private"].save(f"{folder}/{posixpath.basename(name)}", public))
+    return PrivateCopy(file=names[0], thumbnail=names[1])
+
+
+def delete_files(names: list[str], *, storage: str = "default") -> None:
+    for name in names:
+        if name:
+            storages[storage].delete(name)
 
 
 def process_avatar(data: bytes) -> tuple[bytes, str]:

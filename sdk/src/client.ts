@@ -371,6 +371,14 @@ export class MarketplaceClient {
     return this.call<Schemas["MessagePage"]>("GET", `/api/conversations/${conversationId}/messages`, { query });
   }
 
+  /**
+   * One message with a fresh `image_url` for me: `message.created` carries `image` (its size)
+   * but never a link, and a link expires after 10 minutes (404 `link_expired`): ask again.
+   */
+  message(conversationId: number, messageId: number) {
+    return this.call<Schemas["MessageOut"]>("GET", `/api/conversations/${conversationId}/messages/${messageId}`);
+  }
+
   /** `client_id` makes a retry return the first message (pick one per message, e.g. a uuid). */
   sendMessage(conversationId: number, body: Schemas["MessageIn"]) {
     return this.call<Schemas["MessageOut"]>("POST", `/api/conversations/${conversationId}/messages`, { body });

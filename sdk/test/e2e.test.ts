@@ -269,6 +269,23 @@ describe("a sale from listing to payout, through the SDK", () => {
     expect(read.unread_count).toBe(0);
     expect((await seller.notificationSummary()).unread_messages).toBe(0);
 
+    // A photo: private. The event says an image is there, with no link; the seller reads the
+    // message for a link of their own, which nobody else can use and /media/ does not serve.
+    const photo = await buyer.uploadImage({ file: new Blob([png(48, 36)], { type: "image/png" }) });
+    const shown = await buyer.sendMessage(thread.id, { kind: "image", image_id: photo.id, client_id: "sdk-photo-1" });
+    expect(shown.image_url?.startsWith(`${baseUrl}/api/private-media/`)).toBe(true);
+    const created = await sellerEvents.waitFor("message.created", (frame) => frame.data.id === shown.id);
+    expect(created.data.image).toEqual({ width: 48, height: 36 });
+    expect(created.data.image_url).toBeNull();
+    const fresh = await seller.message(thread.id, shown.id);
+    expect(fresh.image).toEqual({ width: 48, height: 36 });
+    const seen = await fetch(fresh.image_url!);
+    expect(seen.status).toBe(200);
+    expect(seen.headers.get("cache-control")).toBe("private, no-store");
+    expect((await fetch(photo.url)).status).toBe(404);
+    const stranger = await newUser("chat-stranger");
+    await expect(stranger.message(thread.id, shown.id)).rejects.toMatchObject({ status: 404 });
+
     const favourite = await buyer.favorite(listing.id);
     expect(favourite.is_favorite).toBe(true);
     expect((await buyer.favorites()).items.map((item) => item.id)).toEqual([listing.id]);

@@ -138,3 +138,34 @@ def test_order_videos_are_served_by_signed_urls_only(db, on_s3, make_client, cus
         assert urlsplit(video_url).path.startswith(f"/{BUCKET}/private/order-videos/"), video_url
         storages["private"].delete(Order.objects.get(order_no=order_no).video.name)
         assert requests.get(video_url, timeout=10).status_code == 404
+
+
+def test_chat_images_move_to_the_private_prefix_and_are_served_signed(
+    db, on_s3, make_client, django_capture_on_commit_callbacks
+):
+    from tests.marketplace.catalog_factories import image_bytes, upload_file  # noqa: PLC0415
+    from tests.negotiation.conversation_helpers import thread_world  # noqa: PLC0415
+
+    with on_s3(AWS_S3_CUSTOM_DOMAIN="media.example.com"):
+        seller, buyer, _, conversation = thread_world(make_client)
+        upload = buyer.client.post(
+            "/api/uploads/images",
+            {"file": upload_file(image_bytes())},
+            headers={"Authorization": f"Bearer {buyer.token}"},
+        ).json()
+        public_name = urlsplit(upload["url"]).path.lstrip("/")
+        assert default_storage.exists(public_name)
+        with django_capture_on_commit_callbacks(execute=True):  # the public files' deletion
+            sent = buyer.post(
+                f"/api/conversations/{conversation['id']}/messages",
+                {"kind": "image", "image_id": upload["id"], "client_id": "s3"},
+            )
+        assert sent.status_code == 201, sent.content
+        url = seller.get(f"/api/conversations/{conversation['id']}/messages").json()["items"][0][
+            "image_url"
+        ]
+        assert _is_signed(url) and urlsplit(url).netloc != "media.example.com", url
+        assert urlsplit(url).path.startswith(f"/{BUCKET}/private/chat-images/"), url
+        fetched = requests.get(url, timeout=10)
+        assert fetched.status_code == 200 and fetched.content[:2] == b"\xff\xd8"  # a JPEG
+        assert not default_storage.exists(public_name)  # the public key is gone

@@ -1065,6 +1065,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/conversations/{conversation_id}/messages/{message_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One message, with a fresh link to its image (after a message.created event) */
+        get: operations["negotiation_conversations_api_get_message"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/conversations/{conversation_id}/read": {
         parameters: {
             query?: never;
@@ -2634,6 +2651,13 @@ export interface components {
             /** Status */
             status: string;
         };
+        /** MessageImage */
+        MessageImage: {
+            /** Width */
+            width: number;
+            /** Height */
+            height: number;
+        };
         /**
          * MessageKind
          * @enum {string}
@@ -2653,7 +2677,12 @@ export interface components {
             kind: components["schemas"]["MessageKind"];
             /** Text */
             text: string;
-            /** Image Url */
+            /** @description An image is there (its size, to lay it out before it loads); null for other kinds and a hidden image. */
+            image: components["schemas"]["MessageImage"] | null;
+            /**
+             * Image Url
+             * @description A private link to the image for you, valid PRIVATE_MEDIA_TTL_SECONDS (10 minutes): read the message again (GET /api/conversations/{id}/messages/{message_id}) for a fresh one, and when it answers 404 link_expired. Never keep it.
+             */
             image_url: string | null;
             /**
              * Is Hidden
@@ -5344,6 +5373,38 @@ export interface operations {
             };
             /** @description Created */
             201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageOut"];
+                };
+            };
+            /** @description Client error: `{code, message, errors?}` */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    negotiation_conversations_api_get_message: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: number;
+                message_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };

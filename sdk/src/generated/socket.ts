@@ -135,23 +135,24 @@ export type NewPrice = number | null;
  */
 export type Reason1 = string | null;
 export type ListingId = number;
-export type Kind1 = "text" | "image";
-export type Text = string | null;
-export type ImageId = number | null;
-export type ClientId = string;
-/**
- * This interface was referenced by `SocketSchemas`'s JSON-Schema
- * via the `definition` "MessageKind".
- */
-export type MessageKind = "text" | "image" | "offer" | "system";
 export type Id5 = number;
 export type ConversationId1 = number;
 /**
  * null for the server's own entries
  */
 export type SenderId = number | null;
-export type Text1 = string;
-export type ImageUrl = string | null;
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageKind".
+ */
+export type MessageKind = "text" | "image" | "offer" | "system";
+export type Text = string;
+export type Width = number;
+export type Height = number;
+/**
+ * Always null in events: GET /api/conversations/{id}/messages/{message_id} gives you a link.
+ */
+export type ImageUrl = null;
 /**
  * a risky image: shown to neither side
  */
@@ -174,21 +175,42 @@ export type OrderNo = string | null;
  */
 export type DeclineReason = string | null;
 export type CreatedAt3 = string;
-export type ClientId1 = string | null;
+export type ClientId = string | null;
 export type CreatedAt4 = string;
-export type UpTo = number;
+export type Kind1 = "text" | "image";
+export type Text1 = string | null;
+export type ImageId = number | null;
+export type ClientId1 = string;
+export type Id7 = number;
 export type ConversationId2 = number;
+/**
+ * null for the server's own entries
+ */
+export type SenderId1 = number | null;
+export type Text2 = string;
+/**
+ * A private link to the image for you, valid PRIVATE_MEDIA_TTL_SECONDS (10 minutes): read the message again (GET /api/conversations/{id}/messages/{message_id}) for a fresh one, and when it answers 404 link_expired. Never keep it.
+ */
+export type ImageUrl1 = string | null;
+/**
+ * a risky image: shown to neither side
+ */
+export type IsHidden1 = boolean;
+export type ClientId2 = string | null;
+export type CreatedAt5 = string;
+export type UpTo = number;
+export type ConversationId3 = number;
 export type UserId = number;
 export type UpTo1 = number;
 export type UnreadCount = number;
-export type Id7 = number;
+export type Id8 = number;
 export type Type1 = string;
 export type Title2 = string;
 export type Body = string;
 export type Type2 = string;
-export type Id8 = number | string | null;
+export type Id9 = number | string | null;
 export type ReadAt = string | null;
-export type CreatedAt5 = string;
+export type CreatedAt6 = string;
 /**
  * Integer fen (1 yuan = 100).
  */
@@ -198,7 +220,7 @@ export type OrderNo1 = string;
 export type ListingId2 = number;
 export type Title3 = string;
 export type CoverUrl2 = string;
-export type Id9 = number;
+export type Id10 = number;
 export type Nickname1 = string;
 export type AvatarUrl1 = string;
 export type BuyerId1 = number;
@@ -232,7 +254,7 @@ export type Total = number;
 export type Commission = number | null;
 export type DeadlineAt = string | null;
 export type RefundStatus = string;
-export type CreatedAt6 = string;
+export type CreatedAt7 = string;
 export type PaidAt = string | null;
 export type HasVideo = boolean;
 export type VideoUrl = string | null;
@@ -242,7 +264,7 @@ export type ShippedAt = string | null;
 export type CompletedAt = string | null;
 export type History = HistoryOut[];
 export type Time = string;
-export type Text2 = string;
+export type Text3 = string;
 export type Carrier1 = string;
 export type TrackingNo1 = string;
 export type State = number | null;
@@ -259,7 +281,7 @@ export type AppId = string;
 export type PackageInfo = string | null;
 export type ConfirmBefore = string | null;
 export type FailReason = string | null;
-export type Id10 = number;
+export type Id11 = number;
 /**
  * Change to the available balance, signed fen.
  */
@@ -288,7 +310,7 @@ export type Frozen = number;
  * Fen credited from completed sales, ever.
  */
 export type TotalEarned = number;
-export type Id11 = number;
+export type Id12 = number;
 export type Amount1 = number;
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -297,15 +319,15 @@ export type Amount1 = number;
 export type WithdrawalStatus = "pending" | "awaiting_user_confirmation" | "paid" | "rejected" | "failed";
 export type TransferReference = string | null;
 export type RejectReason = string | null;
-export type CreatedAt7 = string;
+export type CreatedAt8 = string;
 export type DecidedAt = string | null;
-export type ConversationId3 = number;
-export type UpTo2 = number;
 export type ConversationId4 = number;
+export type UpTo2 = number;
+export type ConversationId5 = number;
 export type Kind2 = "text" | "image";
-export type Text3 = string | null;
+export type Text4 = string | null;
 export type ImageId1 = number | null;
-export type ClientId2 = string;
+export type ClientId3 = string;
 export type OfferId1 = number;
 /**
  * Buyer accepting a counter: ship here instead of the default address.
@@ -341,6 +363,8 @@ export interface SocketSchemas {
   ListingRef?: ListingRef;
   ListingStatus?: ListingStatus;
   ListingSummaryOut?: ListingSummaryOut;
+  MessageEventOut?: MessageEventOut;
+  MessageImage?: MessageImage;
   MessageIn?: MessageIn;
   MessageKind?: MessageKind;
   MessageOut?: MessageOut;
@@ -552,30 +576,36 @@ export interface ListingRef {
   listing_id: ListingId;
 }
 /**
+ * A message as `message.created` carries it (live and replayed): never a link, which
+ * would expire in the stored copy. `image` says an image is there; read the message over
+ * REST for its URL.
+ *
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
- * via the `definition` "MessageIn".
+ * via the `definition` "MessageEventOut".
  */
-export interface MessageIn {
-  kind: Kind1;
-  text?: Text;
-  image_id?: ImageId;
-  client_id: ClientId;
-}
-/**
- * This interface was referenced by `SocketSchemas`'s JSON-Schema
- * via the `definition` "MessageOut".
- */
-export interface MessageOut {
+export interface MessageEventOut {
   id: Id5;
   conversation_id: ConversationId1;
   sender_id?: SenderId;
   kind: MessageKind;
-  text: Text1;
+  text: Text;
+  /**
+   * An image is there (its size, to lay it out before it loads); null for other kinds and a hidden image.
+   */
+  image: MessageImage | null;
   image_url: ImageUrl;
   is_hidden?: IsHidden;
   offer: OfferOut | null;
-  client_id: ClientId1;
+  client_id: ClientId;
   created_at: CreatedAt4;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageImage".
+ */
+export interface MessageImage {
+  width: Width;
+  height: Height;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -596,6 +626,36 @@ export interface OfferOut {
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageIn".
+ */
+export interface MessageIn {
+  kind: Kind1;
+  text?: Text1;
+  image_id?: ImageId;
+  client_id: ClientId1;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
+ * via the `definition` "MessageOut".
+ */
+export interface MessageOut {
+  id: Id7;
+  conversation_id: ConversationId2;
+  sender_id?: SenderId1;
+  kind: MessageKind;
+  text: Text2;
+  /**
+   * An image is there (its size, to lay it out before it loads); null for other kinds and a hidden image.
+   */
+  image: MessageImage | null;
+  image_url: ImageUrl1;
+  is_hidden?: IsHidden1;
+  offer: OfferOut | null;
+  client_id: ClientId2;
+  created_at: CreatedAt5;
+}
+/**
+ * This interface was referenced by `SocketSchemas`'s JSON-Schema
  * via the `definition` "MessageReadIn".
  */
 export interface MessageReadIn {
@@ -606,7 +666,7 @@ export interface MessageReadIn {
  * via the `definition` "MessageReadOut".
  */
 export interface MessageReadOut {
-  conversation_id: ConversationId2;
+  conversation_id: ConversationId3;
   user_id: UserId;
   up_to: UpTo1;
   unread_count: UnreadCount;
@@ -616,14 +676,14 @@ export interface MessageReadOut {
  * via the `definition` "NotificationOut".
  */
 export interface NotificationOut {
-  id: Id7;
+  id: Id8;
   type: Type1;
   title: Title2;
   body: Body;
   params: Params;
   target: NotificationTargetOut | null;
   read_at: ReadAt;
-  created_at: CreatedAt5;
+  created_at: CreatedAt6;
 }
 export interface Params {
   [k: string]: unknown | undefined;
@@ -634,7 +694,7 @@ export interface Params {
  */
 export interface NotificationTargetOut {
   type: Type2;
-  id: Id8;
+  id: Id9;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -669,7 +729,7 @@ export interface OrderOut {
   commission: Commission;
   deadline_at: DeadlineAt;
   refund_status: RefundStatus;
-  created_at: CreatedAt6;
+  created_at: CreatedAt7;
   address: AddressSnapshot;
   paid_at: PaidAt;
   has_video: HasVideo;
@@ -685,7 +745,7 @@ export interface OrderOut {
  * via the `definition` "OrderSellerOut".
  */
 export interface OrderSellerOut {
-  id: Id9;
+  id: Id10;
   nickname: Nickname1;
   avatar_url: AvatarUrl1;
 }
@@ -695,7 +755,7 @@ export interface OrderSellerOut {
  */
 export interface TrackingEventOut {
   time: Time;
-  text: Text2;
+  text: Text3;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -726,7 +786,7 @@ export interface TransferOut {
  * via the `definition` "WalletCreditedOut".
  */
 export interface WalletCreditedOut {
-  id: Id10;
+  id: Id11;
   kind: Kind;
   amount: Amount;
   balance_after: BalanceAfter;
@@ -751,7 +811,7 @@ export interface WalletOut {
  * via the `definition` "WithdrawalOut".
  */
 export interface WithdrawalOut {
-  id: Id11;
+  id: Id12;
   amount: Amount1;
   status: WithdrawalStatus;
   to: Destination;
@@ -759,7 +819,7 @@ export interface WithdrawalOut {
   transfer: TransferOut | null;
   transfer_reference: TransferReference;
   reject_reason: RejectReason;
-  created_at: CreatedAt7;
+  created_at: CreatedAt8;
   decided_at: DecidedAt;
 }
 /**
@@ -852,7 +912,7 @@ export interface MessageReadAction {
    * Echoed as the reply's `ref` (≤ 64 characters, or an integer).
    */
   id?: string | number;
-  conversation_id: ConversationId3;
+  conversation_id: ConversationId4;
   up_to: UpTo2;
 }
 /**
@@ -877,11 +937,11 @@ export interface MessageSendAction {
    * Echoed as the reply's `ref` (≤ 64 characters, or an integer).
    */
   id?: string | number;
-  conversation_id: ConversationId4;
+  conversation_id: ConversationId5;
   kind: Kind2;
-  text?: Text3;
+  text?: Text4;
   image_id?: ImageId1;
-  client_id: ClientId2;
+  client_id: ClientId3;
 }
 /**
  * This interface was referenced by `SocketSchemas`'s JSON-Schema
@@ -1065,7 +1125,7 @@ export interface ListingUnavailableEvent {
 export interface MessageCreatedEvent {
   seq: number;
   type: "message.created";
-  data: MessageOut;
+  data: MessageEventOut;
   at: string;
 }
 /**
