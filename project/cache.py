@@ -56,7 +56,9 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
 
 
 class FailOpenRedisCache(RedisCache):
-    _class = ReusedClientRedisCacheClient
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = ReusedClientRedisCacheClient  # RedisCache sets its own in __init__
 
     def count_window(self, current: str, previous: str, timeout: int) -> tuple[int, int] | None:
         """(attempts in `current` including this one, attempts in `previous`), or None while
