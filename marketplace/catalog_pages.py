@@ -16,8 +16,8 @@ once per execution (scalar subqueries, i.e. InitPlans), not per row; the gram-in
 behind a one-time filter on the walk's count; and the grams function is declared expensive
 (migration 0011), so no plan evaluates it per row instead of using the GIN index.
 
-Only fixed fragments are interpolated into the SQL: column names from `ORDER_COLUMNS` and
-placeholders. Every value is a parameter.
+Only fixed fragments are interpolated into the SQL: column names from `ORDER_COLUMNS`,
+placeholders and the two limits (integers). Every other value is a parameter.
 """
 
 import datetime as dt
@@ -143,9 +143,15 @@ def _found_sql(
     """The statement giving the page's sort keys (id last), in order."""
     columns = ", ".join(f"l.{name}" for name, _ in keys)
     order = _order_by(keys, "l")
+    # The limits are written into the text (integers, and few: a page size, the walk's length):
+    # as parameters, the generic plan could not know a subquery returns a page and not 10 % of
+    # the table, and joined a category page's keys to a sequential scan of it (1.5 s).
+    limit, walk_rows = int(limit), int(walk_rows)
     if not words:
-        sql = f"SELECT {columns} FROM catalog_listing l WHERE {where} ORDER BY {order} LIMIT %s"  # noqa: S608
-        return sql, [*where_params, limit]
+        sql = (
+            f"SELECT {columns} FROM catalog_listing l WHERE {where} ORDER BY {order} LIMIT {limit}"  # noqa: S608
+        )
+        return sql, where_params
     # 1. The walk: at most `walk_rows` entries of the sort index (index-only: filters, cursor,
     #    banned sellers and the signature are in it), the entries whose signature has every bit
     #    of every word, then those rows checked for real.
@@ -164,30 +170,17 @@ def _found_sql(
     sql = (
         f"WITH walk AS MATERIALIZED (SELECT {w_columns}"  # noqa: S608
         f" FROM (SELECT {columns}, l.search_signature FROM catalog_listing l WHERE {where}"
-        f" ORDER BY {order} LIMIT %s) AS w"
+        f" ORDER BY {order} LIMIT {walk_rows}) AS w"
         f" CROSS JOIN (SELECT {signatures}) AS s"
         " JOIN catalog_listing l ON l.id = w.id"
-        f" WHERE {may} AND {has} ORDER BY {_order_by(keys, 'w')} LIMIT %s)"
-        " SELECT * FROM (SELECT * FROM walk WHERE (SELECT count(*) FROM walk) >= %s"
+        f" WHERE {may} AND {has} ORDER BY {_order_by(keys, 'w')} LIMIT {limit})"
+        f" SELECT * FROM (SELECT * FROM walk WHERE (SELECT count(*) FROM walk) >= {limit}"
         f" UNION ALL SELECT * FROM (SELECT {columns} FROM catalog_listing l"
-        f" WHERE {where} AND {grams} AND {has} ORDER BY {order} LIMIT %s) AS rare"
-        " WHERE (SELECT count(*) FROM walk) < %s)"
+        f" WHERE {where} AND {grams} AND {has} ORDER BY {order} LIMIT {limit}) AS rare"
+        f" WHERE (SELECT count(*) FROM walk) < {limit})"
         f" AS found ORDER BY {_order_by(keys, 'found')}"
     )
-    params = [
-        *where_params,
-        walk_rows,
-        *words,
-        *words,
-        limit,
-        limit,
-        *where_params,
-        *words,
-        *words,
-        limit,
-        limit,
-    ]
-    return sql, params
+    return sql, [*where_params, *words, *words, *where_params, *words, *words]
 
 
 def page_rows(
