@@ -1,11 +1,11 @@
 """A public listing page on PostgreSQL in one prepared statement (docs/catalog.md "Search",
-"Uncached pages").
+"One prepared statement per page shape").
 
 An uncached category page, price window, deep cursor or keyword search is one statement that
 finds the page's sort keys (index-only, from the covering sort indexes), reads those rows with
 their sellers, and returns the summary columns. The statement's text depends only on the page's
-*shape* (sort, which filters are present, cursor or not, the number of words), never on the
-values, which are parameters: it is prepared once per pooled connection and, under the
+*shape* (sort, which filters are present, cursor or not, the number of words, the page size),
+never on the values, which are parameters: it is prepared once per pooled connection and, under the
 connection's `plan_cache_mode=force_generic_plan` (project/settings.py), planned once too. The
 ORM's version of the same page took ~3 ms of planning for a search (the statement is large and
 PostgreSQL folded the word functions at plan time) and ~1-2 ms of query compilation and model
