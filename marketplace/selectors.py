@@ -5,10 +5,11 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from marketplace import catalog_pages
 from marketplace.errors import NotFound
 from marketplace.models import (
     Address,
@@ -25,7 +26,7 @@ from marketplace.models.catalog import PUBLIC_DETAIL_STATUSES
 from marketplace.models.orders import Order, PlatformSettings
 from marketplace.models.privacy import DataExport
 from marketplace.models.wallet import LedgerEntry, Wallet, Withdrawal
-from marketplace.pagination import MAX_LIMIT, Page, after_cursor, cursor_for, paginate
+from marketplace.pagination import MAX_LIMIT, Page, cursor_for, decode_cursor, paginate
 from marketplace.representations import listing_summary_data, media_url
 from negotiation.models import CHAT_IMAGES
 from negotiation.selectors import may_read_chat_image
@@ -233,8 +234,8 @@ def _term_filter(term: str) -> Q:
     return Q(title__icontains=term) | Q(description__icontains=term)
 
 
-# PostgreSQL search (docs/catalog.md "Search"; the functions, the generated signature column
-# and the indexes come from migration 0009). A page is found in up to two steps:
+# PostgreSQL (docs/catalog.md "Search"): a page is found in up to two steps, in one prepared
+# statement (marketplace/catalog_pages.py):
 # 1. walk the sort index from the cursor, reading at most SEARCH_WALK_ROWS entries of it, and
 #    keep those whose signature may hold every word (from the index alone), then the rows that
 #    really do (read from the table): a word on 1 % of the listings fills a page within ~2,000
@@ -242,72 +243,6 @@ def _term_filter(term: str) -> Q:
 # 2. only when the walk found less than a page (rare words): the GIN gram index, all matches
 #    after the cursor, sorted (few, since they were rare in the walk).
 SEARCH_WALK_ROWS = 10_000
-_TEXT = 'catalog_search_text("catalog_listing"."title"::text, "catalog_listing"."description")'
-_HAS_WORD = f"strpos({_TEXT}, upper(%s)) > 0"
-_MAY_HAVE_WORD = "(w.search_signature & catalog_word_signature(%s)) = catalog_word_signature(%s)"
-_GRAMS_HAVE_WORD = f"catalog_grams({_TEXT}, 3) @> catalog_word_grams(%s)"
-
-
-def _order_by(ordering: tuple[str, ...], alias: str) -> str:
-    return ", ".join(
-        f"{alias}.{name.lstrip('-')} {'DESC' if name.startswith('-') else 'ASC'}"
-        for name in ordering
-    )
-
-
-def _search_sql(
-    window: QuerySet, ordering: tuple[str, ...], words: list[str], limit: int
-) -> tuple[str, list]:
-    """One statement for both steps: the walk, then the GIN query, which PostgreSQL runs only
-    when the walk found less than `limit` rows (a one-time filter on the walk's count)."""
-    keys = [name.lstrip("-") for name in ordering]
-    inner = (
-        window.annotate(search_signature=RawSQL('"catalog_listing"."search_signature"', []))
-        .values(*keys, "search_signature")
-        .order_by(*ordering)[:SEARCH_WALK_ROWS]
-    )
-    inner_sql, inner_params = inner.query.sql_with_params()
-    rare = window
-    for word in words:
-        rare = rare.filter(
-            RawSQL(_GRAMS_HAVE_WORD, [word], output_field=BooleanField()),  # noqa: S611
-            RawSQL(_HAS_WORD, [word], output_field=BooleanField()),  # noqa: S611
-        )
-    rare_sql, rare_params = rare.order_by(*ordering).values(*keys)[:limit].query.sql_with_params()
-    columns = ", ".join(f"w.{k}" for k in keys)
-    may = " AND ".join(_MAY_HAVE_WORD for _ in words)
-    has = " AND ".join(_HAS_WORD for _ in words)
-    # Only fixed fragments and Django's own compiled SQL are interpolated; words are parameters.
-    sql = (
-        f"WITH walk AS MATERIALIZED (SELECT {columns} FROM ({inner_sql}) AS w"  # noqa: S608
-        ' JOIN "catalog_listing" ON "catalog_listing"."id" = w.id'
-        f" WHERE {may} AND {has} ORDER BY {_order_by(ordering, 'w')} LIMIT %s)"
-        " SELECT * FROM (SELECT * FROM walk WHERE (SELECT count(*) FROM walk) >= %s"
-        f" UNION ALL SELECT * FROM ({rare_sql}) AS rare WHERE (SELECT count(*) FROM walk) < %s)"
-        f" AS found ORDER BY {_order_by(ordering, 'found')}"
-    )
-    params = [
-        *inner_params,
-        *[w for word in words for w in (word, word)],
-        *words,
-        limit,
-        limit,
-        *rare_params,
-        limit,
-    ]
-    return sql, params
-
-
-def _search_postgres(
-    window: QuerySet, ordering: tuple[str, ...], words: list[str], limit: int
-) -> list[tuple]:
-    """The sort keys (id last) of up to `limit` matching rows of `window`, in `ordering`."""
-    keys = [name.lstrip("-") for name in ordering]
-    if not words:
-        return list(window.order_by(*ordering).values_list(*keys)[:limit])
-    with connection.cursor() as cursor:
-        cursor.execute(*_search_sql(window, ordering, words, limit))
-        return cursor.fetchall()
 
 
 def search_listings(
@@ -334,26 +269,32 @@ def search_listings(
         return paginate(
             queryset, ordering=ordering, limit=limit, cursor=cursor, transform=_summaries
         )
-    # PostgreSQL: the page's ids (and sort keys) first, from the covering sort indexes, then
-    # its rows by id. Banned sellers are a small hashed set checked on the index's seller_id,
-    # so the walk joins no user row.
+    # PostgreSQL: one prepared statement finds the page's keys from the covering sort indexes
+    # and reads its rows with their sellers (marketplace/catalog_pages.py).
     limit = max(1, min(int(limit), MAX_LIMIT))
-    window = Listing.objects.filter(status=ListingStatus.ON_SALE).exclude(
-        seller_id__in=User.objects.filter(is_banned=True).values("id")
+    after = decode_cursor(cursor, ",".join(ordering), _cursor_fields(ordering)) if cursor else None
+    filters = {
+        "category_ids": category_ids,
+        "min_price": min_price,
+        "max_price": max_price,
+        "city_code": city_code,
+        "condition": condition,
+    }
+    found = catalog_pages.page_rows(
+        ordering=ordering,
+        filters=filters,
+        after=after,
+        words=words,
+        limit=limit + 1,
+        walk_rows=SEARCH_WALK_ROWS,
     )
-    window = after_cursor(
-        _listing_filters(
-            window, category_ids, min_price, max_price, city_code=city_code, condition=condition
-        ),
-        ordering,
-        cursor,
-    )
-    found = _search_postgres(window, ordering, words, limit + 1)
     page = found[:limit]
-    rows = Listing.objects.select_related("seller").in_bulk([key[-1] for key in page])
-    items = [rows[key[-1]] for key in page if key[-1] in rows]
-    next_cursor = cursor_for(ordering, page[-1]) if len(found) > limit else None
-    return Page(items=_summaries(items), next_cursor=next_cursor)
+    next_cursor = cursor_for(ordering, page[-1][1]) if len(found) > limit else None
+    return Page(items=[summary for summary, _ in page], next_cursor=next_cursor)
+
+
+def _cursor_fields(ordering: tuple[str, ...]) -> list:
+    return [Listing._meta.get_field(name.lstrip("-")) for name in ordering]
 
 
 def _listing_filters(

@@ -8,10 +8,11 @@ through; one warning per process every 30 s says so (docs/reliability.md).
 
 import logging
 import time
+from typing import Any
 
 import redis
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 logger = logging.getLogger("project.cache")
 WARN_EVERY_SECONDS = 30
@@ -35,7 +36,30 @@ return {count, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
 """
 
 
+class ReusedClientRedisCacheClient(RedisCacheClient):
+    """Django's client builds a new `redis.Redis` for every cache call, and building one copies
+    redis-py's ~170 response callbacks into a case-insensitive dict: 0.1-0.4 ms a call, more than
+    the round trip itself, five times per uncached catalog page. A `redis.Redis` is thread-safe
+    (commands borrow a connection from the shared pool), so one per pool serves every call."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[redis.ConnectionPool, redis.Redis] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> redis.Redis:
+        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # untyped base
+        client = self._clients.get(pool)
+        if client is None:
+            # Two threads racing here build one client each; either is fine to keep.
+            client = self._clients[pool] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
+        return client
+
+
 class FailOpenRedisCache(RedisCache):
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = ReusedClientRedisCacheClient  # RedisCache sets its own in __init__
+
     def count_window(self, current: str, previous: str, timeout: int) -> tuple[int, int] | None:
         """(attempts in `current` including this one, attempts in `previous`), or None while
         Redis is unreachable (the caller fails open)."""

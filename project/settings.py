@@ -181,9 +181,14 @@ if DATABASE_URL:
             },
             # JIT compiling costs ~15 ms whenever the planner's estimate passes jit_above_cost,
             # as for the catalog search's rarely-run second step (docs/catalog.md "Search"): a
-            # price no short OLTP query recovers. (Behind PgBouncer, set DB_OPTIONS="" and
-            # turn jit off in the server's configuration.)
-            "options": os.environ.get("DB_OPTIONS", "-c jit=off"),
+            # price no short OLTP query recovers. Generic plans: the only prepared statements
+            # are the catalog page's (marketplace/catalog_pages.py; Django binds on the client
+            # and prepares nothing), written so that one plan serves every value, which saves
+            # re-planning them (~3 ms a search) on every execution. (Behind PgBouncer, set
+            # DB_OPTIONS="" and set both in the server's configuration.)
+            "options": os.environ.get(
+                "DB_OPTIONS", "-c jit=off -c plan_cache_mode=force_generic_plan"
+            ),
             # Who holds a connection, in pg_stat_activity: "marketplace daphne", "... gunicorn".
             "application_name": os.environ.get(
                 "DB_APPLICATION_NAME", f"marketplace {Path(sys.argv[0]).name}"[:63]
