@@ -99,20 +99,57 @@ _OFFER_WITH_BUYER_SQL = (  # noqa: S608 - the models' own table and column names
 ).format(offer=rows.columns(Offer, "o"), buyer=rows.columns(User, "b"), users=User._meta.db_table)
 
 
+_OFFER_WITH_ADDRESS_SQL = (  # noqa: S608 - the models' own table and column names
+    "SELECT {offer}, {buyer}, a.found, {address} FROM negotiation_offer o"
+    " JOIN {users} b ON b.id = o.buyer_id"
+    " LEFT JOIN LATERAL (SELECT true AS found, {address_columns} FROM {addresses}"
+    " WHERE user_id = o.buyer_id ORDER BY is_default DESC, id DESC LIMIT 1) a ON true"
+    " WHERE o.id = %s FOR UPDATE OF o"
+).format(
+    offer=rows.columns(Offer, "o"),
+    buyer=rows.columns(User, "b"),
+    users=User._meta.db_table,
+    address=", ".join(f"a.{name}" for name in ADDRESS_SNAPSHOT_FIELDS),
+    address_columns=", ".join(ADDRESS_SNAPSHOT_FIELDS),
+    addresses=Address._meta.db_table,
+)
+
+
 def lock_offer(*, user: User, offer_id: int) -> Offer:
     """`access_offer(lock=True)` for the moves on a live offer (whose order is none yet): the
     offer locked with its buyer, in one hand-written statement on PostgreSQL."""
+    return _lock_offer(user=user, offer_id=offer_id)[0]
+
+
+def lock_offer_with_address(*, user: User, offer_id: int) -> tuple[Offer, dict | None]:
+    """`lock_offer` and the buyer's default address (`buyer_address` without an id; None when
+    they have none) for an acceptance: one statement on PostgreSQL."""
     if connection.vendor != "postgresql":
-        return access_offer(user=user, offer_id=offer_id, lock=True)
+        offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        address = Address.objects.filter(user_id=offer.buyer_id).order_by("-is_default", "-id")
+        found = address.first()
+        return offer, None if found is None else snapshot_of(found)
+    return _lock_offer(user=user, offer_id=offer_id, with_address=True)
+
+
+def _lock_offer(
+    *, user: User, offer_id: int, with_address: bool = False
+) -> tuple[Offer, dict | None]:
+    if connection.vendor != "postgresql":
+        return access_offer(user=user, offer_id=offer_id, lock=True), None
     with connection.cursor() as cursor:
-        cursor.execute(_OFFER_WITH_BUYER_SQL, [offer_id])
+        cursor.execute(_OFFER_WITH_ADDRESS_SQL if with_address else _OFFER_WITH_BUYER_SQL, [offer_id])
         row = cursor.fetchone()
     if row is not None:
-        split = rows.width(Offer)
+        split, end = rows.width(Offer), rows.width(Offer) + rows.width(User)
         offer = rows.load(Offer, row[:split])
         if user.pk in (offer.buyer_id, offer.seller_id):
-            offer.buyer = user if user.pk == offer.buyer_id else rows.load(User, row[split:])
-            return offer
+            # The socket's (or the request's) user is not read again: the row is only locked.
+            offer.buyer = user if user.pk == offer.buyer_id else rows.load(User, row[split:end])
+            address = None
+            if with_address and row[end]:
+                address = dict(zip(ADDRESS_SNAPSHOT_FIELDS, row[end + 1 :], strict=True))
+            return offer, address
     raise NotFound("No such offer.", code="offer_not_found")
 
 
@@ -279,11 +316,41 @@ def _finish(offer: Offer, status: str, *, reason: str = "") -> None:
     OFFER.move(offer, status, fields=["decline_reason"])
 
 
+_LIVE_OFFERS_SQL = (  # noqa: S608 - the model's own column names; values are parameters
+    "SELECT {offer} FROM negotiation_offer o WHERE o.listing_id = %s"
+    " AND o.status = ANY(%s) AND o.id <> %s ORDER BY o.id FOR UPDATE OF o"
+).format(offer=rows.columns(Offer, "o"))
+_RECENT_OFFERS_SQL = (  # noqa: S608 - the model's own column names; values are parameters
+    "SELECT {offer} FROM negotiation_offer o WHERE o.listing_id = %s AND o.buyer_id = %s"
+    " AND (o.status = ANY(%s) OR o.created_at > %s) FOR UPDATE OF o"
+).format(offer=rows.columns(Offer, "o"))
+
+
+def _offers(sql: str, params: list) -> list[Offer]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [rows.load(Offer, row) for row in cursor.fetchall()]
+
+
 def lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list[Offer]:
+    """The listing's live offers locked, in id order (hand-written on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        return _offers(_LIVE_OFFERS_SQL, [listing.pk, list(LIVE_STATUSES), exclude_id or 0])
     queryset = Offer.objects.filter(listing=listing, status__in=LIVE_STATUSES)
     if exclude_id is not None:
         queryset = queryset.exclude(pk=exclude_id)
     return list(queryset.select_for_update(of=("self",)).order_by("pk"))
+
+
+def _lock_recent_offers(*, listing: Listing, buyer: User, since: datetime) -> list[Offer]:
+    """The buyer's live offer on the listing and those made after `since`, locked."""
+    if connection.vendor == "postgresql":
+        return _offers(_RECENT_OFFERS_SQL, [listing.pk, buyer.pk, list(LIVE_STATUSES), since])
+    return list(
+        Offer.objects.select_for_update(of=("self",)).filter(
+            Q(status__in=LIVE_STATUSES) | Q(created_at__gt=since), listing=listing, buyer=buyer
+        )
+    )
 
 
 def decline_offers(offers: list[Offer], *, reason: str) -> None:
@@ -387,13 +454,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
         if address is None:
             raise _address_required()
         # The buyer's live offer here and those of the last 24 hours (the daily cap), at once.
-        recent = list(
-            Offer.objects.select_for_update(of=("self",)).filter(
-                Q(status__in=LIVE_STATUSES) | Q(created_at__gt=now - DAY),
-                listing=listing,
-                buyer=buyer,
-            )
-        )
+        recent = _lock_recent_offers(listing=listing, buyer=buyer, since=now - DAY)
         previous = next((o for o in recent if o.status in LIVE_STATUSES), None)
         if previous is not None:
             previous._thread = thread
@@ -491,7 +552,7 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
     check_not_banned(user)
     with transaction.atomic(durable=True), batched():
         listing = lock_listing_of_offer(offer_id)
-        offer = lock_offer(user=user, offer_id=offer_id)
+        offer, default_address = lock_offer_with_address(user=user, offer_id=offer_id)
         role = _role(user, offer)
         if address_id is not None and role != Actor.BUYER:
             raise Unprocessable(
@@ -505,7 +566,12 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
         if buyer.is_banned:
             raise Conflict("The buyer can no longer order.", code="buyer_unavailable")
         check_can_buy(buyer=buyer, listing=listing)
-        address = buyer_address(buyer=buyer, address_id=address_id)
+        if address_id is not None:
+            address = buyer_address(buyer=buyer, address_id=address_id)
+        elif default_address is None:
+            raise _address_required()
+        else:
+            address = default_address
         price = offer.price_fen if role == Actor.SELLER else offer.counter_price_fen
         assert price is not None  # a countered offer has its counter price (OFFER table)
         return _accept_locked(
