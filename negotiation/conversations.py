@@ -712,12 +712,12 @@ def lock_threads(*, listing_id: int) -> dict[int, Conversation]:
     inbox row, so it cannot deadlock with a send in one of them. Hand-written on PostgreSQL
     (an acceptance's hot path)."""
     if connection.vendor != "postgresql":
-        threads = (
+        locked = (
             Conversation.objects.filter(listing_id=listing_id)
             .select_for_update(of=("self",))
             .order_by("pk")
         )
-        return {row.buyer_id: row for row in threads}
+        return {row.buyer_id: row for row in locked}
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_THREADS_SQL, [listing_id])
         threads = [
