@@ -14,7 +14,8 @@ transaction (BEGIN/COMMIT not counted), against the issue's targets (issue 14): 
 round trips per offer, ≤ 3 ms and ≤ 10 + 1 per rival per acceptance. A counter (on another
 listing's open offer) and a text message into the accepted buyer's conversation are printed
 too (the WeChat text check before the message's transaction is a network call, stubbed out).
-BENCH_PROFILE=offer|counter|accept|message prints that action's cProfile (thread CPU time, cumulative, top 40).
+BENCH_PROFILE=offer|counter|accept|message prints that action's cProfile (cumulative, top 40);
+BENCH_SHOW=<the same names> prints the statements of its first call.
 """
 
 import os
@@ -38,6 +39,7 @@ ACTIONS = int(os.environ.get("BENCH_ACTIONS", "500"))
 RIVALS = int(os.environ.get("BENCH_RIVALS", "2"))
 DATABASE = os.environ.get("BENCH_DATABASE", "marketplace_bench_live")
 PROFILE = os.environ.get("BENCH_PROFILE", "")
+SHOW = os.environ.get("BENCH_SHOW", "")
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14")
 ENV = production_env(database_url=f"{PG}/{DATABASE}", redis_url=REDIS_URL, prefix="livebench")
 TARGETS = {"offer": (2.0, 6), "accept": (3.0, 10 + RIVALS), "counter": (None, None),
@@ -46,14 +48,22 @@ SKIPPED = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK")
 
 
 class RoundTrips:
-    """Counts statements sent to the database (an execute wrapper, as Django documents)."""
+    """Counts statements sent to the database (an execute wrapper, as Django documents): the
+    action's transaction and what it reads before it, not the work that runs after commit
+    (a seller's listing recount, tasks), as tests/negotiation/test_round_trips.py counts."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.statements: list[str] = []
+        self.in_transaction = self.committed = False
 
     def __call__(self, execute, sql, params, many, context):
-        if not sql.lstrip().upper().startswith(SKIPPED):
+        atomic = context["connection"].in_atomic_block
+        self.committed = self.committed or (self.in_transaction and not atomic)
+        self.in_transaction = self.in_transaction or atomic
+        if not self.committed and not sql.lstrip().upper().startswith(SKIPPED):
             self.count += 1
+            self.statements.append(sql)
         return execute(sql, params, many, context)
 
 
@@ -93,8 +103,7 @@ def measure(name: str, calls) -> dict:
     from django.db import connection
 
     cpu, wall, trips = [], [], []
-    # CPU time, as the figures: waits on the servers do not count.
-    profile = cProfile.Profile(time.thread_time) if name == PROFILE else None
+    profile = cProfile.Profile() if name == PROFILE else None  # wall time: waits show too
     for call in calls:
         counter = RoundTrips()
         with connection.execute_wrapper(counter):
@@ -107,6 +116,8 @@ def measure(name: str, calls) -> dict:
             cpu.append((time.thread_time() - started_cpu) * 1000)
             wall.append((time.perf_counter() - started) * 1000)
         trips.append(counter.count)
+        if name == SHOW and len(trips) == 1:  # the first call's statements, abridged
+            print("\n".join(f"    {sql[:110]}" for sql in counter.statements))
     target_ms, target_trips = TARGETS[name]
     cpu_p50 = statistics.median(cpu)
     against = f"(target ≤ {target_ms} ms, ratio {cpu_p50 / target_ms:4.2f})" if target_ms else ""
