@@ -1,5 +1,6 @@
 """Reads, with their joins applied. Views call these; they never write."""
 
+import time
 import uuid
 from typing import Any
 
@@ -34,9 +35,14 @@ from negotiation.selectors import may_read_chat_image
 # Every live action reads the platform settings, which change a few times a year: each process
 # keeps a copy, valid while the version in the shared cache is the one it was read under. A
 # change bumps the version (`platform_settings_changed`), so every process reloads on its next
-# read; a cache flush or outage also means a reload, never a stale value.
+# read; a cache flush or outage also means a reload, never a stale value. The version itself is
+# asked at most once per PLATFORM_CHECK_SECONDS per process (it was a Redis round trip on every
+# offer, counter and acceptance): a change reaches the process that made it at once and every
+# other process within that bound (docs/performance.md, "The live path in process").
 PLATFORM_VERSION_KEY = "platform:settings:version"
+PLATFORM_CHECK_SECONDS = 1.0
 _platform_copy: tuple[str, PlatformSettings] | None = None
+_platform_checked_at = 0.0
 
 
 def _load_platform_settings() -> PlatformSettings:
@@ -54,26 +60,38 @@ def platform_settings(*, fresh: bool = False) -> PlatformSettings:
     """The staff-set platform parameters (one row, created with its defaults on first read).
     `fresh` reads the row itself: for what is frozen onto an order in the caller's transaction
     (the commission rate at payment). Callers must not modify the returned object."""
-    global _platform_copy
+    global _platform_copy, _platform_checked_at
     if fresh:
         return _load_platform_settings()
+    now = time.monotonic()
+    if _platform_copy is not None and now - _platform_checked_at < PLATFORM_CHECK_SECONDS:
+        return _platform_copy[1]
     version = cache.get(PLATFORM_VERSION_KEY)
     if version is None:
         cache.add(PLATFORM_VERSION_KEY, uuid.uuid4().hex, timeout=None)
         version = cache.get(PLATFORM_VERSION_KEY)
     if version is not None and _platform_copy is not None and _platform_copy[0] == version:
+        _platform_checked_at = now
         return _platform_copy[1]
     current = _load_platform_settings()
     if version is not None:
-        _platform_copy = (version, current)
+        _platform_copy, _platform_checked_at = (version, current), now
     return current
+
+
+def forget_platform_settings() -> None:
+    """This process reads the settings (and their version) again on its next read."""
+    global _platform_copy
+    _platform_copy = None
 
 
 def platform_settings_changed() -> None:
     """Every process reloads the platform settings on its next read: at once, and again after
-    the change commits (a read between the two would otherwise keep the old row)."""
+    the change commits (a read between the two would otherwise keep the old row). This process
+    at once; the others on their next version check (within PLATFORM_CHECK_SECONDS)."""
 
     def bump() -> None:
+        forget_platform_settings()
         cache.set(PLATFORM_VERSION_KEY, uuid.uuid4().hex, timeout=None)
 
     bump()

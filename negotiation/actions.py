@@ -11,12 +11,13 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from marketplace.actions.accounts import check_not_banned
 from marketplace.actions.orders import (
+    ADDRESS_SNAPSHOT_FIELDS,
     address_snapshot,
     check_can_buy,
     lock_listing,
@@ -32,6 +33,7 @@ from negotiation.conversations import (
     attach_threads,
     check_offer_allowed,
     close_other_threads,
+    gathered,
     lock_threads,
     record_offer_moves,
     reopen_threads,
@@ -39,6 +41,7 @@ from negotiation.conversations import (
 from negotiation.models import DeclineReason, Offer, OfferHistory
 from negotiation.representations import offer_data
 from negotiation.states import LIVE_STATUSES, OFFER, OfferStatus
+from project import rows
 from project.ratelimit import hit
 from project.tasking import enqueue_on_commit
 from project.transactions import retry_on_deadlock
@@ -86,11 +89,68 @@ def buyer_address(*, buyer: User, address_id: int | None = None) -> dict:
         return address_snapshot(buyer=buyer, address_id=address_id)
     address = Address.objects.filter(user=buyer).order_by("-is_default", "-id").first()
     if address is None:
-        raise Conflict(
-            "Add a delivery address first: an accepted offer becomes an order.",
-            code="address_required",
-        )
+        raise _address_required()
     return snapshot_of(address)
+
+
+_OFFER_WITH_BUYER_SQL = (  # noqa: S608 - the models' own table and column names
+    "SELECT {offer}, {buyer} FROM negotiation_offer o JOIN {users} b ON b.id = o.buyer_id"
+    " WHERE o.id = %s FOR UPDATE OF o"
+).format(offer=rows.columns(Offer, "o"), buyer=rows.columns(User, "b"), users=User._meta.db_table)
+
+
+_OFFER_WITH_ADDRESS_SQL = (  # noqa: S608 - the models' own table and column names
+    "SELECT {offer}, {buyer}, a.found, {address} FROM negotiation_offer o"
+    " JOIN {users} b ON b.id = o.buyer_id"
+    " LEFT JOIN LATERAL (SELECT true AS found, {address_columns} FROM {addresses}"
+    " WHERE user_id = o.buyer_id ORDER BY is_default DESC, id DESC LIMIT 1) a ON true"
+    " WHERE o.id = %s FOR UPDATE OF o"
+).format(
+    offer=rows.columns(Offer, "o"),
+    buyer=rows.columns(User, "b"),
+    users=User._meta.db_table,
+    address=", ".join(f"a.{name}" for name in ADDRESS_SNAPSHOT_FIELDS),
+    address_columns=", ".join(ADDRESS_SNAPSHOT_FIELDS),
+    addresses=Address._meta.db_table,
+)
+
+
+def lock_offer(*, user: User, offer_id: int) -> Offer:
+    """`access_offer(lock=True)` for the moves on a live offer (whose order is none yet): the
+    offer locked with its buyer, in one hand-written statement on PostgreSQL."""
+    return _lock_offer(user=user, offer_id=offer_id)[0]
+
+
+def lock_offer_with_address(*, user: User, offer_id: int) -> tuple[Offer, dict | None]:
+    """`lock_offer` and the buyer's default address (`buyer_address` without an id; None when
+    they have none) for an acceptance: one statement on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        address = Address.objects.filter(user_id=offer.buyer_id).order_by("-is_default", "-id")
+        found = address.first()
+        return offer, None if found is None else snapshot_of(found)
+    return _lock_offer(user=user, offer_id=offer_id, with_address=True)
+
+
+def _lock_offer(
+    *, user: User, offer_id: int, with_address: bool = False
+) -> tuple[Offer, dict | None]:
+    if connection.vendor != "postgresql":
+        return access_offer(user=user, offer_id=offer_id, lock=True), None
+    with connection.cursor() as cursor:
+        cursor.execute(_OFFER_WITH_ADDRESS_SQL if with_address else _OFFER_WITH_BUYER_SQL, [offer_id])
+        row = cursor.fetchone()
+    if row is not None:
+        split, end = rows.width(Offer), rows.width(Offer) + rows.width(User)
+        offer = rows.load(Offer, row[:split])
+        if user.pk in (offer.buyer_id, offer.seller_id):
+            # The socket's (or the request's) user is not read again: the row is only locked.
+            offer.buyer = user if user.pk == offer.buyer_id else rows.load(User, row[split:end])
+            address = None
+            if with_address and row[end]:
+                address = dict(zip(ADDRESS_SNAPSHOT_FIELDS, row[end + 1 :], strict=True))
+            return offer, address
+    raise NotFound("No such offer.", code="offer_not_found")
 
 
 def access_offer(*, user: User, offer_id: int, lock: bool = False) -> Offer:
@@ -104,9 +164,32 @@ def access_offer(*, user: User, offer_id: int, lock: bool = False) -> Offer:
     return offer
 
 
+_LISTING_OF_OFFER_SQL = (  # noqa: S608 - the models' own table and column names
+    "SELECT {listing}, {seller} FROM catalog_listing l JOIN {users} s ON s.id = l.seller_id"
+    " WHERE l.id = (SELECT listing_id FROM negotiation_offer WHERE id = %s) FOR UPDATE OF l"
+).format(
+    listing=rows.columns(Listing, "l"), seller=rows.columns(User, "s"), users=User._meta.db_table
+)
+
+
+def _listing_with_seller(row) -> Listing:
+    split = rows.width(Listing)
+    listing = rows.load(Listing, row[:split])
+    listing.seller = rows.load(User, row[split:])
+    return listing
+
+
 def lock_listing_of_offer(offer_id: int) -> Listing:
     """The listing lock every move on an offer starts with, found from the offer in the same
-    statement (no read of the offer first); 404 when there is no such offer."""
+    statement (no read of the offer first); 404 when there is no such offer. Hand-written on
+    PostgreSQL: the ORM's compilation of it was a large part of a move's Python."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_LISTING_OF_OFFER_SQL, [offer_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise NotFound("No such offer.", code="offer_not_found")
+        return _listing_with_seller(row)
     listing = (
         Listing.objects.select_for_update(of=("self",))
         .select_related("seller")
@@ -116,6 +199,49 @@ def lock_listing_of_offer(offer_id: int) -> Listing:
     if listing is None:
         raise NotFound("No such offer.", code="offer_not_found")
     return listing
+
+
+_LISTING_FOR_OFFER_SQL = (  # noqa: S608 - the models' own table and column names
+    "SELECT {listing}, {seller}, a.found, {address} FROM catalog_listing l"
+    " JOIN {users} s ON s.id = l.seller_id"
+    " LEFT JOIN LATERAL (SELECT true AS found, {address_columns} FROM {addresses}"
+    " WHERE user_id = %s ORDER BY is_default DESC, id DESC LIMIT 1) a ON true"
+    " WHERE l.id = %s FOR UPDATE OF l"
+).format(
+    listing=rows.columns(Listing, "l"),
+    seller=rows.columns(User, "s"),
+    users=User._meta.db_table,
+    address=", ".join(f"a.{name}" for name in ADDRESS_SNAPSHOT_FIELDS),
+    address_columns=", ".join(ADDRESS_SNAPSHOT_FIELDS),
+    addresses=Address._meta.db_table,
+)
+
+
+def lock_listing_for_offer(*, listing_id: int, buyer: User) -> tuple[Listing, dict | None]:
+    """`lock_listing` and the buyer's address for an offer's order (`buyer_address`, None when
+    they have none), in one statement on PostgreSQL: the address is the buyer's own row, which
+    the listing lock does not need to precede."""
+    if connection.vendor != "postgresql":
+        listing = lock_listing(listing_id)
+        address = Address.objects.filter(user=buyer).order_by("-is_default", "-id").first()
+        return listing, None if address is None else snapshot_of(address)
+    with connection.cursor() as cursor:
+        cursor.execute(_LISTING_FOR_OFFER_SQL, [buyer.pk, listing_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("No such listing.", code="listing_not_found")
+    split = rows.width(Listing) + rows.width(User)
+    found, *address = row[split:]
+    return _listing_with_seller(row[:split]), (
+        dict(zip(ADDRESS_SNAPSHOT_FIELDS, address, strict=True)) if found else None
+    )
+
+
+def _address_required() -> Conflict:
+    return Conflict(
+        "Add a delivery address first: an accepted offer becomes an order.",
+        code="address_required",
+    )
 
 
 def _role(user: User, offer: Offer) -> str:
@@ -145,27 +271,31 @@ def _check_not_expired(offer: Offer, now: datetime) -> None:
 def _record(
     offer: Offer, action: str, *, actor: str, actor_user: User | None, price=None, reason: str = ""
 ) -> None:
-    OfferHistory.objects.create(
+    row = OfferHistory(
         offer=offer,
         action=action,
         actor=actor,
-        actor_user=actor_user if actor != Actor.SYSTEM else None,
+        actor_user_id=actor_user.pk if actor_user and actor != Actor.SYSTEM else None,
         price_fen=price,
         reason=reason,
     )
-    if action != Action.ORDER_CLOSED:
-        # The same move as a message in the buyer's conversation, in this transaction.
-        record_offer_moves(
-            [
-                OfferMove(
-                    offer=offer,
-                    action=action,
-                    actor_user_id=actor_user.pk if actor_user and actor != Actor.SYSTEM else None,
-                    price_fen=price,
-                    reason=reason,
-                )
-            ]
-        )
+    if action == Action.ORDER_CLOSED:
+        row.save()
+        return
+    # The same move as a message in the buyer's conversation, written with the history row (one
+    # statement on PostgreSQL), in this transaction.
+    record_offer_moves(
+        [
+            OfferMove(
+                offer=offer,
+                action=action,
+                actor_user_id=row.actor_user_id,
+                price_fen=price,
+                reason=reason,
+            )
+        ],
+        history=[row],
+    )
 
 
 def notify(offer: Offer, type: str) -> None:
@@ -186,11 +316,41 @@ def _finish(offer: Offer, status: str, *, reason: str = "") -> None:
     OFFER.move(offer, status, fields=["decline_reason"])
 
 
+_LIVE_OFFERS_SQL = (  # noqa: S608 - the model's own column names; values are parameters
+    "SELECT {offer} FROM negotiation_offer o WHERE o.listing_id = %s"
+    " AND o.status = ANY(%s) AND o.id <> %s ORDER BY o.id FOR UPDATE OF o"
+).format(offer=rows.columns(Offer, "o"))
+_RECENT_OFFERS_SQL = (  # noqa: S608 - the model's own column names; values are parameters
+    "SELECT {offer} FROM negotiation_offer o WHERE o.listing_id = %s AND o.buyer_id = %s"
+    " AND (o.status = ANY(%s) OR o.created_at > %s) FOR UPDATE OF o"
+).format(offer=rows.columns(Offer, "o"))
+
+
+def _offers(sql: str, params: list) -> list[Offer]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [rows.load(Offer, row) for row in cursor.fetchall()]
+
+
 def lock_live_offers(listing: Listing, *, exclude_id: int | None = None) -> list[Offer]:
+    """The listing's live offers locked, in id order (hand-written on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        return _offers(_LIVE_OFFERS_SQL, [listing.pk, list(LIVE_STATUSES), exclude_id or 0])
     queryset = Offer.objects.filter(listing=listing, status__in=LIVE_STATUSES)
     if exclude_id is not None:
         queryset = queryset.exclude(pk=exclude_id)
     return list(queryset.select_for_update(of=("self",)).order_by("pk"))
+
+
+def _lock_recent_offers(*, listing: Listing, buyer: User, since: datetime) -> list[Offer]:
+    """The buyer's live offer on the listing and those made after `since`, locked."""
+    if connection.vendor == "postgresql":
+        return _offers(_RECENT_OFFERS_SQL, [listing.pk, buyer.pk, list(LIVE_STATUSES), since])
+    return list(
+        Offer.objects.select_for_update(of=("self",)).filter(
+            Q(status__in=LIVE_STATUSES) | Q(created_at__gt=since), listing=listing, buyer=buyer
+        )
+    )
 
 
 def decline_offers(offers: list[Offer], *, reason: str) -> None:
@@ -207,19 +367,19 @@ def decline_offers(offers: list[Offer], *, reason: str) -> None:
         decline_reason=reason,
         updated_at=now,
     )
-    OfferHistory.objects.bulk_create(
-        OfferHistory(offer=offer, action=Action.DECLINED, actor=Actor.SYSTEM, reason=reason)
-        for offer in offers
-    )
     # One event per offer, each to its buyer and the seller, and each thread's message: stored
     # together, in one statement that takes all their counters at once (joins the caller's
-    # batch when there is one).
+    # batch when there is one); the messages are written with the history rows.
     with batched():
         record_offer_moves(
             [
                 OfferMove(offer=offer, action=Action.DECLINED, actor_user_id=None, reason=reason)
                 for offer in offers
-            ]
+            ],
+            history=[
+                OfferHistory(offer=offer, action=Action.DECLINED, actor=Actor.SYSTEM, reason=reason)
+                for offer in offers
+            ],
         )
         for offer in offers:
             offer.status, offer.decline_reason, offer.updated_at = OfferStatus.DECLINED, reason, now
@@ -249,10 +409,13 @@ def _accept_locked(
     )
     offer.order = order
     OFFER.move(offer, OfferStatus.ACCEPTED, fields=["order"])
-    _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
-    notify(offer, "offer.accepted")
-    decline_offers(others, reason=DeclineReason.LISTING_SOLD)
-    close_other_threads(listing=listing, winner_id=offer.buyer_id, threads=threads)
+    # The accepted move, the rivals' declines and the closing of the other threads: their
+    # messages and history rows in one statement, whatever the number of rivals.
+    with gathered():
+        _record(offer, Action.ACCEPTED, actor=actor, actor_user=actor_user, price=price_fen)
+        notify(offer, "offer.accepted")
+        decline_offers(others, reason=DeclineReason.LISTING_SOLD)
+        close_other_threads(listing=listing, winner_id=offer.buyer_id, threads=threads)
     logger.info("offer %s accepted at %s fen: order %s", offer.pk, price_fen, order.order_no)
     return offer
 
@@ -280,7 +443,7 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
     with transaction.atomic(durable=True), batched():
         # The listing lock orders this offer against acceptance and purchase: an offer can
         # never stay open on a listing that was just reserved.
-        listing = lock_listing(listing_id)
+        listing, address = lock_listing_for_offer(listing_id=listing_id, buyer=buyer)
         if listing.status in UNPUBLISHED and listing.seller_id != buyer.pk:
             raise NotFound("No such listing.", code="listing_not_found")
         if listing.seller_id == buyer.pk:
@@ -288,15 +451,10 @@ def _make_offer(*, buyer: User, listing_id: int, price_fen: int) -> Offer:
         check_can_buy(buyer=buyer, listing=listing)
         thread = check_offer_allowed(listing=listing, buyer_id=buyer.pk)
         check_offer_price(price_fen=price_fen, listing=listing)
-        address = buyer_address(buyer=buyer)
+        if address is None:
+            raise _address_required()
         # The buyer's live offer here and those of the last 24 hours (the daily cap), at once.
-        recent = list(
-            Offer.objects.select_for_update(of=("self",)).filter(
-                Q(status__in=LIVE_STATUSES) | Q(created_at__gt=now - DAY),
-                listing=listing,
-                buyer=buyer,
-            )
-        )
+        recent = _lock_recent_offers(listing=listing, buyer=buyer, since=now - DAY)
         previous = next((o for o in recent if o.status in LIVE_STATUSES), None)
         if previous is not None:
             previous._thread = thread
@@ -369,7 +527,7 @@ def withdraw_offer(*, buyer: User, offer_id: int) -> Offer:
     check_not_banned(buyer)
     with transaction.atomic(durable=True), batched():
         lock_listing_of_offer(offer_id)
-        offer = access_offer(user=buyer, offer_id=offer_id, lock=True)
+        offer = lock_offer(user=buyer, offer_id=offer_id)
         if offer.buyer_id != buyer.pk:
             raise Forbidden("Only the buyer can withdraw an offer.", code="buyer_only")
         if not offer.is_live:
@@ -394,7 +552,7 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
     check_not_banned(user)
     with transaction.atomic(durable=True), batched():
         listing = lock_listing_of_offer(offer_id)
-        offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        offer, default_address = lock_offer_with_address(user=user, offer_id=offer_id)
         role = _role(user, offer)
         if address_id is not None and role != Actor.BUYER:
             raise Unprocessable(
@@ -408,7 +566,12 @@ def accept_offer(*, user: User, offer_id: int, address_id: int | None = None) ->
         if buyer.is_banned:
             raise Conflict("The buyer can no longer order.", code="buyer_unavailable")
         check_can_buy(buyer=buyer, listing=listing)
-        address = buyer_address(buyer=buyer, address_id=address_id)
+        if address_id is not None:
+            address = buyer_address(buyer=buyer, address_id=address_id)
+        elif default_address is None:
+            raise _address_required()
+        else:
+            address = default_address
         price = offer.price_fen if role == Actor.SELLER else offer.counter_price_fen
         assert price is not None  # a countered offer has its counter price (OFFER table)
         return _accept_locked(
@@ -422,7 +585,7 @@ def decline_offer(*, user: User, offer_id: int) -> Offer:
     check_not_banned(user)
     with transaction.atomic(durable=True), batched():
         lock_listing_of_offer(offer_id)
-        offer = access_offer(user=user, offer_id=offer_id, lock=True)
+        offer = lock_offer(user=user, offer_id=offer_id)
         role = _role(user, offer)
         expected = OfferStatus.OPEN if role == Actor.SELLER else OfferStatus.COUNTERED
         if offer.status != expected:
@@ -445,7 +608,7 @@ def counter_offer(*, seller: User, offer_id: int, price_fen: int) -> Offer:
     with transaction.atomic(durable=True), batched():
         # The listing lock reads a price no edit can change until we commit.
         listing = lock_listing_of_offer(offer_id)
-        offer = access_offer(user=seller, offer_id=offer_id, lock=True)
+        offer = lock_offer(user=seller, offer_id=offer_id)
         if offer.seller_id != seller.pk:
             raise Forbidden("Only the seller can counter an offer.", code="seller_only")
         if offer.status != OfferStatus.OPEN:

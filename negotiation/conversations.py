@@ -9,8 +9,9 @@ conversation, one inbox and two event counters in that order, so it cannot deadl
 acceptance that closes every thread on the listing.
 """
 
+import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -203,11 +204,41 @@ class Entry:
     is_flagged: bool = False
 
 
-def _post(entries: Sequence[Entry]) -> list[Message]:
+_GATHER_ATTRIBUTE = "_conversation_entries"
+
+
+@contextlib.contextmanager
+def gathered() -> Iterator[None]:
+    """Every entry (and offer history row) the block posts is written when it ends, in one
+    statement on PostgreSQL: an acceptance writes the accepted move, each rival's decline and
+    the closing of the other threads together. Use it inside `realtime.push.batched()` (the
+    messages' events join the action's batch); nothing is written if the block raises. A
+    nested block joins the outer one. Inside it `_post` returns no messages."""
+    if getattr(connection, _GATHER_ATTRIBUTE, None) is not None:
+        yield
+        return
+    gathering: tuple[list[Entry], list[OfferHistory]] = ([], [])
+    setattr(connection, _GATHER_ATTRIBUTE, gathering)
+    try:
+        yield
+    finally:
+        setattr(connection, _GATHER_ATTRIBUTE, None)
+    _post(*gathering)
+
+
+def _post(entries: Sequence[Entry], history: Sequence[OfferHistory] = ()) -> list[Message]:
     """Writes the entries (their conversations locked by the caller): the messages, each
-    conversation's counters, the inboxes, and one `message.created` per message to both users.
-    On PostgreSQL the writes are one statement; elsewhere three."""
+    conversation's counters, the inboxes, and one `message.created` per message to both users;
+    and `history`, the offer history rows of the moves the entries tell. On PostgreSQL the
+    writes are one statement; elsewhere four. Inside `gathered()` they wait for its end."""
+    gathering = getattr(connection, _GATHER_ATTRIBUTE, None)
+    if gathering is not None:
+        gathering[0].extend(entries)
+        gathering[1].extend(history)
+        return []
     if not entries:
+        if history:
+            OfferHistory.objects.bulk_create(history)
         return []
     now = timezone.now()
     messages = [
@@ -242,8 +273,9 @@ def _post(entries: Sequence[Entry]) -> list[Message]:
         conversation.message_count += 1
         conversation.flagged_count += int(entry.is_flagged)
     if connection.vendor == "postgresql":
-        _write_in_one_statement(messages, list(touched.values()), deltas)
+        _write_in_one_statement(messages, list(touched.values()), deltas, history)
     else:
+        OfferHistory.objects.bulk_create(history)
         # Ids in insertion order (returned by the bulk insert): the server order.
         Message.objects.bulk_create(messages)
         for message in messages:
@@ -289,7 +321,7 @@ _WRITE_SQL = (  # noqa: S608
     " updated_at = v.ua, is_read_only = v.ro,"
     " last_message_id = (SELECT max(m.id) FROM m WHERE m.conversation_id = t.id)"
     " FROM (VALUES {conversations}) AS v (id, bu, su, bn, sn, mc, fc, ua, ro)"
-    " WHERE t.id = v.id){inbox}"
+    " WHERE t.id = v.id){inbox}{history}"
     " SELECT id FROM m ORDER BY id"
 )
 _INBOX_CTE = (
@@ -297,13 +329,20 @@ _INBOX_CTE = (
     " ON CONFLICT (user_id) DO UPDATE"
     " SET unread = negotiation_message_inbox.unread + excluded.unread)"
 )
+_HISTORY_CTE = (
+    ", h AS (INSERT INTO negotiation_offer_history"
+    " (offer_id, actor, actor_user_id, action, price_fen, reason, at) VALUES {values})"
+)
 
 
 def _write_in_one_statement(
-    messages: list[Message], conversations: list[Conversation], deltas: dict[int, int]
+    messages: list[Message],
+    conversations: list[Conversation],
+    deltas: dict[int, int],
+    history: Sequence[OfferHistory] = (),
 ) -> None:
-    """The messages, their conversations' counters (computed here under the locks) and the
-    inboxes, in one round trip."""
+    """The messages, their conversations' counters (computed here under the locks), the
+    inboxes and the offer history rows, in one round trip."""
     message_rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
     params: list = []
     for m in messages:
@@ -341,7 +380,24 @@ def _write_in_one_statement(
     if users:
         inbox = _INBOX_CTE.format(values=", ".join(["(%s::bigint, %s::bigint)"] * len(users)))
         params += [value for user_id in users for value in (user_id, deltas[user_id])]
-    sql = _WRITE_SQL.format(messages=message_rows, conversations=conversation_rows, inbox=inbox)
+    history_cte = ""
+    if history:
+        history_cte = _HISTORY_CTE.format(
+            values=", ".join(
+                ["(%s::bigint, %s, %s::bigint, %s, %s::bigint, %s, %s::timestamptz)"]
+                * len(history)
+            )
+        )
+        now = timezone.now()
+        for row in history:
+            row.at = row.at or now  # auto_now_add, as the ORM's insert would set it
+            params += [
+                row.offer_id, row.actor, row.actor_user_id, row.action, row.price_fen,
+                row.reason, row.at,
+            ]
+    sql = _WRITE_SQL.format(
+        messages=message_rows, conversations=conversation_rows, inbox=inbox, history=history_cte
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = [row[0] for row in cursor.fetchall()]
@@ -682,16 +738,32 @@ def lock_thread(*, listing_id: int, buyer_id: int, seller_id: int) -> Conversati
     return Conversation.from_db(connection.alias, _THREAD_ATTNAMES, list(row))
 
 
+_CONVERSATION_ATTNAMES = [field.attname for field in _CONVERSATION_FIELDS]
+_LOCK_THREADS_SQL = (  # noqa: S608 - the model's own column names
+    "SELECT {columns} FROM negotiation_conversation c WHERE c.listing_id = %s"
+    " ORDER BY c.id FOR UPDATE OF c"
+).format(columns=", ".join(f"c.{field.column}" for field in _CONVERSATION_FIELDS))
+
+
 def lock_threads(*, listing_id: int) -> dict[int, Conversation]:
     """Locks every conversation on the listing, in id order: {buyer id: conversation}. A move
     that then writes to several of them (an acceptance, a purchase) holds them all before any
-    inbox row, so it cannot deadlock with a send in one of them."""
-    rows = (
-        Conversation.objects.filter(listing_id=listing_id)
-        .select_for_update(of=("self",))
-        .order_by("pk")
-    )
-    return {row.buyer_id: row for row in rows}
+    inbox row, so it cannot deadlock with a send in one of them. Hand-written on PostgreSQL
+    (an acceptance's hot path)."""
+    if connection.vendor != "postgresql":
+        locked = (
+            Conversation.objects.filter(listing_id=listing_id)
+            .select_for_update(of=("self",))
+            .order_by("pk")
+        )
+        return {row.buyer_id: row for row in locked}
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_THREADS_SQL, [listing_id])
+        threads = [
+            Conversation.from_db(connection.alias, _CONVERSATION_ATTNAMES, list(row))
+            for row in cursor.fetchall()
+        ]
+    return {row.buyer_id: row for row in threads}
 
 
 def thread_of_offer(offer: Offer) -> Conversation:
@@ -712,12 +784,14 @@ def attach_threads(offers: Iterable[Offer], threads: dict[int, Conversation]) ->
             offer._thread = threads[offer.buyer_id]
 
 
-def record_offer_moves(moves: Sequence[OfferMove]) -> list[Message]:
+def record_offer_moves(
+    moves: Sequence[OfferMove], history: Sequence[OfferHistory] = ()
+) -> list[Message]:
     """The offer moves as messages in their conversations (opened for a first offer), in this
-    transaction; the offers' listing is locked by the caller. Every conversation is locked
-    before anything is written."""
+    transaction, written with `history` (the moves' offer history rows); the offers' listing is
+    locked by the caller. Every conversation is locked before anything is written."""
     entries = [_offer_entry(thread_of_offer(move.offer), move) for move in moves]
-    return _post(entries)
+    return _post(entries, history)
 
 
 def close_other_threads(

@@ -122,6 +122,9 @@ def _connection_holders() -> str:
 def _clear_cache() -> None:
     """Forget this run's cached values only: on Redis, clear() would flush the whole database,
     including the keys of another run or a developer's server sharing it."""
+    from marketplace.selectors import forget_platform_settings
+
+    forget_platform_settings()  # the process copy too: its version check is amortised
     if settings.REDIS_URL:
         client = cache._cache.get_client(write=True)
         keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))

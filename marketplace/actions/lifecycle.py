@@ -34,7 +34,12 @@ from marketplace.models import ListingStatus, User
 from marketplace.models.orders import Order
 from marketplace.states import PAID_BEFORE_SHIPMENT, OrderStatus
 from negotiation.actions import decline_offers, lock_live_offers, on_order_closed
-from negotiation.conversations import attach_threads, close_other_threads, lock_threads
+from negotiation.conversations import (
+    attach_threads,
+    close_other_threads,
+    gathered,
+    lock_threads,
+)
 from negotiation.models import DeclineReason
 from project.transactions import retry_on_deadlock
 from realtime.push import batched
@@ -78,8 +83,9 @@ def create_order(*, buyer: User, listing_id: int, address_id: int) -> Order:
         order = reserve_listing_for(
             buyer=buyer, listing=listing, price_fen=listing.price_fen, address=address
         )
-        decline_offers(offers, reason=DeclineReason.LISTING_SOLD)
-        close_other_threads(listing=listing, winner_id=buyer.pk, threads=threads)
+        with gathered():  # the declines and the closings: their messages in one statement
+            decline_offers(offers, reason=DeclineReason.LISTING_SOLD)
+            close_other_threads(listing=listing, winner_id=buyer.pk, threads=threads)
     return order
 
 
