@@ -800,8 +800,9 @@ def close_sockets_on_commit(*, user_id: int, code: int, token_id: int | None = N
 
 
 def _enqueue_offline_notices(events: list[Event]) -> None:
-    for event in events:
-        try:
-            enqueue("realtime.tasks.send_offline_notice", event.pk)
-        except Exception:
-            logger.exception("could not enqueue the offline notice for event %s", event.pk)
+    # One task for the transaction's important events: each enqueue is a Redis round trip on
+    # the committing thread (an acceptance tells buyer, seller and every rival).
+    try:
+        enqueue("realtime.tasks.send_offline_notices", [event.pk for event in events])
+    except Exception:
+        logger.exception("could not enqueue the offline notices for %d event(s)", len(events))

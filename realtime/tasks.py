@@ -18,11 +18,24 @@ PRUNE_BATCH = 5000
 
 
 @db_task(retries=3, retry_delay=60)
+def send_offline_notices(event_ids: list[int]) -> None:
+    """The offline notices of one transaction's important events, in order. A failure stops
+    the batch for Huey's retry, which skips the events already notified (each is claimed)."""
+    for event_id in event_ids:
+        notify_offline(event_id)
+
+
+@db_task(retries=3, retry_delay=60)
 def send_offline_notice(event_id: int) -> None:
+    """One event's notice: tasks queued before the batches (kept until they have drained)."""
+    notify_offline(event_id)
+
+
+def notify_offline(event_id: int) -> None:
     """WeChat subscribe message for an important event, when its user has no open socket.
 
     Idempotent: the event is claimed (notified_at) before sending, and released again when
-    WeChat fails so that Huey's retry can try once more.
+    WeChat fails so that a retry can try once more.
     """
     event = Event.objects.select_related("user").filter(pk=event_id).first()
     if event is None or event.notified_at is not None:

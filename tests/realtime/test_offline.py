@@ -94,3 +94,57 @@ def test_the_task_is_idempotent(anon):
     event = emit_committed(user, "order.video_ready", {"order_no": "O8"})
     send_offline_notice(event.pk)
     assert SandboxMessage.objects.count() == 1
+
+
+def test_one_task_per_transaction_for_all_its_important_events(anon, monkeypatch):
+    """An acceptance tells buyer, seller and rivals several important events: one queued task
+    for them all (each enqueue is a Redis round trip on the committing thread)."""
+    from realtime import push
+
+    users = [UserFactory() for _ in range(3)]
+    for user in users:
+        grant(anon, user, settings.WECHAT_TEMPLATE_OFFER_ANSWERED)
+    queued = []
+    real_enqueue = push.enqueue
+
+    def counting(name, *args):
+        queued.append(name)
+        real_enqueue(name, *args)
+
+    monkeypatch.setattr(push, "enqueue", counting)
+    with transaction.atomic(), push.batched():
+        emit(user_ids=[users[0].pk], type="offer.accepted", data={"id": 1, "price": 100})
+        for rival in users[1:]:
+            emit(user_ids=[rival.pk], type="offer.declined", data={"id": 2, "price": 90})
+    assert queued == ["realtime.tasks.send_offline_notices"]
+    assert set(SandboxMessage.objects.values_list("openid", flat=True)) == {u.openid for u in users}
+
+
+
+def test_a_batch_retried_after_a_failure_sends_each_notice_once(anon, monkeypatch):
+    from marketplace.gateways import wechat
+    from realtime import push
+    from realtime.tasks import send_offline_notices
+
+    users = [UserFactory() for _ in range(2)]
+    for user in users:
+        grant(anon, user, settings.WECHAT_TEMPLATE_VIDEO_READY)
+    monkeypatch.setattr(push, "enqueue", lambda *args, **kwargs: None)  # the test runs the task
+    events = [emit_committed(u, "order.video_ready", {"order_no": f"O{n}"}) for n, u in enumerate(users)]
+    real_send = wechat.send_subscribe_message
+    calls = []
+
+    def second_fails(**message):
+        calls.append(message["openid"])
+        if len(calls) == 2:
+            raise ConnectionError("WeChat timed out")
+        return real_send(**message)
+
+    monkeypatch.setattr(wechat, "send_subscribe_message", second_fails)
+    with pytest.raises(ConnectionError):
+        send_offline_notices.call_local([event.pk for event in events])
+    assert SandboxMessage.objects.count() == 1
+    send_offline_notices.call_local([event.pk for event in events])  # Huey's retry of the whole batch
+    assert SandboxMessage.objects.count() == 2
+    assert calls == [users[0].openid, users[1].openid, users[1].openid]
+    assert all(Event.objects.get(pk=event.pk).notified_at is not None for event in events)
