@@ -182,10 +182,10 @@ _COPY_HISTORY_SQL = (
 
 
 def _store_history(history: list[OrderHistory]) -> None:
-    """A batch's rows by COPY on PostgreSQL: measured, bulk_create's INSERT of a sweep's 2,000
-    rows (Django writing a placeholder per value, psycopg splitting the statement and quoting
-    each) cost more than the rows themselves. Their ids are not read back: nothing uses them.
-    COPY names every column; a new one without a default fails here, loudly."""
+    """A batch's rows by COPY on PostgreSQL: bulk_create's INSERT of a sweep's 2,000 rows
+    spends most of its time on a placeholder per value (Django compiling, psycopg splitting and
+    quoting). Their ids are not read back: nothing uses them. COPY names every column; a new
+    one without a default fails here, loudly."""
     if len(history) == 1 or connection.vendor != "postgresql":
         OrderHistory.objects.bulk_create(history, batch_size=500)
         return
