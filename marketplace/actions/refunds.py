@@ -5,7 +5,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace.actions.notifications import (
@@ -65,12 +65,54 @@ def request_refunds(
                 next_attempt_at=now + SUBMIT_LEASE,
             )
         )
-    refunds = Refund.objects.bulk_create(new, batch_size=500)
+    refunds = _store_refunds(new)
     if refunds:
         enqueue_on_commit("marketplace.tasks.submit_refunds_task", [r.pk for r in refunds])
         logger.info(
             "%d refund(s) requested: %s", len(refunds), ", ".join(r.out_refund_no for r in refunds[:5])
         )
+    return refunds
+
+
+_COPY_REFUNDS_SQL = (
+    "COPY orders_refund (order_id, out_refund_no, amount_fen, reason, status, attempts,"
+    " next_attempt_at, last_error, wechat_refund_id, wechat_status, created_at) FROM STDIN"
+)
+_REFUND_IDS_SQL = "SELECT order_id, id FROM orders_refund WHERE order_id = ANY(%s::bigint[])"
+
+
+def _store_refunds(refunds: list[Refund]) -> list[Refund]:
+    """Stores new refunds, ids set. A batch by COPY on PostgreSQL, the ids then read by order:
+    measured, bulk_create's INSERT of a sweep's 2,000 rows (a placeholder per value, split and
+    quoted by psycopg) was a tenth of the sweep. COPY names every column; a new one without a
+    default fails here, loudly."""
+    if len(refunds) <= 1 or connection.vendor != "postgresql":
+        return Refund.objects.bulk_create(refunds, batch_size=500)
+    now = timezone.now()  # what auto_now_add would have written
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(_COPY_REFUNDS_SQL) as copy:
+            for refund in refunds:
+                refund.created_at = now
+                copy.write_row(
+                    (
+                        refund.order_id,
+                        refund.out_refund_no,
+                        refund.amount_fen,
+                        refund.reason,
+                        refund.status,
+                        refund.attempts,
+                        refund.next_attempt_at,
+                        refund.last_error,
+                        refund.wechat_refund_id,
+                        refund.wechat_status,
+                        now,
+                    )
+                )
+        cursor.execute(_REFUND_IDS_SQL, [[refund.order_id for refund in refunds]])
+        ids = dict(cursor.fetchall())
+    for refund in refunds:
+        refund.pk = ids[refund.order_id]
+        refund._state.adding, refund._state.db = False, connection.alias  # as bulk_create does
     return refunds
 
 

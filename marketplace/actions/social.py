@@ -177,10 +177,18 @@ _UNAVAILABLE: dict[str, str] = {ListingStatus.SOLD: "sold", ListingStatus.OFF_SH
 def _listing_moved(to: str, moved: Any) -> None:
     """LISTING's observer (registered below): in the mover's transaction. Recounts the sellers'
     counters once it commits, and tells favouriters when a listing left the market for good."""
-    rows = list(moved.select_related("seller")) if isinstance(moved, QuerySet) else list(moved)
-    seller_ids = [row.seller_id for row in rows]
-    transaction.on_commit(lambda: recount_seller_listings(seller_ids=seller_ids))
     reason = _UNAVAILABLE.get(to)
+    if isinstance(moved, QuerySet):
+        # A set-based move (a sweep's 2,000 listings): their sellers and favourite counts as
+        # values, and whole rows only for the few with favouriters to tell.
+        values = list(moved.values_list("pk", "seller_id", "favorite_count"))
+        seller_ids = [seller_id for _, seller_id, _ in values]
+        wanted = [pk for pk, _, favorites in values if favorites > 0] if reason else []
+        rows = list(moved.filter(pk__in=wanted).select_related("seller")) if wanted else []
+    else:
+        rows = list(moved)
+        seller_ids = [row.seller_id for row in rows]
+    transaction.on_commit(lambda: recount_seller_listings(seller_ids=seller_ids))
     if reason is None:
         return
     for listing in rows:

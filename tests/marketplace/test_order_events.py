@@ -2,6 +2,7 @@
 fires at an order's deadline and the sweep that backs it up write the same history, refunds and
 events (type, recipients and data), not merely the same status."""
 
+import json
 import re
 from datetime import timedelta
 
@@ -165,3 +166,40 @@ def test_a_new_order_is_announced_exactly_as_the_api_shows_it(make_client):
     events = list(Event.objects.filter(pk__gt=mark, data__order_no=order_no).order_by("pk"))
     assert [event.type for event in events] == ["order.status_changed"] * 2
     assert events[0].data == buyer.get(f"/api/orders/{order_no}").json()
+
+
+def test_a_swept_batch_is_announced_byte_for_byte_as_its_orders_read_back(make_client, monkeypatch):
+    """The sweep builds a batch's events from the rows it locked and wrote instead of reading
+    every order back (docs/orders.md, Benchmarks): each live frame must be the very bytes the
+    order read back after the sweep gives (earlier history, the new row, the refund pending),
+    and the document the API shows."""
+    from marketplace.actions import refunds
+    from marketplace.representations import order_data
+    from realtime import push
+
+    walks = [paid_order(make_client), paid_order(make_client), video_uploaded(make_client)]
+    for _, _, order_no in walks:
+        _overdue(order_no)
+    # Held back, so the refunds read back as the sweep left them (pending), not as submitted.
+    monkeypatch.setattr(refunds, "enqueue_on_commit", lambda *args, **kwargs: None)
+    frames: list[tuple[int, dict]] = []
+    send = push._send
+    monkeypatch.setattr(push, "_send", lambda messages: (frames.extend(messages), send(messages)))
+
+    assert sweep_overdue_orders() == {"cancelled": 3}
+
+    for buyer, _, order_no in walks:
+        order = Order.objects.get(order_no=order_no)
+        expected = json.loads(push.encode(order_data(order)))  # as every other path sends it
+        assert [entry["to"] for entry in expected["history"]][-1] == "cancelled"
+        assert len(expected["history"]) >= 3 and expected["refund_status"] == "pending"
+        sent = [(user, message) for user, message in frames if f'"{order_no}"' in message["text"]]
+        assert [user for user, _ in sent] == [order.buyer_id, order.seller_id]
+        for user, message in sent:
+            event = Event.objects.get(user_id=user, seq=message["seq"])
+            assert message["text"] == push.frame_text(
+                seq=event.seq, type="order.status_changed", data=expected, at=event.created_at
+            )
+            assert event.data == expected
+        shown = buyer.get(f"/api/orders/{order_no}").json()
+        assert {**expected, "video_url": None} == {**shown, "video_url": None}
