@@ -129,7 +129,10 @@ def measure(name: str, calls) -> dict:
         + f"   n={len(cpu)}"
     )
     if profile is not None:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        stats = pstats.Stats(profile).sort_stats("cumulative")
+        stats.print_stats(40)
+        if os.environ.get("BENCH_CALLEES"):
+            stats.print_callees(os.environ["BENCH_CALLEES"])
     return {"python_ms": cpu_p50, "round_trips": max(trips)}
 
 
