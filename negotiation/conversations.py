@@ -310,29 +310,48 @@ _MESSAGE_COLUMNS = (
     "conversation_id, sender_id, kind, text, image_id, offer_id, client_id, is_flagged,"
     " is_hidden, media_trace_id, created_at"
 )
-# Only placeholders and our own column names are formatted in; values are parameters.
+# Each column travels as one array parameter, so the statement has one text per shape whatever
+# the number of rows: psycopg converts it once and caches it (with more than 50 parameters it
+# re-parsed the statement in Python on every call). Only our own column names are formatted in.
 _WRITE_SQL = (  # noqa: S608
     "WITH m AS ("  # noqa: S608
-    " INSERT INTO negotiation_message (" + _MESSAGE_COLUMNS + ") VALUES {messages}"
+    " INSERT INTO negotiation_message (" + _MESSAGE_COLUMNS + ")"
+    " SELECT * FROM unnest(%(m_conversation)s::bigint[], %(m_sender)s::bigint[],"
+    " %(m_kind)s::text[], %(m_text)s::text[], %(m_image)s::bigint[], %(m_offer)s::bigint[],"
+    " %(m_client)s::text[], %(m_flagged)s::boolean[], %(m_hidden)s::boolean[],"
+    " %(m_trace)s::text[], %(m_at)s::timestamptz[])"
     " RETURNING id, conversation_id),"
     " c AS ("
     " UPDATE negotiation_conversation AS t SET buyer_unread = v.bu, seller_unread = v.su,"
     " buyer_noticed = v.bn, seller_noticed = v.sn, message_count = v.mc, flagged_count = v.fc,"
     " updated_at = v.ua, is_read_only = v.ro,"
     " last_message_id = (SELECT max(m.id) FROM m WHERE m.conversation_id = t.id)"
-    " FROM (VALUES {conversations}) AS v (id, bu, su, bn, sn, mc, fc, ua, ro)"
+    " FROM unnest(%(c_id)s::bigint[], %(c_bu)s::integer[], %(c_su)s::integer[],"
+    " %(c_bn)s::boolean[], %(c_sn)s::boolean[], %(c_mc)s::integer[], %(c_fc)s::integer[],"
+    " %(c_ua)s::timestamptz[], %(c_ro)s::boolean[]) AS v (id, bu, su, bn, sn, mc, fc, ua, ro)"
     " WHERE t.id = v.id){inbox}{history}"
     " SELECT id FROM m ORDER BY id"
 )
 _INBOX_CTE = (
-    ", i AS (INSERT INTO negotiation_message_inbox (user_id, unread) VALUES {values}"
+    ", i AS (INSERT INTO negotiation_message_inbox (user_id, unread)"
+    " SELECT * FROM unnest(%(i_user)s::bigint[], %(i_unread)s::bigint[])"
     " ON CONFLICT (user_id) DO UPDATE"
     " SET unread = negotiation_message_inbox.unread + excluded.unread)"
 )
 _HISTORY_CTE = (
     ", h AS (INSERT INTO negotiation_offer_history"
-    " (offer_id, actor, actor_user_id, action, price_fen, reason, at) VALUES {values})"
+    " (offer_id, actor, actor_user_id, action, price_fen, reason, at)"
+    " SELECT * FROM unnest(%(h_offer)s::bigint[], %(h_actor)s::text[], %(h_user)s::bigint[],"
+    " %(h_action)s::text[], %(h_price)s::bigint[], %(h_reason)s::text[],"
+    " %(h_at)s::timestamptz[]))"
 )
+_WRITE_STATEMENTS = {
+    (has_inbox, has_history): _WRITE_SQL.format(
+        inbox=_INBOX_CTE if has_inbox else "", history=_HISTORY_CTE if has_history else ""
+    )
+    for has_inbox in (False, True)
+    for has_history in (False, True)
+}
 
 
 def _write_in_one_statement(
@@ -343,63 +362,45 @@ def _write_in_one_statement(
 ) -> None:
     """The messages, their conversations' counters (computed here under the locks), the
     inboxes and the offer history rows, in one round trip."""
-    message_rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(messages))
-    params: list = []
-    for m in messages:
-        params += [
-            m.conversation_id,
-            m.sender_id,
-            m.kind,
-            m.text,
-            m.image_id,
-            m.offer_id,
-            m.client_id,
-            m.is_flagged,
-            m.is_hidden,
-            m.media_trace_id,
-            m.created_at,
-        ]
-    conversation_rows = ", ".join(
-        ["(%s::bigint, %s::integer, %s::integer, %s::boolean, %s::boolean, %s::integer,"
-         " %s::integer, %s::timestamptz, %s::boolean)"] * len(conversations)
-    )
-    for c in conversations:
-        params += [
-            c.pk,
-            c.buyer_unread,
-            c.seller_unread,
-            c.buyer_noticed,
-            c.seller_noticed,
-            c.message_count,
-            c.flagged_count,
-            c.updated_at,
-            c.is_read_only,
-        ]
+    params: dict[str, list] = {
+        "m_conversation": [m.conversation_id for m in messages],
+        "m_sender": [m.sender_id for m in messages],
+        "m_kind": [m.kind for m in messages],
+        "m_text": [m.text for m in messages],
+        "m_image": [m.image_id for m in messages],
+        "m_offer": [m.offer_id for m in messages],
+        "m_client": [m.client_id for m in messages],
+        "m_flagged": [m.is_flagged for m in messages],
+        "m_hidden": [m.is_hidden for m in messages],
+        "m_trace": [m.media_trace_id for m in messages],
+        "m_at": [m.created_at for m in messages],
+        "c_id": [c.pk for c in conversations],
+        "c_bu": [c.buyer_unread for c in conversations],
+        "c_su": [c.seller_unread for c in conversations],
+        "c_bn": [c.buyer_noticed for c in conversations],
+        "c_sn": [c.seller_noticed for c in conversations],
+        "c_mc": [c.message_count for c in conversations],
+        "c_fc": [c.flagged_count for c in conversations],
+        "c_ua": [c.updated_at for c in conversations],
+        "c_ro": [c.is_read_only for c in conversations],
+    }
     users = [user_id for user_id in sorted(deltas) if deltas[user_id]]
-    inbox = ""
     if users:
-        inbox = _INBOX_CTE.format(values=", ".join(["(%s::bigint, %s::bigint)"] * len(users)))
-        params += [value for user_id in users for value in (user_id, deltas[user_id])]
-    history_cte = ""
+        params["i_user"] = users
+        params["i_unread"] = [deltas[user_id] for user_id in users]
     if history:
-        history_cte = _HISTORY_CTE.format(
-            values=", ".join(
-                ["(%s::bigint, %s, %s::bigint, %s, %s::bigint, %s, %s::timestamptz)"]
-                * len(history)
-            )
-        )
         now = timezone.now()
         for row in history:
             row.at = row.at or now  # auto_now_add, as the ORM's insert would set it
-            params += [
-                row.offer_id, row.actor, row.actor_user_id, row.action, row.price_fen,
-                row.reason, row.at,
-            ]
-    sql = _WRITE_SQL.format(
-        messages=message_rows, conversations=conversation_rows, inbox=inbox, history=history_cte
-    )
+        params["h_offer"] = [row.offer_id for row in history]
+        params["h_actor"] = [row.actor for row in history]
+        params["h_user"] = [row.actor_user_id for row in history]
+        params["h_action"] = [row.action for row in history]
+        params["h_price"] = [row.price_fen for row in history]
+        params["h_reason"] = [row.reason for row in history]
+        params["h_at"] = [row.at for row in history]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_WRITE_STATEMENTS[(bool(users), bool(history))], params)
         ids = [row[0] for row in cursor.fetchall()]
     # One sequence, one multi-row insert: the ids are handed out in the rows' order.
     for message, pk in zip(messages, ids, strict=True):
