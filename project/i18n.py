@@ -251,12 +251,16 @@ _LABEL_KEYWORDS = {
     "empty_value_display",
     "empty_label",
     "verbose_name",
+    "detail",
 }
+# Names a text is put in before it reaches one of the above (a dashboard tile's detail).
+_LABEL_NAMES = {"title", "detail", "label", "message"}
 # Class attributes staff read (a list filter's title, an admin's empty value).
 _LABEL_ATTRIBUTES = {"title", "short_description", "empty_value_display"}
 # Calls whose text argument (at this position) is a message staff read.
 _ADMIN_SINKS = {
     "message_user": 1,
+    "Tile": 0,
     "ValidationError": 0,
     "debug": 1,
     "info": 1,
@@ -327,6 +331,10 @@ def _admin_texts(tree: ast.AST) -> Iterator[tuple[ast.AST, str]]:
             for keyword in node.keywords:
                 if keyword.arg in _LABEL_KEYWORDS and _literal(keyword.value):
                     yield node, f"{keyword.arg}= label"
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant | ast.JoinedStr):
+            names = {getattr(target, "id", None) for target in node.targets}
+            if names & _LABEL_NAMES and _literal(node.value):
+                yield node, "label put in a variable"
         elif isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "title" and _literal(value):
