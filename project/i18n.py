@@ -303,7 +303,7 @@ def admin_text_problems() -> list[str]:
         for path in sorted(root.glob(pattern)):
             tree = ast.parse(path.read_text(encoding="utf-8"))
             for node, why in _admin_texts(tree):
-                problems.append(f"{path.relative_to(root)}:{node.lineno}: {why}")
+                problems.append(f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}: {why}")
     return problems
 
 

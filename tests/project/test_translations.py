@@ -28,8 +28,11 @@ def _catalogue() -> dict[str, str]:
     """msgid → msgstr of the .po (fuzzy entries count as untranslated)."""
     text = PO.read_text(encoding="utf-8")
     entries = {}
-    pattern = r'^(#, fuzzy\n)?msgid ((?:".*"\n)+)msgstr ((?:".*"\n)+)'
-    for fuzzy, msgid, msgstr in re.findall(pattern, text, flags=re.M):
+    # A fuzzy entry may carry more flags ("#, fuzzy, python-format") and the msgid it was
+    # guessed from ("#| msgid ..."): it is still a guess, not a translation.
+    pattern = r'^(?:#, (.*)\n)?(?:#\|.*\n)*msgid ((?:".*"\n)+)msgstr ((?:".*"\n)+)'
+    for flags, msgid, msgstr in re.findall(pattern, text, flags=re.M):
+        fuzzy = "fuzzy" in flags
         join = lambda block: "".join(re.findall(r'^"(.*)"$', block, re.M))  # noqa: E731
         if join(msgid):
             entries[join(msgid).replace('\\"', '"')] = "" if fuzzy else join(msgstr)
