@@ -99,7 +99,14 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
             "\n",
             "<p>#{} {} [{}{}] {}: {}{}</p>",
             (
-                (m.pk, m.created_at, m.kind, " 已标记" if m.is_flagged else "", m.sender_id, m.text)
+                (
+                    m.pk,
+                    m.created_at,
+                    m.kind,
+                    " " + gettext("flagged") if m.is_flagged else "",
+                    m.sender_id,
+                    m.text,
+                )
                 + (image_link(m, reader_id),)
                 for m in reversed(list(rows[:200]))
             ),

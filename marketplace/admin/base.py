@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 
 if TYPE_CHECKING:  # a development dependency only: never imported at run time
@@ -118,7 +119,7 @@ class YuanField(forms.Field):
         return fen
 
 
-def fen_as_yuan(field_name: str, label: str):
+def fen_as_yuan(field_name: str, label: "str | StrPromise"):
     """A list/detail column showing a fen field as "¥1,234.56", sortable by the field."""
 
     @admin.display(description=label, ordering=field_name)
@@ -129,13 +130,15 @@ def fen_as_yuan(field_name: str, label: str):
     return column
 
 
-def yuan_readonly(model, labels: dict[str, str] | None = None) -> list:
+def yuan_readonly(model, labels: "dict[str, str | StrPromise] | None" = None) -> list:
     """Every field of `model` for a read-only detail page, with each `_fen` field replaced, in
     place, by its yuan column (label: `labels[name]` or the field's verbose_name + " (¥)")."""
     columns: list = []
     for field in model._meta.fields:
         if field.name.endswith("_fen"):
-            label = (labels or {}).get(field.name) or f"{field.verbose_name} (¥)"
+            # Lazy: the field's name in the reader's language (an f-string would fix the language
+            # active at import).
+            label = (labels or {}).get(field.name) or format_lazy("{} (¥)", field.verbose_name)
             columns.append(fen_as_yuan(field.name, label))
         else:
             columns.append(field.name)

@@ -54,7 +54,7 @@ class RefundInline(ReadOnlyInline):
     model = Refund
     fields = (
         "out_refund_no",
-        fen_as_yuan("amount_fen", "退款金额"),
+        fen_as_yuan("amount_fen", _("refund amount")),
         "status",
         "attempts",
         "last_error",
@@ -77,7 +77,7 @@ class DisputeInline(ReadOnlyInline):
         "reason",
         "opened_at",
         "resolution",
-        fen_as_yuan("refund_fen", "退款金额"),
+        fen_as_yuan("refund_fen", _("refund amount")),
         "note",
         "settled_by",
         "settled_at",
@@ -145,7 +145,9 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [HistoryInline, RefundInline, DisputeInline, TrackingInline]
     actions = ["settle_dispute"]
-    readonly_fields = yuan_readonly(Order, {"price_fen": "金额 (¥)", "commission_fen": "佣金 (¥)"})
+    readonly_fields = yuan_readonly(
+        Order, {"price_fen": _("amount (¥)"), "commission_fen": _("commission (¥)")}
+    )
     exclude = fen_field_names(Order)
     export_name = "orders"
     change_list_template = EXPORT_CHANGE_LIST
@@ -283,7 +285,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "out_refund_no",
         "order",
-        fen_as_yuan("amount_fen", "退款金额"),
+        fen_as_yuan("amount_fen", _("refund amount")),
         "status",
         "attempts",
         "last_error",
@@ -292,7 +294,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", "created_at")
     search_fields = ("out_refund_no", "order__order_no")
     list_select_related = ("order",)
-    readonly_fields = yuan_readonly(Refund, {"amount_fen": "退款金额 (¥)"})
+    readonly_fields = yuan_readonly(Refund, {"amount_fen": _("refund amount (¥)")})
     exclude = fen_field_names(Refund)
     ordering = ("-id",)
     actions = ["retry"]
@@ -360,7 +362,7 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
         "reason",
         "opened_at",
         "resolution",
-        fen_as_yuan("refund_fen", "退款金额"),
+        fen_as_yuan("refund_fen", _("refund amount")),
         "settled_by",
         "settled_at",
         "settle_link",
@@ -368,7 +370,7 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_filter = (OpenDisputeFilter, "resolution")
     search_fields = ("order__order_no", "reason")
     list_select_related = ("order", "settled_by")
-    readonly_fields = yuan_readonly(Dispute, {"refund_fen": "退款金额 (¥)"})
+    readonly_fields = yuan_readonly(Dispute, {"refund_fen": _("refund amount (¥)")})
     exclude = fen_field_names(Dispute)
     ordering = ("settled_at", "opened_at")
 
