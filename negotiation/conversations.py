@@ -10,6 +10,7 @@ acceptance that closes every thread on the listing.
 """
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from marketplace.media import private_url
 from marketplace.models import Listing, ListingStatus, User
 from marketplace.models.catalog import ImageUpload
 from marketplace.states import LISTING
+from negotiation import server_entries
 from negotiation.models import (
     Conversation,
     ConversationAccess,
@@ -198,6 +200,7 @@ class Entry:
     kind: str
     sender_id: int | None
     text: str = ""
+    notice: dict | None = None
     image: ImageUpload | None = None
     offer: Offer | None = None
     client_id: str = ""
@@ -247,6 +250,7 @@ def _post(entries: Sequence[Entry], history: Sequence[OfferHistory] = ()) -> lis
             sender_id=entry.sender_id,
             kind=entry.kind,
             text=entry.text,
+            notice=entry.notice,
             image=entry.image,
             offer=entry.offer,
             client_id=entry.client_id,
@@ -307,7 +311,7 @@ _COUNTER_FIELDS = [
     "is_read_only",
 ]
 _MESSAGE_COLUMNS = (
-    "conversation_id, sender_id, kind, text, image_id, offer_id, client_id, is_flagged,"
+    "conversation_id, sender_id, kind, text, notice, image_id, offer_id, client_id, is_flagged,"
     " is_hidden, media_trace_id, created_at"
 )
 # Each column travels as one array parameter, so the statement has one text per shape whatever
@@ -317,7 +321,8 @@ _WRITE_SQL = (  # noqa: S608
     "WITH m AS ("  # noqa: S608
     " INSERT INTO negotiation_message (" + _MESSAGE_COLUMNS + ")"
     " SELECT * FROM unnest(%(m_conversation)s::bigint[], %(m_sender)s::bigint[],"
-    " %(m_kind)s::text[], %(m_text)s::text[], %(m_image)s::bigint[], %(m_offer)s::bigint[],"
+    " %(m_kind)s::text[], %(m_text)s::text[], %(m_notice)s::jsonb[], %(m_image)s::bigint[],"
+    " %(m_offer)s::bigint[],"
     " %(m_client)s::text[], %(m_flagged)s::boolean[], %(m_hidden)s::boolean[],"
     " %(m_trace)s::text[], %(m_at)s::timestamptz[])"
     " RETURNING id, conversation_id),"
@@ -367,6 +372,7 @@ def _write_in_one_statement(
         "m_sender": [m.sender_id for m in messages],
         "m_kind": [m.kind for m in messages],
         "m_text": [m.text for m in messages],
+        "m_notice": [None if m.notice is None else json.dumps(m.notice) for m in messages],
         "m_image": [m.image_id for m in messages],
         "m_offer": [m.offer_id for m in messages],
         "m_client": [m.client_id for m in messages],
@@ -651,41 +657,42 @@ def mark_read(*, user: User, conversation_id: int, up_to: int) -> Conversation:
 
 # --- the bargain in the thread (called by negotiation/actions.py inside its transaction) -------
 
-_PRICE = "¥{:.2f}"
-
-
-def _price(fen: int | None) -> str:
-    return _PRICE.format((fen or 0) / 100)
-
-
-_DECLINE_TEXTS = {
-    "seller_declined": "卖家拒绝了出价",
-    "buyer_declined": "买家拒绝了还价",
-    "below_floor": "出价低于卖家底价，已自动拒绝",
-    "listing_sold": "商品已被买走，出价已失效",
-    "price_changed": "卖家已降价，出价已失效",
-}
-
-
 def _offer_entry(conversation: Conversation, move: "OfferMove") -> Entry:
     offer, action = move.offer, move.action
     Action = OfferHistory.Action
     if action == Action.MADE:
-        kind, text = MessageKind.OFFER, f"出价 {_price(move.price_fen)}"
+        kind, said = MessageKind.OFFER, server_entries.notice("offer_made", price=move.price_fen)
     elif action == Action.COUNTERED:
-        kind, text = MessageKind.OFFER, f"卖家还价 {_price(move.price_fen)}"
+        kind, said = MessageKind.OFFER, server_entries.notice("offer_countered", price=move.price_fen)
     elif action == Action.ACCEPTED:
-        kind, text = MessageKind.SYSTEM, f"已按 {_price(move.price_fen)} 成交，订单已生成"
+        kind, said = MessageKind.SYSTEM, server_entries.notice("offer_accepted", price=move.price_fen)
     elif action == Action.DECLINED:
-        kind, text = MessageKind.SYSTEM, _DECLINE_TEXTS.get(move.reason, "出价已被拒绝")
+        kind, said = MessageKind.SYSTEM, server_entries.notice("offer_declined", reason=move.reason)
     elif action == Action.WITHDRAWN:
-        kind, text = MessageKind.SYSTEM, "买家撤回了出价"
+        kind, said = MessageKind.SYSTEM, server_entries.notice("offer_withdrawn")
     elif action == Action.EXPIRED:
-        kind, text = MessageKind.SYSTEM, "出价已过期"
+        kind, said = MessageKind.SYSTEM, server_entries.notice("offer_expired")
     else:
-        kind, text = MessageKind.SYSTEM, "出价状态已更新"
+        kind, said = MessageKind.SYSTEM, server_entries.notice("offer_updated")
+    return _notice_entry(conversation, kind, said, sender_id=move.actor_user_id, offer=offer)
+
+
+def _notice_entry(
+    conversation: Conversation,
+    kind: str,
+    said: dict,
+    *,
+    sender_id: int | None = None,
+    offer: Offer | None = None,
+) -> Entry:
+    """A server entry: its notice, and its text in the default language (negotiation/server_entries.py)."""
     return Entry(
-        conversation=conversation, kind=kind, sender_id=move.actor_user_id, text=text, offer=offer
+        conversation=conversation,
+        kind=kind,
+        sender_id=sender_id,
+        text=server_entries.render_stored(said),
+        notice=said,
+        offer=offer,
     )
 
 
@@ -812,8 +819,7 @@ def close_other_threads(
         thread.is_read_only = True  # written with the counters, by _post
     return _post(
         [
-            Entry(conversation=thread, kind=MessageKind.SYSTEM, sender_id=None,
-                  text="商品已售出，此会话已关闭")
+            _notice_entry(thread, MessageKind.SYSTEM, server_entries.notice("thread_closed"))
             for thread in closing
         ]
     )

@@ -4,6 +4,7 @@ three decisions. Rows change only through the actions."""
 
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.admin.base import ReadOnlyMixin
@@ -26,11 +27,11 @@ def image_link(message: Message, reader_id: int | None):
 
 
 class FlaggedFilter(admin.SimpleListFilter):
-    title = "flagged messages"
+    title = _("flagged messages")
     parameter_name = "flagged"
 
     def lookups(self, request, model_admin):
-        return [("yes", "has flagged messages")]
+        return [("yes", _("has flagged messages"))]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -87,10 +88,10 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
             conversation.reader_id = request.user.pk  # who the image links are signed for
         return conversation
 
-    @admin.display(description="messages")
+    @admin.display(description=_("messages"))
     def messages_if_reported(self, obj: Conversation):
         if not conversations.has_report(obj.pk):
-            return "只有被举报的会话才能查看消息内容。"
+            return gettext("Only a reported conversation shows its messages.")
         # The read is recorded by change_view, which renders this.
         rows = Message.objects.filter(conversation=obj).select_related("image").order_by("-id")
         reader_id = getattr(obj, "reader_id", None)
@@ -98,7 +99,14 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
             "\n",
             "<p>#{} {} [{}{}] {}: {}{}</p>",
             (
-                (m.pk, m.created_at, m.kind, " 已标记" if m.is_flagged else "", m.sender_id, m.text)
+                (
+                    m.pk,
+                    m.created_at,
+                    m.kind,
+                    " " + gettext("flagged") if m.is_flagged else "",
+                    m.sender_id,
+                    m.text,
+                )
                 + (image_link(m, reader_id),)
                 for m in reversed(list(rows[:200]))
             ),
@@ -127,7 +135,14 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 @admin.register(Report)
 class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
-        "id", "created_at", "target_type", "reason", "reporter", "user", "listing", "status",
+        "id",
+        "created_at",
+        "target_type",
+        "reason",
+        "reporter",
+        "user",
+        "listing",
+        "status",
         "decided_by",
     )
     list_filter = ("status", "target_type", "reason")
@@ -135,8 +150,18 @@ class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("reporter", "user", "listing", "decided_by")
     search_fields = ("=id", "=user__id", "=listing__id", "=conversation__id")
     fields = (
-        "target_type", "reason", "detail", "reporter", "user", "listing", "conversation",
-        "reported_content", "status", "decided_by", "decided_at", "created_at",
+        "target_type",
+        "reason",
+        "detail",
+        "reporter",
+        "user",
+        "listing",
+        "conversation",
+        "reported_content",
+        "status",
+        "decided_by",
+        "decided_at",
+        "created_at",
     )
     readonly_fields = fields
     actions = ["dismiss", "take_listing_down", "ban_user"]
@@ -154,7 +179,7 @@ class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
             report.reader_id = request.user.pk  # who the image links are signed for
         return report
 
-    @admin.display(description="reported content")
+    @admin.display(description=_("reported content"))
     def reported_content(self, obj: Report):
         if obj.message_id is None or obj.conversation_id is None:
             if obj.listing is not None:
@@ -193,22 +218,30 @@ class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
         done = 0
         for report in queryset.order_by("created_at", "id"):
             try:
-                conversations.decide_report(staff=request.user, report_id=report.pk, decision=decision)
+                conversations.decide_report(
+                    staff=request.user, report_id=report.pk, decision=decision
+                )
                 done += 1
             except DomainError as exc:
-                self.message_user(request, f"#{report.pk}: {exc.message}", messages.WARNING)
+                self.message_user(
+                    request, ": ".join((f"#{report.pk}", exc.message)), messages.WARNING
+                )
         if done:
-            self.message_user(request, f"{done} report(s): {decision}", messages.SUCCESS)
+            text = gettext("%(count)s report(s): %(decision)s") % {
+                "count": done,
+                "decision": gettext(Report.Status(decision).label),
+            }
+            self.message_user(request, text, messages.SUCCESS)
 
-    @admin.action(description="Dismiss")
+    @admin.action(description=_("Dismiss"))
     def dismiss(self, request, queryset):
         self._decide(request, queryset, Report.Status.DISMISSED)
 
-    @admin.action(description="Take the listing down")
+    @admin.action(description=_("Take the listing down"))
     def take_listing_down(self, request, queryset):
         self._decide(request, queryset, Report.Status.LISTING_REMOVED)
 
-    @admin.action(description="Ban the reported user")
+    @admin.action(description=_("Ban the reported user"))
     def ban_user(self, request, queryset):
         self._decide(request, queryset, Report.Status.USER_BANNED)
 

@@ -204,6 +204,11 @@ class Message(models.Model):
     )
     kind = models.CharField(max_length=10, choices=MessageKind.choices)
     text = models.CharField(max_length=500, blank=True)
+    # An entry the server writes (offer and system kinds): what it says as a stable code and its
+    # values, {"code": "offer_made", "price": 9900}, rendered in the reader's language on every
+    # REST read (negotiation/server_entries.py); `text` keeps it in the default language for events,
+    # staff and search. Null for what people write.
+    notice = models.JSONField(null=True, blank=True, default=None)
     image = models.ForeignKey(
         "marketplace.ImageUpload", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

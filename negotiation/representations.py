@@ -6,6 +6,7 @@ from typing import Any
 from marketplace.media import private_url
 from marketplace.models import User
 from marketplace.representations import listing_summary_data
+from negotiation import server_entries
 from negotiation.models import Conversation, Message, Offer
 
 
@@ -31,7 +32,8 @@ def message_data(message: Message, *, reader_id: int | None = None) -> dict[str,
     the caller checked), with a fresh private link to its image for that reader. Without a
     reader (`message.created` and its replay) `image` says an image is there and `image_url` is
     null: no event or stored copy holds an expiring link. A hidden (risky) image shows to
-    neither side."""
+    neither side. A server entry (an offer move, the listing sold) reads in the reader's
+    language; without a reader it is the stored default-language text (negotiation/server_entries.py)."""
     hidden = message.is_hidden
     image = message.image if message.image_id and not hidden else None
     return {
@@ -39,7 +41,7 @@ def message_data(message: Message, *, reader_id: int | None = None) -> dict[str,
         "conversation_id": message.conversation_id,
         "sender_id": message.sender_id,
         "kind": message.kind,
-        "text": "" if hidden else message.text,
+        "text": "" if hidden else _text(message, reader_id),
         "image": {"width": image.width, "height": image.height} if image is not None else None,
         "image_url": (
             private_url(image.file, reader_id=reader_id)
@@ -51,6 +53,12 @@ def message_data(message: Message, *, reader_id: int | None = None) -> dict[str,
         "client_id": message.client_id or None,
         "created_at": message.created_at,
     }
+
+
+def _text(message: Message, reader_id: int | None) -> str:
+    if message.notice is not None and reader_id is not None:
+        return server_entries.render(message.notice)
+    return message.text
 
 
 def _person(user: User) -> dict[str, Any]:

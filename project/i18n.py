@@ -145,9 +145,7 @@ def _labels() -> Iterator[tuple[Any, str, Any]]:
             opts = model._meta
             yield opts, "verbose_name", opts.verbose_name
             plural = opts.verbose_name_plural
-            if "verbose_name_plural" not in opts.original_attrs and not _WRAPPED_PLURALS.get(
-                model
-            ):
+            if "verbose_name_plural" not in opts.original_attrs and not _WRAPPED_PLURALS.get(model):
                 # Django's default plural is a lazy "<name>s": its English text, as a plain
                 # string, is what the catalogue translates.
                 with override(None):
@@ -223,7 +221,186 @@ def is_exempt(text: str) -> bool:
     return bool(CJK.search(text)) or not re.search(r"[A-Za-z]{2,}", text)
 
 
+# --- what staff read in the admin -------------------------------------------------------------
+
+# The admin's Python modules and its custom templates (the admin's own come translated).
+ADMIN_MODULES = (
+    "marketplace/admin/*.py",
+    "negotiation/admin.py",
+    "negotiation/*_admin.py",
+    "realtime/admin.py",
+)
+ADMIN_TEMPLATES = ("marketplace/templates/admin/**/*.html", "project/templates/admin/**/*.html")
+_GETTEXT = {
+    "gettext",
+    "gettext_lazy",
+    "_",
+    "ngettext",
+    "ngettext_lazy",
+    "pgettext",
+    "pgettext_lazy",
+    "gettext_noop",
+}
+# Keyword arguments whose value staff read as a label.
+_LABEL_KEYWORDS = {
+    "description",
+    "short_description",
+    "label",
+    "help_text",
+    "title",
+    "empty_value_display",
+    "empty_label",
+    "verbose_name",
+    "detail",
+}
+# Names a text is put in before it reaches one of the above (a dashboard tile's detail).
+_LABEL_NAMES = {"title", "detail", "label", "message"}
+# Class attributes staff read (a list filter's title, an admin's empty value).
+_LABEL_ATTRIBUTES = {"title", "short_description", "empty_value_display"}
+# Calls whose text argument (at this position) is a message staff read.
+_ADMIN_SINKS = {
+    "message_user": 1,
+    "Tile": 0,
+    "ValidationError": 0,
+    "debug": 1,
+    "info": 1,
+    "success": 1,
+    "warning": 1,
+    "error": 1,
+}
+_PROSE = re.compile(r"[A-Za-z]{2,}")
+
+
+def _visible(text: str) -> bool:
+    """Words someone reads (English or Chinese), with HTML tags and {} placeholders removed."""
+    text = re.sub(r"<[^>]*>|\{[^}]*\}|&\w+;", " ", text)
+    return bool(CJK.search(text) or _PROSE.search(text))
+
+
+def _literal(node: ast.AST | None) -> bool:
+    """A text that reaches staff as it is written: a literal, an f-string, a concatenation or a
+    `%`/.format() of a literal (a marked `gettext(...) % {...}` is fine)."""
+    if node is None:
+        return False
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and _visible(node.value)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp):
+        return not _marked_literal(node.left) and (_literal(node.left) or _literal(node.right))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "format" and _literal(node.func.value)
+    return False
+
+
+def admin_text_problems() -> list[str]:
+    """Places in the admin modules where staff would read a text that is not looked up in the
+    catalogue: a message_user/messages.* text, a page "title", a label keyword or attribute,
+    the visible text of format_html, a (value, label) choice of a filter."""
+    root = Path(settings.BASE_DIR)
+    problems = []
+    for pattern in ADMIN_MODULES:
+        for path in sorted(root.glob(pattern)):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node, why in _admin_texts(tree):
+                problems.append(f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}: {why}")
+    return problems
+
+
+def _admin_texts(tree: ast.AST) -> Iterator[tuple[ast.AST, str]]:
+    marked: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _name(node.func) in _GETTEXT:
+            marked.update(id(sub) for arg in node.args for sub in ast.walk(arg))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            callee = _name(node.func)
+            if callee in _ADMIN_SINKS:
+                position = _ADMIN_SINKS[callee]
+                argument = node.args[position] if len(node.args) > position else None
+                if callee in {"debug", "info", "warning", "error", "success"} and not (
+                    isinstance(node.func, ast.Attribute) and _name(node.func.value) == "messages"
+                ):
+                    argument = None  # a logger, not a message to staff
+                if _literal(argument):
+                    yield node, f"{callee}() text"
+            if callee in {"format_html", "format_html_join"} and node.args:
+                template = node.args[1 if callee == "format_html_join" else 0]
+                if _literal(template) and id(template) not in marked:
+                    yield node, f"{callee}() visible text"
+            for keyword in node.keywords:
+                if keyword.arg in _LABEL_KEYWORDS and _literal(keyword.value):
+                    yield node, f"{keyword.arg}= label"
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant | ast.JoinedStr):
+            names = {getattr(target, "id", None) for target in node.targets}
+            if names & _LABEL_NAMES and _literal(node.value):
+                yield node, "label put in a variable"
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "title" and _literal(value):
+                    yield node, 'page "title"'
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if (
+                    isinstance(item, ast.Assign)
+                    and any(getattr(t, "id", "") in _LABEL_ATTRIBUTES for t in item.targets)
+                    and _literal(item.value)
+                ):
+                    yield item, "class label attribute"
+        elif isinstance(node, ast.FunctionDef) and node.name == "lookups":
+            for sub in ast.walk(node):
+                if (
+                    isinstance(sub, ast.Tuple)
+                    and len(sub.elts) == 2
+                    and _literal(sub.elts[1])
+                    and id(sub.elts[1]) not in marked
+                ):
+                    yield sub, "filter choice label"
+
+
+def admin_template_problems() -> list[str]:
+    """Text in the custom admin templates outside {% translate %} / {% blocktranslate %}:
+    what is left once tags, variables, comments, styles and scripts are taken out, and the
+    button and tooltip attributes."""
+    root = Path(settings.BASE_DIR)
+    problems = []
+    for pattern in ADMIN_TEMPLATES:
+        for path in sorted(root.glob(pattern)):
+            for text in _template_texts(path.read_text(encoding="utf-8")):
+                problems.append(f"{path.relative_to(root)}: {text!r}")
+    return problems
+
+
+def _template_texts(source: str) -> list[str]:
+    drop = [
+        r"{% *comment *%}.*?{% *endcomment *%}",
+        r"{#.*?#}",
+        r"<!--.*?-->",
+        r"<(style|script)\b.*?</\1>",
+        r"{% *blocktrans(late)?\b.*?{% *endblocktrans(late)? *%}",
+        r"{% *trans(late)?\b.*?%}",
+    ]
+    for pattern in drop:
+        source = re.sub(pattern, " ", source, flags=re.S)
+    found = []
+    # What a button says or a tooltip shows (a hidden input's value is a code).
+    for tag in re.findall(r"<[^>]*>", source, flags=re.S):
+        hidden = re.search(r'type="hidden"', tag)
+        for attribute, value in re.findall(r'\b(value|title|placeholder|alt)="([^"]*)"', tag):
+            value = re.sub(r"{{.*?}}|{%.*?%}", " ", value)
+            if not (attribute == "value" and hidden) and _visible(value):
+                found.append(value.strip())
+    text = re.sub(r"<[^>]*>", "\n", source, flags=re.S)
+    text = re.sub(r"{{.*?}}|{%.*?%}", "\n", text, flags=re.S)
+    for line in text.splitlines():
+        if _visible(line):
+            found.append(line.strip())
+    return found
+
+
 __all__ = [
+    "admin_template_problems",
+    "admin_text_problems",
     "catalogue_module",
     "is_exempt",
     "model_labels",

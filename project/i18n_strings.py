@@ -382,6 +382,7 @@ STRINGS = [
     gettext_noop('next user id'),
     gettext_noop('nickname'),
     gettext_noop('note'),
+    gettext_noop('notice'),
     gettext_noop('notification'),
     gettext_noop('notification id'),
     gettext_noop('notifications'),

@@ -35,8 +35,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 HUEY = {**HUEY, "immediate": True}
 # Sandbox notifications reach the notify URLs in-process (no server runs during tests).
 SANDBOX_CALLBACK_TRANSPORT = "django"
-MEDIA_ROOT = VAR_DIR / "test-media"
-PRIVATE_MEDIA_ROOT = VAR_DIR / "test-private-media"
+# One directory per xdist worker: each worker has its own database, so ids (and the paths
+# named after them, such as chat-images/<upload id>/) repeat across workers.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+MEDIA_ROOT = VAR_DIR / "test-media" / _WORKER
+PRIVATE_MEDIA_ROOT = VAR_DIR / "test-private-media" / _WORKER
 if STORAGES["private"]["BACKEND"].endswith("FileSystemStorage"):
     STORAGES = {
         **STORAGES,

@@ -61,7 +61,7 @@ class UserAdmin(DjangoUserAdmin):
     )
     inlines = [AddressInline]
 
-    @admin.display(description="Favourites and follows")
+    @admin.display(description=_("Favourites and follows"))
     def social(self, obj: User) -> str:
         if obj.pk is None:
             return "-"
@@ -72,6 +72,7 @@ class UserAdmin(DjangoUserAdmin):
         return format_html_join(
             " · ", '<a href="{}?q={}">{}</a>', ((reverse(url), q, label) for label, url, q in links)
         )
+
     actions = ["ban_users", "unban_users"]
 
     def has_ban_permission(self, request) -> bool:
@@ -79,7 +80,9 @@ class UserAdmin(DjangoUserAdmin):
         # edit is_staff, groups and passwords.
         return request.user.has_perm("marketplace.ban_user")
 
-    @admin.action(description=_("Ban the selected users (revokes their tokens)"), permissions=["ban"])
+    @admin.action(
+        description=_("Ban the selected users (revokes their tokens)"), permissions=["ban"]
+    )
     def ban_users(self, request, queryset):
         for user in queryset.filter(is_banned=False, is_superuser=False):
             account_actions.ban_user(user=user, reason=f"banned by {request.user.username}")

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
 
 if TYPE_CHECKING:  # a development dependency only: never imported at run time
     from django_stubs_ext import StrPromise
@@ -101,16 +103,23 @@ class YuanField(forms.Field):
             fen = parse_yuan(text)
         except ValueError:
             raise forms.ValidationError(
-                "请输入以元为单位的金额，最多两位小数（如 12.34）。", code="invalid_yuan"
+                _("Enter an amount in yuan with at most two decimals (such as 12.34)."),
+                code="invalid_yuan",
             ) from None
         if self.min_fen is not None and fen < self.min_fen:
-            raise forms.ValidationError(f"金额不能低于 {yuan_label(self.min_fen)}。", code="min")
+            raise forms.ValidationError(
+                _("The amount cannot be below %(amount)s.") % {"amount": yuan_label(self.min_fen)},
+                code="min",
+            )
         if self.max_fen is not None and fen > self.max_fen:
-            raise forms.ValidationError(f"金额不能高于 {yuan_label(self.max_fen)}。", code="max")
+            raise forms.ValidationError(
+                _("The amount cannot be above %(amount)s.") % {"amount": yuan_label(self.max_fen)},
+                code="max",
+            )
         return fen
 
 
-def fen_as_yuan(field_name: str, label: str):
+def fen_as_yuan(field_name: str, label: "str | StrPromise"):
     """A list/detail column showing a fen field as "¥1,234.56", sortable by the field."""
 
     @admin.display(description=label, ordering=field_name)
@@ -121,13 +130,15 @@ def fen_as_yuan(field_name: str, label: str):
     return column
 
 
-def yuan_readonly(model, labels: dict[str, str] | None = None) -> list:
+def yuan_readonly(model, labels: "dict[str, str | StrPromise] | None" = None) -> list:
     """Every field of `model` for a read-only detail page, with each `_fen` field replaced, in
     place, by its yuan column (label: `labels[name]` or the field's verbose_name + " (¥)")."""
     columns: list = []
     for field in model._meta.fields:
         if field.name.endswith("_fen"):
-            label = (labels or {}).get(field.name) or f"{field.verbose_name} (¥)"
+            # Lazy: the field's name in the reader's language (an f-string would fix the language
+            # active at import).
+            label = (labels or {}).get(field.name) or format_lazy("{} (¥)", field.verbose_name)
             columns.append(fen_as_yuan(field.name, label))
         else:
             columns.append(field.name)
@@ -170,7 +181,10 @@ class YuanDisplayMixin:
     def get_readonly_fields(self, request, obj=None):
         names = self._swap(super().get_readonly_fields(request, obj))  # type: ignore[misc]
         # The raw fields are out of the form (get_exclude): their yuan columns are read-only.
-        return [*names, *(column for column in self._yuan_columns_of_model() if column not in names)]
+        return [
+            *names,
+            *(column for column in self._yuan_columns_of_model() if column not in names),
+        ]
 
     def get_fields(self, request, obj=None):
         names = self._swap(super().get_fields(request, obj))  # type: ignore[misc]

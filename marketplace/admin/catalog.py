@@ -6,6 +6,7 @@ from django.db.models import Case, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import catalog as catalog_actions
@@ -48,6 +49,7 @@ class CategoryAdmin(admin.ModelAdmin):
     @admin.display(description=_("icon preview"))
     def icon_preview(self, obj):
         return category_icon_preview(obj)
+
     list_editable = ("sort_order", "is_active")
     list_filter = ("is_active", ("parent", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name",)
@@ -190,12 +192,14 @@ class ListingAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
     )
     inlines = [ListingImageInline, ListingReviewInline]
 
-    @admin.display(description="Favourited by")
+    @admin.display(description=_("Favourited by"))
     def favourites(self, obj):
         if obj.pk is None:
             return "-"
         url = reverse("admin:marketplace_favorite_changelist")
-        return format_html('<a href="{}?q={}">{} people</a>', url, obj.pk, obj.favorite_count)
+        people = gettext("%(count)s people") % {"count": obj.favorite_count}
+        return format_html('<a href="{}?q={}">{}</a>', url, obj.pk, people)
+
     actions = ["approve_selected", "reject_selected"]
     list_per_page = 50
 
@@ -237,9 +241,10 @@ class ListingAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
     def shipping_yuan(self, obj):
         return yuan_label(obj.shipping_fee_fen) if obj.shipping_fee_fen else _("Free shipping")
 
-    def _report(self, request, done: int, problems: list[str], verb: str) -> None:
+    def _report(self, request, done: int, problems: list[str], message: str) -> None:
         if done:
-            messages.success(request, f"{verb} {done} listing(s).")
+            # message: "Approved %(count)s listing(s)." or the rejected one, marked by the caller.
+            messages.success(request, message % {"count": done})
         for problem in problems:
             messages.warning(request, problem)
 
@@ -249,7 +254,7 @@ class ListingAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
         done, problems = catalog_actions.review_many(
             staff=request.user, listing_ids=ids, approve=True
         )
-        self._report(request, done, problems, "Approved")
+        self._report(request, done, problems, gettext("Approved %(count)s listing(s)."))
 
     @admin.action(
         description=_("Reject the selected listings (asks for a reason)"), permissions=["change"]
@@ -267,11 +272,11 @@ class ListingAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmin):
                 approve=False,
                 reason=form.cleaned_data["reason"],
             )
-            self._report(request, done, problems, "Rejected")
+            self._report(request, done, problems, gettext("Rejected %(count)s listing(s)."))
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Reject listings",
+            "title": _("Reject listings"),
             "opts": self.model._meta,
             "listings": queryset,
             "form": form,

@@ -173,12 +173,14 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
             failed=Count("id", filter=Q(status=ReconciliationDay.Status.FAILED)),
         )
         unbalanced, failed = days["unbalanced"], days["failed"]
-        detail = "differences between WeChat Pay's bills and our books"
+        detail = gettext("differences between WeChat Pay's bills and our books")
         if unbalanced or failed:
-            detail = f"{unbalanced} day(s) whose books do not add up, {failed} failed download(s)"
+            detail = gettext(
+                "%(unbalanced)s day(s) whose books do not add up, %(failed)s failed download(s)"
+            ) % {"unbalanced": unbalanced, "failed": failed}
         board.attention.append(
             Tile(
-                "对账差异",
+                _("Reconciliation differences"),
                 str(open_items),
                 _changelist(ReconciliationItem, is_resolved__exact="0"),
                 is_attention=bool(open_items or unbalanced or failed),
@@ -191,7 +193,7 @@ def build_dashboard(request: HttpRequest, *, now: dt.datetime | None = None) -> 
         for status in OrderStatus:
             board.orders.append(
                 Tile(
-                    f"{status.value} · {status.label}",
+                    " · ".join((status.value, gettext(status.label))),
                     str(counts.get(status.value, 0)),
                     _changelist(Order, status__exact=status.value),
                     is_attention=status == OrderStatus.DISPUTED and counts.get(status.value, 0) > 0,

@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from openpyxl import Workbook, load_workbook
 
 from marketplace.actions import staff_console
@@ -144,7 +145,10 @@ class ExportMixin:
         rows = list(changelist.get_queryset(request)[: MAX_EXPORT_ROWS + 1])
         if len(rows) > MAX_EXPORT_ROWS:
             self.message_user(  # type: ignore[attr-defined]
-                request, f"超过 {MAX_EXPORT_ROWS} 行，请先筛选再导出。", level="error"
+                request,
+                gettext("More than %(count)s rows: filter the list before exporting.")
+                % {"count": MAX_EXPORT_ROWS},
+                level="error",
             )
             return HttpResponseRedirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")

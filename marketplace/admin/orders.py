@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import fulfilment
@@ -53,7 +54,7 @@ class RefundInline(ReadOnlyInline):
     model = Refund
     fields = (
         "out_refund_no",
-        fen_as_yuan("amount_fen", "退款金额"),
+        fen_as_yuan("amount_fen", _("refund amount")),
         "status",
         "attempts",
         "last_error",
@@ -76,7 +77,7 @@ class DisputeInline(ReadOnlyInline):
         "reason",
         "opened_at",
         "resolution",
-        fen_as_yuan("refund_fen", "退款金额"),
+        fen_as_yuan("refund_fen", _("refund amount")),
         "note",
         "settled_by",
         "settled_at",
@@ -103,7 +104,9 @@ class RefundStateFilter(admin.SimpleListFilter):
 class SettleDisputeForm(forms.Form):
     refund_yuan = YuanField(
         label=_("Refund (yuan)"),
-        help_text=_("Refund to the buyer in yuan, such as 40.00: 0 releases everything to the seller."),
+        help_text=_(
+            "Refund to the buyer in yuan, such as 40.00: 0 releases everything to the seller."
+        ),
     )
     note = forms.CharField(max_length=500, widget=forms.Textarea, help_text=_("Why; recorded."))
 
@@ -143,7 +146,7 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     inlines = [HistoryInline, RefundInline, DisputeInline, TrackingInline]
     actions = ["settle_dispute"]
     readonly_fields = yuan_readonly(
-        Order, {"price_fen": "金额 (¥)", "commission_fen": "佣金 (¥)"}
+        Order, {"price_fen": _("amount (¥)"), "commission_fen": _("commission (¥)")}
     )
     exclude = fen_field_names(Order)
     export_name = "orders"
@@ -153,7 +156,9 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     # The video as a link signed for the staff member reading the page (the private storage has
     # no URL of its own; marketplace/media.py), in the video field's place.
     def get_fields(self, request, obj=None):
-        return ["video_link" if name == "video" else name for name in super().get_fields(request, obj)]
+        return [
+            "video_link" if name == "video" else name for name in super().get_fields(request, obj)
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "video_link"]
@@ -180,35 +185,35 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
 
     _tail = ("price", "status_badge", "deadline", "created_at")
 
-    @admin.display(description="商品", ordering="title")
+    @admin.display(description=_("item"), ordering="title")
     def item(self, order: Order):
         return columns.item_cell(order.title, order.listing.cover)
 
-    @admin.display(description="买家", ordering="buyer__nickname")
+    @admin.display(description=_("buyer"), ordering="buyer__nickname")
     def buyer_name(self, order: Order):
         return columns.person(order.buyer, with_phone=False)
 
-    @admin.display(description="卖家", ordering="seller__nickname")
+    @admin.display(description=_("seller"), ordering="seller__nickname")
     def seller_name(self, order: Order):
         return columns.person(order.seller, with_phone=False)
 
-    @admin.display(description="买家", ordering="buyer__nickname")
+    @admin.display(description=_("buyer"), ordering="buyer__nickname")
     def buyer_with_phone(self, order: Order):
         return columns.person(order.buyer, with_phone=True)
 
-    @admin.display(description="卖家", ordering="seller__nickname")
+    @admin.display(description=_("seller"), ordering="seller__nickname")
     def seller_with_phone(self, order: Order):
         return columns.person(order.seller, with_phone=True)
 
-    @admin.display(description="金额", ordering="price_fen")
+    @admin.display(description=_("amount"), ordering="price_fen")
     def price(self, order: Order):
         return yuan_label(order.price_fen)
 
-    @admin.display(description="状态", ordering="status")
+    @admin.display(description=_("status"), ordering="status")
     def status_badge(self, order: Order):
         return columns.order_status_badge(order)
 
-    @admin.display(description="截止", ordering="deadline_at")
+    @admin.display(description=_("deadline"), ordering="deadline_at")
     def deadline(self, order: Order):
         return columns.deadline_cell(order.deadline_at)
 
@@ -255,14 +260,16 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
                 form.add_error(None, exc.message)
             else:
                 self.message_user(
-                    request, f"Dispute on {order.order_no} settled.", messages.SUCCESS
+                    request,
+                    gettext("Dispute on %(order_no)s settled.") % {"order_no": order.order_no},
+                    messages.SUCCESS,
                 )
                 return HttpResponseRedirect(
                     reverse("admin:marketplace_order_change", args=[order.pk])
                 )
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Settle the dispute on {order.order_no}",
+            "title": gettext("Settle the dispute on %(order_no)s") % {"order_no": order.order_no},
             "order": order,
             "price": yuan_label(order.price_fen),
             "shipping": yuan_label(order.shipping_fee_fen),
@@ -278,7 +285,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_display = (
         "out_refund_no",
         "order",
-        fen_as_yuan("amount_fen", "退款金额"),
+        fen_as_yuan("amount_fen", _("refund amount")),
         "status",
         "attempts",
         "last_error",
@@ -287,7 +294,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", "created_at")
     search_fields = ("out_refund_no", "order__order_no")
     list_select_related = ("order",)
-    readonly_fields = yuan_readonly(Refund, {"amount_fen": "退款金额 (¥)"})
+    readonly_fields = yuan_readonly(Refund, {"amount_fen": _("refund amount (¥)")})
     exclude = fen_field_names(Refund)
     ordering = ("-id",)
     actions = ["retry"]
@@ -300,7 +307,7 @@ class RefundAdmin(ActionOnlyMixin, admin.ModelAdmin):
                 count += 1
                 # Who and when (last_error is overwritten by the next attempt): the admin log.
                 self.log_change(request, refund, "Resubmitted to WeChat Pay.")
-        self.message_user(request, f"{count} refund(s) resubmitted.")
+        self.message_user(request, gettext("%(count)s refund(s) resubmitted.") % {"count": count})
 
 
 class NotificationOutcomeFilter(admin.SimpleListFilter):
@@ -312,8 +319,8 @@ class NotificationOutcomeFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [
-            ("refused", "refused (signed, not ours)"),
-            ("rejected", "rejected (not verified)"),
+            ("refused", _("refused (signed, not ours)")),
+            ("rejected", _("rejected (not verified)")),
         ]
 
     def queryset(self, request, queryset):
@@ -338,7 +345,7 @@ class OpenDisputeFilter(admin.SimpleListFilter):
     parameter_name = "open"
 
     def lookups(self, request, model_admin):
-        return [("yes", "open"), ("no", "settled")]
+        return [("yes", _("open")), ("no", _("settled"))]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -355,7 +362,7 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
         "reason",
         "opened_at",
         "resolution",
-        fen_as_yuan("refund_fen", "退款金额"),
+        fen_as_yuan("refund_fen", _("refund amount")),
         "settled_by",
         "settled_at",
         "settle_link",
@@ -363,7 +370,7 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
     list_filter = (OpenDisputeFilter, "resolution")
     search_fields = ("order__order_no", "reason")
     list_select_related = ("order", "settled_by")
-    readonly_fields = yuan_readonly(Dispute, {"refund_fen": "退款金额 (¥)"})
+    readonly_fields = yuan_readonly(Dispute, {"refund_fen": _("refund amount (¥)")})
     exclude = fen_field_names(Dispute)
     ordering = ("settled_at", "opened_at")
 
@@ -374,7 +381,7 @@ class DisputeAdmin(ActionOnlyMixin, admin.ModelAdmin):
         if dispute.settled_at:
             return ""
         url = reverse("admin:marketplace_order_settle", args=[dispute.order_id])
-        return format_html('<a class="button" href="{}">Settle</a>', url)
+        return format_html('<a class="button" href="{}">{}</a>', url, _("Settle"))
 
 
 @admin.register(Review)
@@ -392,7 +399,7 @@ class ReviewAdmin(admin.ModelAdmin):
 
 class PlatformSettingsForm(forms.ModelForm):
     # Typed in yuan, stored in fen exactly (12.345 is refused, never rounded).
-    min_withdrawal_fen = YuanField(label="最低提现金额（元）", min_fen=None)
+    min_withdrawal_fen = YuanField(label=_("minimum withdrawal (¥)"), min_fen=None)
 
     class Meta:
         model = PlatformSettings
@@ -441,10 +448,10 @@ class PlatformSettingsChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return yuan_label(int(value))
         return value
 
-    @admin.display(description="原值", ordering="old_value")
+    @admin.display(description=_("old value"), ordering="old_value")
     def old(self, change: PlatformSettingsChange) -> str:
         return self._value(change, change.old_value)
 
-    @admin.display(description="新值", ordering="new_value")
+    @admin.display(description=_("new value"), ordering="new_value")
     def new(self, change: PlatformSettingsChange) -> str:
         return self._value(change, change.new_value)

@@ -6,6 +6,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import payouts, reconciliation
 from marketplace.admin.base import (
@@ -53,11 +55,11 @@ class WechatTransferAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     )  # fmt: skip
     readonly_fields = fields
 
-    @admin.display(description="user")
+    @admin.display(description=_("user"))
     def user(self, obj):
         return obj.withdrawal.user
 
-    @admin.display(description="amount (¥)", ordering="amount_fen")
+    @admin.display(description=_("amount (¥)"), ordering="amount_fen")
     def amount(self, obj):
         return yuan_label(obj.amount_fen)
 
@@ -65,7 +67,7 @@ class WechatTransferAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
         return request.user.has_perm("marketplace.change_withdrawal")
 
     @admin.action(
-        description="Cancel (only if the user has not confirmed; releases the hold)",
+        description=_("Cancel (only if the user has not confirmed; releases the hold)"),
         permissions=["cancel"],
     )
     def cancel_unconfirmed(self, request, queryset):
@@ -75,9 +77,9 @@ class WechatTransferAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
                     staff=request.user, withdrawal_id=transfer.withdrawal_id
                 )
             except DomainError as exc:
-                messages.warning(request, f"{transfer.out_bill_no}: {exc.message}")
+                messages.warning(request, ": ".join((transfer.out_bill_no, exc.message)))
                 continue
-            messages.success(request, f"{transfer.out_bill_no}: {outcome}")
+            messages.success(request, ": ".join((transfer.out_bill_no, outcome)))
 
 
 class ReconciliationItemInline(ReadOnlyInline):
@@ -100,11 +102,11 @@ class ReconciliationDayAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     )  # fmt: skip
     readonly_fields = fields
 
-    @admin.display(description="open items")
+    @admin.display(description=_("open items"))
     def open_items(self, obj):
         return obj.items.filter(is_resolved=False).count()
 
-    @admin.display(description="WeChat fees (¥)", ordering="fees_fen")
+    @admin.display(description=_("WeChat fees (¥)"), ordering="fees_fen")
     def fees(self, obj):
         return yuan_label(obj.fees_fen)
 
@@ -115,7 +117,7 @@ class ResolveForm(forms.Form):
         required=True,
         strip=True,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="What was found and done (recorded with your name).",
+        help_text=_("What was found and done (recorded with your name)."),
     )
 
 
@@ -134,7 +136,7 @@ class ReconciliationItemAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmi
     )  # fmt: skip
     readonly_fields = fields
 
-    @admin.action(description="Mark resolved (asks for a note)", permissions=["change"])
+    @admin.action(description=_("Mark resolved (asks for a note)"), permissions=["change"])
     def mark_resolved(self, request, queryset):
         items = list(queryset.select_related("day"))
         confirmed = "confirm" in request.POST
@@ -143,18 +145,18 @@ class ReconciliationItemAdmin(YuanDisplayMixin, ActionOnlyMixin, admin.ModelAdmi
             done = 0
             for item in items:
                 try:
-                    _, changed = reconciliation.resolve_item(
+                    _item, changed = reconciliation.resolve_item(
                         staff=request.user, item_id=item.pk, note=form.cleaned_data["note"]
                     )
                 except DomainError as exc:
-                    messages.warning(request, f"#{item.pk}: {exc.message}")
+                    messages.warning(request, ": ".join((f"#{item.pk}", exc.message)))
                     continue
                 done += changed
-            messages.success(request, f"Resolved {done} item(s).")
+            messages.success(request, gettext("Resolved %(count)s item(s).") % {"count": done})
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Mark reconciliation items resolved",
+            "title": _("Mark reconciliation items resolved"),
             "opts": self.model._meta,
             "items": items,
             "form": form,

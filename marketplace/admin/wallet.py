@@ -12,6 +12,7 @@ from django.db.models import Case, F, IntegerField, Value, When
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from marketplace.actions import staff_console
@@ -59,7 +60,7 @@ class PeriodForm(forms.Form):
     def clean(self):
         data = super().clean() or {}
         if data.get("start") and data.get("end") and data["start"] > data["end"]:
-            raise forms.ValidationError("The period ends before it starts.")
+            raise forms.ValidationError(gettext("The period ends before it starts."))
         return data
 
 
@@ -123,7 +124,7 @@ class WalletAdmin(ReadOnlyAdmin):
         rows = [(wallet, wallet_actions.is_balanced(wallet)) for wallet in page.object_list]
         context = {
             **self.admin_site.each_context(request),
-            "title": "Wallet reconciliation",
+            "title": _("Wallet reconciliation"),
             "opts": self.model._meta,
             "form": form,
             "commission": commission,
@@ -242,7 +243,8 @@ class MarkPaidForm(forms.Form):
         super().__init__(*args, **kwargs)
         for withdrawal in withdrawals:
             self.fields[f"reference_{withdrawal.pk}"] = forms.CharField(
-                label=f"#{withdrawal.pk} {yuan_label(withdrawal.amount_fen)} → reference",
+                label=gettext("#%(id)s %(amount)s → reference")
+                % {"id": withdrawal.pk, "amount": yuan_label(withdrawal.amount_fen)},
                 max_length=100,
                 required=True,
                 strip=True,
@@ -255,14 +257,17 @@ MAX_BANK_FILE_BYTES = 2 * 1024 * 1024
 
 class BankResultForm(forms.Form):
     file = forms.FileField(
-        label="银行结果文件",
-        help_text="CSV 或 Excel（.xlsx），表头含“编号”“金额（元）”“流水号”：导出的提现表填上银行流水号即可。",
+        label=_("bank result file"),
+        help_text=_(
+            "CSV or Excel (.xlsx) with the columns “ID”, “amount (¥)” and “reference”: the "
+            "exported withdrawals list with the bank references filled in."
+        ),
     )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_BANK_FILE_BYTES:
-            raise forms.ValidationError("文件过大（最多 2 MB）。")
+            raise forms.ValidationError(gettext("The file is too large (2 MB at most)."))
         return upload
 
 
@@ -356,18 +361,18 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
             except BankFileError as exc:
                 form.add_error("file", str(exc))
             else:
-                outcomes = staff_console.mark_paid_from_bank_result(
-                    staff=request.user, rows=rows
-                )
+                outcomes = staff_console.mark_paid_from_bank_result(staff=request.user, rows=rows)
                 paid = sum(outcome.is_paid for outcome in outcomes)
                 refused = sum(not o.is_paid for o in outcomes)
                 level = messages.SUCCESS if not refused else messages.WARNING
-                self.message_user(
-                    request, f"已标记 {paid} 笔提现为已打款；{refused} 行未处理（见下表原因）。", level
+                text = gettext(
+                    "Marked %(paid)s withdrawal(s) paid; %(refused)s row(s) not processed (the "
+                    "reasons are in the table below)."
                 )
+                self.message_user(request, text % {"paid": paid, "refused": refused}, level)
         context = {
             **self.admin_site.each_context(request),
-            "title": "上传银行结果，批量标记已打款",
+            "title": _("Upload the bank result and mark withdrawals paid"),
             "opts": self.model._meta,
             "form": form,
             "outcomes": outcomes,
@@ -411,7 +416,7 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     def amount(self, obj):
         return yuan_label(obj.amount_fen)
 
-    @admin.display(description="状态", ordering="status")
+    @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj):
         colour = columns.WITHDRAWAL_COLOURS.get(obj.status, "#666666")
         return columns.badge(obj.get_status_display(), colour)
@@ -454,20 +459,22 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
         }
         return TemplateResponse(request, template, context)
 
-    def _run(self, request, call, withdrawals, verb: str) -> None:
+    def _run(self, request, call, withdrawals, *, already: str, finished: str) -> None:
+        """already: "#%(id)s was already …" and finished: "… %(count)s withdrawal(s).", both
+        translated by the caller."""
         done = 0
         for withdrawal in withdrawals:
             try:
                 _unused, changed = call(withdrawal)
             except DomainError as exc:
-                messages.warning(request, f"#{withdrawal.pk}: {exc.message}")
+                messages.warning(request, ": ".join((f"#{withdrawal.pk}", exc.message)))
                 continue
             if changed:
                 done += 1
             else:
-                messages.info(request, f"#{withdrawal.pk} was already {verb}; nothing changed.")
+                messages.info(request, already % {"id": withdrawal.pk})
         if done:
-            messages.success(request, f"{verb.capitalize()} {done} withdrawal(s).")
+            messages.success(request, finished % {"count": done})
 
     @admin.action(
         description=_("Mark paid (asks for each transfer reference)"), permissions=["change"]
@@ -477,7 +484,10 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
         pending = [w for w in withdrawals if w.status == Withdrawal.Status.PENDING]
         for other in withdrawals:
             if other.status != Withdrawal.Status.PENDING:
-                messages.info(request, f"#{other.pk} is {other.status}, not pending: skipped.")
+                text = gettext("#%(id)s is %(status)s, not pending: skipped.")
+                messages.info(
+                    request, text % {"id": other.pk, "status": other.get_status_display()}
+                )
         if not pending:
             return None
         confirmed = "confirm" in request.POST
@@ -491,14 +501,15 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
                     reference=form.cleaned_data[f"reference_{w.pk}"],
                 ),
                 pending,
-                "paid",
+                already=gettext("#%(id)s was already paid; nothing changed."),
+                finished=gettext("Paid %(count)s withdrawal(s)."),
             )
             return None
         return self._intermediate(
             request,
             pending,
             template="admin/marketplace/withdrawal/decide.html",
-            title="Mark withdrawals paid",
+            title=_("Mark withdrawals paid"),
             form=form,
             action="mark_paid",
         )
@@ -521,14 +532,15 @@ class WithdrawalAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
                     staff=request.user, withdrawal_id=w.pk, reason=reason
                 ),
                 withdrawals,
-                "rejected",
+                already=gettext("#%(id)s was already rejected; nothing changed."),
+                finished=gettext("Rejected %(count)s withdrawal(s)."),
             )
             return None
         return self._intermediate(
             request,
             withdrawals,
             template="admin/marketplace/withdrawal/decide.html",
-            title="Reject withdrawals",
+            title=_("Reject withdrawals"),
             form=form,
             action="reject",
         )

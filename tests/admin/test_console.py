@@ -67,7 +67,7 @@ def test_the_minimum_withdrawal_is_set_in_yuan_and_stored_in_fen():
     )
 
     refused = boss.post(url, {**data, "min_withdrawal_fen": "12.345"})
-    assert refused.status_code == 200 and "最多两位小数" in refused.content.decode()
+    assert refused.status_code == 200 and "at most two decimals" in refused.content.decode()
     settings_row.refresh_from_db()
     before = settings_row.min_withdrawal_fen
 
@@ -435,6 +435,6 @@ def test_an_oversized_or_garbled_bank_file_is_refused_without_paying():
     too_big = finance.post(BANK_RESULT, {"file": big})
     not_excel = finance.post(BANK_RESULT, {"file": garbled})
 
-    assert too_big.status_code == 200 and "文件过大" in too_big.content.decode()
+    assert too_big.status_code == 200 and "too large" in too_big.content.decode()
     assert not_excel.status_code == 200 and "无法读取该 Excel 文件" in not_excel.content.decode()
     assert Withdrawal.objects.get(pk=withdrawal.pk).status == "pending"

@@ -201,8 +201,8 @@ def test_each_role_sees_only_its_own_figures(world):
     assert [tile.label for tile in reviewer.attention] == ["Listings awaiting review"]
     assert not reviewer.money and not reviewer.orders
     assert "Withdrawals to pay out" in [tile.label for tile in finance.attention]
-    assert "对账差异" in [tile.label for tile in finance.attention]
-    assert "对账差异" not in [tile.label for tile in support.attention]
+    assert "Reconciliation differences" in [tile.label for tile in finance.attention]
+    assert "Reconciliation differences" not in [tile.label for tile in support.attention]
     assert "Listings awaiting review" not in [tile.label for tile in finance.attention]
     assert finance.money
     assert "Withdrawals to pay out" not in [tile.label for tile in support.attention]

@@ -1,17 +1,19 @@
 """The bargain in the thread: every offer move appears in the buyer's conversation, written by
 the same transaction as the move; a sold listing closes the other buyers' threads."""
 
+import importlib
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from marketplace.models import ListingStatus
+from negotiation import server_entries
 from negotiation.actions import handle_offer_expiry
 from negotiation.models import Conversation, Message, Offer, OfferHistory
 from tests.conftest import assert_error
 from tests.marketplace.order_helpers import place_order
-from tests.negotiation.conversation_helpers import inbox, open_thread, say
+from tests.negotiation.conversation_helpers import inbox, message_events, open_thread, say
 from tests.negotiation.helpers import buyer, offer, seller_and_listing
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +46,11 @@ def test_a_first_offer_opens_the_conversation_and_appears_in_it(make_client):
     made = offer(client, listing, 8_000)
     conversation = Conversation.objects.get(listing=listing, buyer=client.user)
     (message,) = Message.objects.filter(conversation=conversation)
-    assert (message.kind, message.sender_id, message.offer_id) == ("offer", client.user.pk, made["id"])
+    assert (message.kind, message.sender_id, message.offer_id) == (
+        "offer",
+        client.user.pk,
+        made["id"],
+    )
     assert message.text == "出价 ¥80.00"
     assert conversation.seller_unread == 1 and inbox(seller.user) == 1
     # The REST view of the thread carries the offer as GET /api/offers shows it.
@@ -63,7 +69,13 @@ def test_ask_answer_then_offer_counter_accept_reads_as_one_thread(make_client):
     assert seller.post(f"/api/offers/{made['id']}/counter", {"price": 9_000}).status_code == 200
     assert client.post(f"/api/offers/{made['id']}/accept").status_code == 200
     texts = [m["text"] for m in client.get(f"/api/conversations/{cid}/messages").json()["items"]]
-    assert texts[::-1] == ["还在吗?", "在的", "出价 ¥70.00", "卖家还价 ¥90.00", "已按 ¥90.00 成交，订单已生成"]
+    assert texts[::-1] == [
+        "还在吗?",
+        "在的",
+        "出价 ¥70.00",
+        "卖家还价 ¥90.00",
+        "已按 ¥90.00 成交，订单已生成",
+    ]
     assert_agrees(made["id"])
     # The winner's thread stays open for questions about the order.
     say(client, cid, "什么时候发货?", "after")
@@ -119,9 +131,13 @@ def test_an_acceptance_closes_the_other_buyers_threads_read_only(make_client):
     for client in (loser, asker):
         row = Conversation.objects.get(listing=listing, buyer=client.user)
         assert row.is_read_only
-        assert Message.objects.filter(conversation=row).order_by("-id")[0].text == "商品已售出，此会话已关闭"
+        assert (
+            Message.objects.filter(conversation=row).order_by("-id")[0].text
+            == "商品已售出，此会话已关闭"
+        )
         response = client.post(
-            f"/api/conversations/{row.pk}/messages", {"kind": "text", "text": "还有吗", "client_id": "z"}
+            f"/api/conversations/{row.pk}/messages",
+            {"kind": "text", "text": "还有吗", "client_id": "z"},
         )
         assert_error(response, 409, "conversation_read_only")
         assert client.get(f"/api/conversations/{row.pk}").json()["is_read_only"] is True
@@ -139,3 +155,63 @@ def test_a_direct_purchase_closes_the_other_threads_too(make_client):
     assert listing.__class__.objects.get(pk=listing.pk).status == ListingStatus.RESERVED
     assert Conversation.objects.get(pk=theirs).is_read_only
     assert not Conversation.objects.get(listing=listing, buyer=purchaser.user).is_read_only
+
+
+# --- server entries in the reader's language (negotiation/server_entries.py) --------------------------
+
+
+def test_an_english_reader_reads_the_server_entries_in_english_from_the_same_rows(make_client):
+    seller, listing = seller_and_listing(make_client)
+    client = buyer(make_client)
+    loser = buyer(make_client)
+    offer(loser, listing, 6_000)
+    # The moves are made by English clients: what is stored and sent stays in the default language.
+    english = {"Accept-Language": "en"}
+    made = client.post(f"/api/listings/{listing.pk}/offers", {"price": 7_000}, headers=english)
+    assert made.status_code == 201, made.content
+    made = made.json()
+    countered = seller.post(f"/api/offers/{made['id']}/counter", {"price": 9_000}, headers=english)
+    assert countered.status_code == 200
+    assert client.post(f"/api/offers/{made['id']}/accept", headers=english).status_code == 200
+    cid = Conversation.objects.get(listing=listing, buyer=client.user).pk
+    url = f"/api/conversations/{cid}/messages"
+
+    chinese = [m["text"] for m in client.get(url).json()["items"]][::-1]
+    assert chinese == ["出价 ¥70.00", "卖家还价 ¥90.00", "已按 ¥90.00 成交，订单已生成"]
+    read = [m["text"] for m in client.get(url, headers=english).json()["items"]][::-1]
+    assert read == [
+        "Offer ¥70.00",
+        "The seller countered at ¥90.00",
+        "Agreed at ¥90.00: the order is created",
+    ]
+    assert [m.text for m in Message.objects.filter(conversation_id=cid).order_by("id")] == chinese
+    # The event, stored once for both sides, carries the default language.
+    sent = [e["text"] for e in message_events(seller.user) if e["conversation_id"] == cid]
+    assert sent == chinese
+
+    closed = Conversation.objects.get(listing=listing, buyer=loser.user).pk
+    last = loser.get("/api/conversations", headers=english).json()["items"]
+    assert [c["last_message"]["text"] for c in last if c["id"] == closed] == [
+        "The listing is sold: this conversation is closed"
+    ]
+    url = f"/api/conversations/{closed}/messages"
+    texts = [m["text"] for m in loser.get(url, headers=english).json()["items"]][::-1]
+    assert texts == [
+        "Offer ¥60.00",
+        "The listing was bought: the offer no longer stands",
+        "The listing is sold: this conversation is closed",
+    ]
+
+
+def test_rows_written_before_notices_are_read_back_and_render_as_they_were_stored():
+    migration = importlib.import_module("negotiation.migrations.0004_message_notice")
+    texts = [*migration._FIXED, "出价 ¥80.00", "卖家还价 ¥1,000.00", "已按 ¥0.50 成交，订单已生成"]
+    for text in texts:
+        said = migration.notice_of(text)
+        if "1,000" in text:  # never written: _price had no thousands separator
+            assert said is None
+            continue
+        assert said is not None and server_entries.render_stored(said) == text, text
+    assert migration.notice_of("300 能出吗?") is None
+    with translation.override("en"):
+        assert server_entries.render(migration.notice_of("出价 ¥80.00")) == "Offer ¥80.00"

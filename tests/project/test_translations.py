@@ -3,6 +3,7 @@ staff see comes in Simplified Chinese through Django's translation machinery, En
 client sends Accept-Language: en; machine codes never change. Fails on any user-visible string
 without a translation (project/i18n.py says how they are found)."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -27,8 +28,11 @@ def _catalogue() -> dict[str, str]:
     """msgid → msgstr of the .po (fuzzy entries count as untranslated)."""
     text = PO.read_text(encoding="utf-8")
     entries = {}
-    pattern = r'^(#, fuzzy\n)?msgid ((?:".*"\n)+)msgstr ((?:".*"\n)+)'
-    for fuzzy, msgid, msgstr in re.findall(pattern, text, flags=re.M):
+    # A fuzzy entry may carry more flags ("#, fuzzy, python-format") and the msgid it was
+    # guessed from ("#| msgid ..."): it is still a guess, not a translation.
+    pattern = r'^(?:#, (.*)\n)?(?:#\|.*\n)*msgid ((?:".*"\n)+)msgstr ((?:".*"\n)+)'
+    for flags, msgid, msgstr in re.findall(pattern, text, flags=re.M):
+        fuzzy = "fuzzy" in flags
         join = lambda block: "".join(re.findall(r'^"(.*)"$', block, re.M))  # noqa: E731
         if join(msgid):
             entries[join(msgid).replace('\\"', '"')] = "" if fuzzy else join(msgstr)
@@ -140,3 +144,45 @@ def test_subscribe_messages_are_written_in_chinese():
         message = message_for(event)
     assert message["data"]["phrase3"]["value"] == "已接受"
     assert message["data"]["thing2"]["value"] == "出价 99.00 元"
+
+
+# --- the admin's own text (project/i18n.py: admin_text_problems, admin_template_problems) ------
+
+
+def test_every_admin_message_title_and_label_goes_through_the_catalogue():
+    problems = i18n.admin_text_problems()
+    assert problems == [], (
+        "staff read these as written: wrap them in gettext / gettext_lazy (a value in the text: "
+        '_("… %(name)s …") % {...}), then make catalogue and translate'
+    )
+
+
+def test_the_custom_admin_templates_have_no_text_outside_translate_tags():
+    problems = i18n.admin_template_problems()
+    assert problems == [], (
+        "wrap these in {% translate %} / {% blocktranslate %} ({% load i18n %}), then make "
+        "catalogue and translate"
+    )
+
+
+def test_the_scanners_find_what_they_look_for():
+    # The checks above pass on a clean tree only if they can fail: these would be found.
+    found = list(
+        i18n._admin_texts(
+            ast.parse(
+                'self.message_user(request, f"{n} done")\n'
+                'context = {"title": "Reject listings"}\n'
+                'format_html(\'<a class="button" href="{}">Settle</a>\', url)\n'
+                'format_html(\'<a href="{}">{}</a>\', url, _("Settle"))\n'
+            )
+        )
+    )
+    assert sorted(why for _, why in found) == [
+        "format_html() visible text",
+        "message_user() text",
+        'page "title"',
+    ]
+    assert i18n._template_texts(
+        '{% load i18n %}<p>{% translate "Fine" %}</p><th>day</th>'
+        '<input type="submit" value="Show"><input type="hidden" value="code">'
+    ) == ["Show", "day"]
