@@ -48,6 +48,10 @@ FAN_OUT_BATCH = 1000
 # The online-first batch's bound (one transaction, one COPY).
 EARLY_MAX = 5000
 FAN_OUT_PAUSE_SECONDS = 0.1
+# Batches a task run takes after its first (which, in the first run, is the people online);
+# then the walk queues its continuation behind whatever came in, so a newer broadcast's
+# people-online batch never waits for whole walks on a busy consumer.
+WALK_BATCHES_PER_RUN = 2
 FAN_OUT_TASK = "marketplace.tasks.fan_out_broadcast_task"
 
 _INSERT_FAVORITE_SQL = (
@@ -308,19 +312,26 @@ def fan_out_batch(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> bool:
 
 
 def fan_out_broadcast(*, broadcast_id: int, batch: int = FAN_OUT_BATCH) -> None:
-    """Every batch of the broadcast, one after the other (the task). Safe to run twice.
+    """The broadcast's next batches (the task). Safe to run twice.
 
     After the first batch (the people online) its frames are let out before the walk starts:
     the walk's COPYs would otherwise hold the GIL the sender loop needs. Between walk batches
     the task pauses a little: the recipients left are offline (they find it on resume and in
     the notification centre), so the walk yields the CPU to the requests of people who are
-    not."""
-    first = True
+    not. After WALK_BATCHES_PER_RUN walk batches it queues its own continuation and gives the
+    worker back: a walk of 50,000 takes seconds, and the people online of a newer broadcast
+    queued meanwhile are told first."""
+    first, walked = True, 0
     while fan_out_batch(broadcast_id=broadcast_id, batch=batch):
         if first:
             drain_sends(timeout=5)
             first = False
-        elif FAN_OUT_PAUSE_SECONDS:
+            continue
+        walked += 1
+        if walked >= WALK_BATCHES_PER_RUN:
+            enqueue(FAN_OUT_TASK, broadcast_id)
+            return
+        if FAN_OUT_PAUSE_SECONDS:
             time.sleep(FAN_OUT_PAUSE_SECONDS)
 
 

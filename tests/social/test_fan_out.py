@@ -148,3 +148,33 @@ def test_people_with_a_socket_open_are_told_first_and_once(make_client):
     assert Event.objects.filter(user_id=fans[2400]).count() == 1
     broadcast.refresh_from_db()
     assert broadcast.told == 2500 and sorted(broadcast.early_user_ids) == sorted(online)
+
+
+def test_a_walk_gives_its_worker_back_between_runs(make_client, monkeypatch):
+    """A long walk (the offline favouriters) runs a few batches, then queues its continuation
+    behind whatever came in meanwhile: a newer drop's people-online batch must not wait for two
+    walks to finish on a two-thread consumer (measured: 13 s instead of 4 for the third drop)."""
+    seller = make_client()
+    listing = listing_on_sale(seller=seller.user, price_fen=10_000)
+    _fans(listing, 350)
+    monkeypatch.setattr(social, "FAN_OUT_PAUSE_SECONDS", 0)
+    seller.patch(f"/api/listings/{listing.pk}", {"price": 9_000})
+    broadcast = ListingBroadcast.objects.get()
+    queued = []
+    monkeypatch.setattr(social, "enqueue", lambda name, *args: queued.append((name, args)))
+
+    social.fan_out_broadcast(broadcast_id=broadcast.pk, batch=100)
+    broadcast.refresh_from_db()
+    # The online batch (nobody) and WALK_BATCHES_PER_RUN batches of 100, then the rest queued.
+    assert broadcast.done_at is None
+    assert broadcast.told == 100 * social.WALK_BATCHES_PER_RUN
+    assert queued == [(social.FAN_OUT_TASK, (broadcast.pk,))]
+    runs = 1
+    while queued:
+        queued.pop()
+        social.fan_out_broadcast(broadcast_id=broadcast.pk, batch=100)
+        runs += 1
+    assert runs == 2  # the second run: one batch then WALK_BATCHES_PER_RUN more (the last short)
+    broadcast.refresh_from_db()
+    assert broadcast.done_at is not None and broadcast.told == 350
+    assert _told("listing.price_dropped") == 350
