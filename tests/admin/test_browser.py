@@ -177,9 +177,10 @@ def lockout_staff(transactional_db):
 
 
 def test_staff_sign_in_is_locked_after_repeated_failures_in_chromium(
-    live_server, lockout_staff, browser_page
+    live_server, lockout_staff, chinese_page
 ):
-    page = browser_page
+    # A Chinese browser: the lockout page is translated (English for an English browser).
+    page = chinese_page
     page.goto(f"{live_server.url}/admin/")
     for attempt in range(settings.AXES_FAILURE_LIMIT):
         page.fill("#id_username", "ops-zhou")

@@ -10,7 +10,7 @@ import pytest
 
 from marketplace.models import Address, Listing, Order
 from marketplace.models.wallet import PayoutAccount, Withdrawal
-from negotiation.models import Offer
+from negotiation.models import Message, Offer
 from tests.conftest import assert_error
 from tests.factories import AddressFactory
 from tests.marketplace.catalog_factories import image_bytes, upload_file
@@ -101,6 +101,10 @@ def victim_world(make_client):
         "withdrawal_id": withdrawal.json()["id"],
         "user_id": victim.user.pk,
         "conversation_id": conversation.json()["id"],
+        # The offer's entry in the thread.
+        "message_id": Message.objects.filter(conversation_id=conversation.json()["id"])
+        .values_list("pk", flat=True)
+        .first(),
     }
 
 
@@ -168,6 +172,7 @@ def test_every_id_taking_operation_is_404_to_a_stranger_and_changes_nothing(
         ("GET", "/api/conversations/{conversation_id}/messages"),
         ("POST", "/api/conversations/{conversation_id}/messages"),
         ("POST", "/api/conversations/{conversation_id}/read"),
+        ("GET", "/api/conversations/{conversation_id}/messages/{message_id}"),
     ]:
         assert must in checked, must
 
