@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
 
 from marketplace.admin import (
     accounts,  # noqa: F401
@@ -19,5 +20,5 @@ install_landing(admin.site)
 
 if settings.IS_STAGING:
     # Staging looks like production and fakes payments: say so on every admin page.
-    admin.site.site_header = "测试环境 STAGING · 管理后台"
-    admin.site.site_title = "测试环境 STAGING"
+    admin.site.site_header = gettext_lazy("STAGING · Administration")
+    admin.site.site_title = gettext_lazy("STAGING")

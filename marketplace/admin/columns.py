@@ -7,6 +7,7 @@ import datetime as dt
 
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
 
 from marketplace.media import storage_url
 from marketplace.states import OrderStatus, WithdrawalStatus
@@ -46,30 +47,49 @@ def order_status_badge(order):
     return badge(order.get_status_display(), STATUS_COLOURS.get(order.status, "#666666"))
 
 
+def _days(count: int) -> str:
+    return ngettext("%(count)d day", "%(count)d days", count) % {"count": count}
+
+
+def _hours(count: int) -> str:
+    return ngettext("%(count)d hour", "%(count)d hours", count) % {"count": count}
+
+
+def _minutes(count: int) -> str:
+    return ngettext("%(count)d minute", "%(count)d minutes", count) % {"count": count}
+
+
 def _span(minutes: int) -> str:
+    """ "1 天 3 小时" / "2 小时 10 分" / "5 分" in Chinese, "1 day 3 hours" ... in English."""
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     if days:
-        return f"{days} 天 {hours} 小时"
+        return f"{_days(days)} {_hours(hours)}"
     if hours:
-        return f"{hours} 小时 {minutes} 分"
-    return f"{minutes} 分"
+        return f"{_hours(hours)} {_minutes(minutes)}"
+    return _minutes(minutes)
+
+
+def _deadline(deadline: dt.datetime | None, now: dt.datetime | None) -> tuple[str, bool]:
+    """(the text, whether the deadline has passed)."""
+    if deadline is None:
+        return "-", False
+    seconds = (deadline - (now or timezone.now())).total_seconds()
+    if seconds >= 0:
+        return gettext("in %(span)s") % {"span": _span(int(seconds // 60))}, False
+    return gettext("overdue by %(span)s") % {"span": _span(int(-seconds // 60))}, True
 
 
 def relative_deadline(deadline: dt.datetime | None, *, now: dt.datetime | None = None) -> str:
-    """ "2 小时 10 分后" before the deadline, "已超时 5 分" after it, "-" without one. Whole
-    minutes, rounded down, so "0 分后" is still on time."""
-    if deadline is None:
-        return "-"
-    seconds = (deadline - (now or timezone.now())).total_seconds()
-    if seconds >= 0:
-        return f"{_span(int(seconds // 60))}后"
-    return f"已超时 {_span(int(-seconds // 60))}"
+    """ "2 小时 10 分后" before the deadline, "已超时 5 分" after it, "-" without one (in
+    English "in 2 hours 10 minutes", "overdue by 5 minutes"). Whole minutes, rounded down, so
+    "0 分后" is still on time."""
+    return _deadline(deadline, now)[0]
 
 
 def deadline_cell(deadline: dt.datetime | None):
-    text = relative_deadline(deadline)
-    if text.startswith("已超时"):
+    text, overdue = _deadline(deadline, None)
+    if overdue:
         return format_html('<span style="color:#c62828;white-space:nowrap">{}</span>', text)
     return format_html('<span style="white-space:nowrap">{}</span>', text)
 

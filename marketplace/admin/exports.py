@@ -190,7 +190,7 @@ def _table(upload) -> list[list[str]]:
         try:
             sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).active
         except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-            raise BankFileError("无法读取该 Excel 文件。") from exc
+            raise BankFileError(gettext("Cannot read this Excel file.")) from exc
         return [
             ["" if cell is None else _cell_text(cell) for cell in row]
             for row in sheet.iter_rows(values_only=True)
@@ -201,7 +201,9 @@ def _table(upload) -> list[list[str]]:
         try:
             text = data.decode("gb18030")  # what Chinese banks' and Excel's CSV often are
         except UnicodeDecodeError as exc:
-            raise BankFileError("无法识别文件编码（请用 UTF-8 或 GBK 的 CSV，或 .xlsx）。") from exc
+            raise BankFileError(
+                gettext("Cannot tell the file's encoding (use a UTF-8 or GBK CSV, or .xlsx).")
+            ) from exc
     return list(csv.reader(io.StringIO(text)))
 
 
@@ -217,18 +219,21 @@ def read_bank_result(upload) -> list[staff_console.BankRow]:
     filled in will do): a header row naming the id, amount and reference columns."""
     table = [row for row in _table(upload) if any(str(cell).strip() for cell in row)]
     if not table:
-        raise BankFileError("文件是空的。")
+        raise BankFileError(gettext("The file is empty."))
     header = [str(cell).strip() for cell in table[0]]
 
-    def find(names: set[str], what: str) -> int:
+    def header_column(names: set[str], what: str) -> int:
         for index, cell in enumerate(header):
             if cell in names or cell.lower() in names:
                 return index
-        raise BankFileError(f"找不到“{what}”列（表头应含：{'、'.join(sorted(names))}）。")
+        raise BankFileError(
+            gettext('No "%(column)s" column (the header row should have one of: %(names)s).')
+            % {"column": what, "names": "、".join(sorted(names))}
+        )
 
-    id_col = find(ID_HEADERS, "编号")
-    amount_col = find(AMOUNT_HEADERS, "金额（元）")
-    ref_col = find(REFERENCE_HEADERS, "流水号")
+    id_col = header_column(ID_HEADERS, "编号")
+    amount_col = header_column(AMOUNT_HEADERS, "金额（元）")
+    ref_col = header_column(REFERENCE_HEADERS, "流水号")
 
     def cell(row: list, index: int) -> str:
         return str(row[index]).strip() if index < len(row) else ""

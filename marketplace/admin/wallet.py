@@ -37,12 +37,13 @@ class ReadOnlyAdmin(YuanDisplayMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Money records are written by actions only; staff look, never edit."""
 
 
-WECHAT_BALANCE = "微信零钱（商家转账）"
+# Where a withdrawal without a bank account goes (the model's choice label says the same).
+WECHAT_BALANCE = _("WeChat balance (merchant transfer)")
 
 
 def _account_number(request, account: PayoutAccount | None) -> str:
     if account is None:
-        return WECHAT_BALANCE
+        return str(WECHAT_BALANCE)
     if request.user.has_perm(FULL_NUMBER_PERM):
         return wallet_actions.reveal_account_no(account) or "(cannot decrypt: key missing)"
     return account.masked_account_no
@@ -274,7 +275,7 @@ class BankResultForm(forms.Form):
 def _withdrawal_columns(*, full_numbers: bool) -> list[Column]:
     def number(w):
         if w.account is None:
-            return WECHAT_BALANCE
+            return str(WECHAT_BALANCE)
         if full_numbers:
             return wallet_actions.reveal_account_no(w.account) or "(cannot decrypt: key missing)"
         return w.account.masked_account_no

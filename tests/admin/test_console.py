@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from django.utils.translation import override
 from openpyxl import Workbook, load_workbook
 
 from marketplace.admin.base import YuanField
@@ -95,7 +96,7 @@ def test_the_order_list_and_page_show_yuan_badges_nicknames_and_deadlines():
     for page in (seen_by_support, seen_by_finance):
         assert "¥111.11" in page and "11111" not in page
         assert "status-badge" in page and "待发货" in page
-        assert "爱淘宝的阿杰" in page and "2 小时 10 分后" in page
+        assert "爱淘宝的阿杰" in page and "in 2 hours 10 minutes" in page
     # The phone is a hover title, for support (who read users) only.
     assert 'title="13800138000"' in seen_by_support
     assert "13800138000" not in seen_by_finance
@@ -104,9 +105,15 @@ def test_the_order_list_and_page_show_yuan_badges_nicknames_and_deadlines():
 
 def test_a_past_deadline_reads_as_overdue():
     now = timezone.now()
-    assert relative_deadline(now - dt.timedelta(minutes=5, seconds=10), now=now) == "已超时 5 分"
-    assert relative_deadline(now + dt.timedelta(days=1, hours=3), now=now) == "1 天 3 小时后"
+    with override("zh-hans"):
+        overdue = relative_deadline(now - dt.timedelta(minutes=5, seconds=10), now=now)
+        assert overdue == "已超时 5 分"
+        assert relative_deadline(now + dt.timedelta(days=1, hours=3), now=now) == "1 天 3 小时后"
     assert relative_deadline(None) == "-"
+    with override("en"):
+        assert relative_deadline(now - dt.timedelta(minutes=5), now=now) == "overdue by 5 minutes"
+        assert relative_deadline(now + dt.timedelta(days=1, hours=1), now=now) == "in 1 day 1 hour"
+        assert relative_deadline(now + dt.timedelta(minutes=1), now=now) == "in 1 minute"
 
 
 def test_staff_search_orders_by_phone_and_withdrawals_by_holder():
@@ -291,7 +298,7 @@ def test_a_file_without_the_columns_is_refused_and_only_finance_may_upload():
     finance = admin_client(staff_in("finance"))
     bad = SimpleUploadedFile("x.csv", b"a,b\n1,2\n", "text/csv")
     response = finance.post(BANK_RESULT, {"file": bad})
-    assert response.status_code == 200 and "找不到“编号”列" in response.content.decode()
+    assert response.status_code == 200 and "No &quot;编号&quot; column" in response.content.decode()
     for role in ("reviewers", "support"):
         client = admin_client(staff_in(role))
         upload = _bank_csv([[withdrawal.pk, "王五", "30.00", "R"]])
@@ -436,5 +443,7 @@ def test_an_oversized_or_garbled_bank_file_is_refused_without_paying():
     not_excel = finance.post(BANK_RESULT, {"file": garbled})
 
     assert too_big.status_code == 200 and "too large" in too_big.content.decode()
-    assert not_excel.status_code == 200 and "无法读取该 Excel 文件" in not_excel.content.decode()
+    assert (
+        not_excel.status_code == 200 and "Cannot read this Excel file" in not_excel.content.decode()
+    )
     assert Withdrawal.objects.get(pk=withdrawal.pk).status == "pending"

@@ -157,6 +157,15 @@ def test_every_admin_message_title_and_label_goes_through_the_catalogue():
     )
 
 
+def test_the_admin_code_writes_no_chinese_outside_the_catalogue():
+    problems = i18n.admin_chinese_problems()
+    assert problems == [], (
+        "an English reader would read these in Chinese: write the English text in gettext / "
+        "gettext_lazy with the Chinese as its zh_Hans msgstr (or, for text that must stay "
+        "Chinese, add the call or name to i18n.CJK_EXCEPTIONS with why)"
+    )
+
+
 def test_the_custom_admin_templates_have_no_text_outside_translate_tags():
     problems = i18n.admin_template_problems()
     assert problems == [], (
@@ -182,6 +191,16 @@ def test_the_scanners_find_what_they_look_for():
         "message_user() text",
         'page "title"',
     ]
+    chinese = i18n._chinese_literals(
+        ast.parse(
+            '"""文档"""\n'
+            'LABEL = "微信零钱"\n'
+            'raise BankFileError(f"找不到“{what}”列")\n'
+            'gettext("已翻译")\n'
+            'Column("编号", lambda w: w.pk)\n'
+        )
+    )
+    assert [node.value for node in chinese] == ["微信零钱", "找不到“", "”列"]
     assert i18n._template_texts(
         '{% load i18n %}<p>{% translate "Fine" %}</p><th>day</th>'
         '<input type="submit" value="Show"><input type="hidden" value="code">'
