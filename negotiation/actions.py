@@ -99,19 +99,25 @@ _OFFER_WITH_BUYER_SQL = (  # noqa: S608 - the models' own table and column names
 ).format(offer=rows.columns(Offer, "o"), buyer=rows.columns(User, "b"), users=User._meta.db_table)
 
 
+# The buyer's address an order would snapshot (the default one, else the newest), joined to a
+# lock statement: `a.found` is null when they have none. `{buyer}` is the buyer's id expression.
+_BUYER_ADDRESS_JOIN = (  # noqa: S608 - the models' own table and column names
+    " LEFT JOIN LATERAL (SELECT true AS found, {columns} FROM {addresses}"
+    " WHERE user_id = {{buyer}} ORDER BY is_default DESC, id DESC LIMIT 1) a ON true"
+).format(columns=", ".join(ADDRESS_SNAPSHOT_FIELDS), addresses=Address._meta.db_table)
+_ADDRESS_COLUMNS = ", ".join(f"a.{name}" for name in ADDRESS_SNAPSHOT_FIELDS)
+
+
 _OFFER_WITH_ADDRESS_SQL = (  # noqa: S608 - the models' own table and column names
     "SELECT {offer}, {buyer}, a.found, {address} FROM negotiation_offer o"
-    " JOIN {users} b ON b.id = o.buyer_id"
-    " LEFT JOIN LATERAL (SELECT true AS found, {address_columns} FROM {addresses}"
-    " WHERE user_id = o.buyer_id ORDER BY is_default DESC, id DESC LIMIT 1) a ON true"
+    " JOIN {users} b ON b.id = o.buyer_id{buyer_address}"
     " WHERE o.id = %s FOR UPDATE OF o"
 ).format(
     offer=rows.columns(Offer, "o"),
     buyer=rows.columns(User, "b"),
     users=User._meta.db_table,
-    address=", ".join(f"a.{name}" for name in ADDRESS_SNAPSHOT_FIELDS),
-    address_columns=", ".join(ADDRESS_SNAPSHOT_FIELDS),
-    addresses=Address._meta.db_table,
+    address=_ADDRESS_COLUMNS,
+    buyer_address=_BUYER_ADDRESS_JOIN.format(buyer="o.buyer_id"),
 )
 
 
@@ -203,17 +209,14 @@ def lock_listing_of_offer(offer_id: int) -> Listing:
 
 _LISTING_FOR_OFFER_SQL = (  # noqa: S608 - the models' own table and column names
     "SELECT {listing}, {seller}, a.found, {address} FROM catalog_listing l"
-    " JOIN {users} s ON s.id = l.seller_id"
-    " LEFT JOIN LATERAL (SELECT true AS found, {address_columns} FROM {addresses}"
-    " WHERE user_id = %s ORDER BY is_default DESC, id DESC LIMIT 1) a ON true"
+    " JOIN {users} s ON s.id = l.seller_id{buyer_address}"
     " WHERE l.id = %s FOR UPDATE OF l"
 ).format(
     listing=rows.columns(Listing, "l"),
     seller=rows.columns(User, "s"),
     users=User._meta.db_table,
-    address=", ".join(f"a.{name}" for name in ADDRESS_SNAPSHOT_FIELDS),
-    address_columns=", ".join(ADDRESS_SNAPSHOT_FIELDS),
-    addresses=Address._meta.db_table,
+    address=_ADDRESS_COLUMNS,
+    buyer_address=_BUYER_ADDRESS_JOIN.format(buyer="%s"),
 )
 
 

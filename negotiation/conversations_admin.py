@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.admin.base import ReadOnlyMixin
+from marketplace.admin.base import ReadOnlyMixin, SignedForReaderMixin
 from marketplace.errors import DomainError
 from marketplace.media import private_url
 from negotiation import conversations
@@ -40,7 +40,7 @@ class FlaggedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ConversationAdmin(SignedForReaderMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "listing",
@@ -81,12 +81,6 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
-
-    def get_object(self, request, object_id, from_field=None):
-        conversation = super().get_object(request, object_id, from_field)
-        if conversation is not None:
-            conversation.reader_id = request.user.pk  # who the image links are signed for
-        return conversation
 
     @admin.display(description=_("messages"))
     def messages_if_reported(self, obj: Conversation):
@@ -133,7 +127,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Report)
-class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReportAdmin(SignedForReaderMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "created_at",
@@ -172,12 +166,6 @@ class ReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):  # pragma: no cover - fields are read-only
         return None
-
-    def get_object(self, request, object_id, from_field=None):
-        report = super().get_object(request, object_id, from_field)
-        if report is not None:
-            report.reader_id = request.user.pk  # who the image links are signed for
-        return report
 
     @admin.display(description=_("reported content"))
     def reported_content(self, obj: Report):

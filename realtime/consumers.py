@@ -168,6 +168,8 @@ class LocalSockets:
 
 
 _local = LocalSockets()
+# `notification.created` sends scheduled and not yet done (see EventConsumer.realtime_event).
+_pushes: set[asyncio.Task] = set()
 
 
 class EventConsumer(AsyncWebsocketConsumer):
@@ -411,7 +413,10 @@ class EventConsumer(AsyncWebsocketConsumer):
             # Sent once the loop has let out the events already queued: in a fan-out to a
             # thousand sockets of this process, every socket hears the news before any gets the
             # second frame (sent in line, the last socket's event waited behind 999 of them).
-            asyncio.get_running_loop().create_task(self._push_notification(carried))
+            task = asyncio.get_running_loop().create_task(self._push_notification(carried))
+            # The loop keeps only a weak reference to a task: hold it until it is done.
+            _pushes.add(task)
+            task.add_done_callback(_pushes.discard)
         if "emitted_at" in message:
             metrics.EVENT_SEND_LAG.observe(max(0.0, time.time() - message["emitted_at"]))
 

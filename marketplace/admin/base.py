@@ -27,6 +27,17 @@ class ReadOnlyMixin:
         return False
 
 
+class SignedForReaderMixin:
+    """The object a change page loads carries its reader (`reader_id`): the private-media links
+    the page shows (order videos, chat images) are signed for the staff member reading it."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)  # type: ignore[misc]
+        if obj is not None:
+            obj.reader_id = request.user.pk
+        return obj
+
+
 class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False

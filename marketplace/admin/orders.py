@@ -22,6 +22,7 @@ from marketplace.admin.base import (
     ActionOnlyMixin,
     ReadOnlyInline,
     ReadOnlyMixin,
+    SignedForReaderMixin,
     SingletonSettingsMixin,
     YuanField,
     fen_as_yuan,
@@ -126,7 +127,7 @@ ORDER_EXPORT = [
 
 
 @admin.register(Order)
-class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
+class OrderAdmin(SignedForReaderMixin, ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", RefundStateFilter, "created_at")
     search_fields = (
         "order_no",
@@ -162,12 +163,6 @@ class OrderAdmin(ExportMixin, ActionOnlyMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "video_link"]
-
-    def get_object(self, request, object_id, from_field=None):
-        order = super().get_object(request, object_id, from_field)
-        if order is not None:
-            order.reader_id = request.user.pk  # who video_link signs the link for
-        return order
 
     @admin.display(description=_("video"))
     def video_link(self, order: Order):
