@@ -1,7 +1,8 @@
 """Compiles locale/*/LC_MESSAGES/django.po into django.mo without gettext's msgfmt, for machines
 that lack it (`make messages` uses msgfmt through Django when it is there). The catalogue has no
-plural forms or contexts, and fuzzy entries are left out, as msgfmt does. The .mo layout is GNU
-gettext's: a header, two tables of (length, offset) pairs, then the strings, ids sorted."""
+contexts; fuzzy entries are left out, as msgfmt does. The .mo layout is GNU gettext's: a header,
+two tables of (length, offset) pairs, then the strings, ids sorted; a plural entry's id is
+`msgid NUL msgid_plural` and its string the forms `msgstr[0] NUL msgstr[1] ...`."""
 
 import ast
 import re
@@ -11,9 +12,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _ENTRY = re.compile(
-    r'^(?P<flags>#,[^\n]*\n)?(?:#[^\n]*\n)*msgid (?P<id>(?:".*"\n)+)msgstr (?P<str>(?:".*"\n?)+)',
+    r'^(?P<flags>#,[^\n]*\n)?(?:#[^\n]*\n)*msgid (?P<id>(?:".*"\n)+)'
+    r'(?:msgid_plural (?P<plural>(?:".*"\n)+)(?P<forms>(?:msgstr\[\d+\] (?:".*"\n?)+)+)|msgstr (?P<str>(?:".*"\n?)+))',
     re.M,
 )
+_FORM = re.compile(r'^msgstr\[\d+\] (?P<str>(?:".*"\n?)+)', re.M)
 
 
 def _text(block: str) -> str:
@@ -25,7 +28,12 @@ def read_po(path: Path) -> dict[str, str]:
     for entry in _ENTRY.finditer(path.read_text(encoding="utf-8")):
         if entry["flags"] and "fuzzy" in entry["flags"]:
             continue
-        msgid, msgstr = _text(entry["id"]), _text(entry["str"])
+        msgid = _text(entry["id"])
+        if entry["plural"] is not None:
+            forms = [_text(form["str"]) for form in _FORM.finditer(entry["forms"])]
+            msgid, msgstr = f"{msgid}\0{_text(entry['plural'])}", "\0".join(forms) if all(forms) else ""
+        else:
+            msgstr = _text(entry["str"])
         if msgstr or not msgid:
             messages[msgid] = msgstr
     return messages

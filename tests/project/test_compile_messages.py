@@ -45,3 +45,20 @@ def test_fuzzy_entries_are_left_out(tmp_path):
     translations = gettext.GNUTranslations(mo.open("rb"))
     assert translations.gettext("Kept") == "保留"
     assert translations.gettext("Guess") == "Guess"
+
+
+def test_plural_entries_compile_to_every_form(tmp_path):
+    po = tmp_path / "django.po"
+    po.write_text(
+        'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n"Plural-Forms: nplurals=1; plural=0;\\n"\n\n'
+        '#, python-format\nmsgid "%(count)d day"\nmsgid_plural "%(count)d days"\nmsgstr[0] "%(count)d 天"\n\n'
+        'msgid "Kept"\nmsgstr "保留"\n',
+        encoding="utf-8",
+    )
+    compiler = _compiler()
+    mo = tmp_path / "django.mo"
+    mo.write_bytes(compiler.mo_bytes(compiler.read_po(po)))
+    translations = gettext.GNUTranslations(mo.open("rb"))
+    assert translations.ngettext("%(count)d day", "%(count)d days", 1) == "%(count)d 天"
+    assert translations.ngettext("%(count)d day", "%(count)d days", 5) == "%(count)d 天"
+    assert translations.gettext("Kept") == "保留"
