@@ -11,6 +11,7 @@ import logging
 
 import redis
 from huey import RedisHuey
+from huey import signals as S
 
 from project.checks import refuse_unusable_deployment
 
@@ -34,3 +35,28 @@ class OutageTolerantRedisHuey(RedisHuey):
                 exc,
             )
             return None
+
+    def enqueue_many(self, tasks) -> None:
+        """Queues several tasks with one LPUSH: one round trip for all the tasks a transaction
+        queued (project.tasking). The same list order as one LPUSH each (the consumer pops the
+        first pushed first); the same enqueue signal per task."""
+        if self._immediate or len(tasks) < 2:
+            for task in tasks:
+                self.enqueue(task)
+            return
+        for task in tasks:
+            if task.expires:
+                task.resolve_expires(self.utc)
+            self._emit(S.SIGNAL_ENQUEUED, task)
+        try:
+            self.storage.conn.lpush(
+                self.storage.queue_key, *[self.serialize_task(task) for task in tasks]
+            )
+        except redis.RedisError as exc:
+            logger.error(
+                "could not enqueue %d tasks (%s: %s); their work is on their rows and the "
+                "sweepers redo it",
+                len(tasks),
+                ", ".join(sorted({task.name for task in tasks})),
+                exc,
+            )

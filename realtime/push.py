@@ -25,7 +25,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from project import metrics
-from project.tasking import enqueue
+from project.tasking import enqueue_on_commit
 from project.wire import WireJSONEncoder, wire_time
 from realtime.models import Event, Notification
 from realtime.notifications import NOTIFIED_TYPES, is_news_for, params_for
@@ -362,7 +362,9 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
         if event.type in IMPORTANT_TYPES and place not in quiet
     ]
     if important:
-        transaction.on_commit(lambda: _enqueue_offline_notices(important))
+        # One task for the transaction's important events (an acceptance tells buyer, seller
+        # and every rival), queued with the transaction's other tasks (project.tasking).
+        enqueue_on_commit("realtime.tasks.send_offline_notices", [event.pk for event in important])
     return events
 
 
@@ -811,11 +813,3 @@ def close_sockets_on_commit(*, user_id: int, code: int, token_id: int | None = N
     message = {"type": CLOSE_MESSAGE_TYPE, "code": code, "token_id": token_id}
     transaction.on_commit(lambda: _send([(user_id, message)]))
 
-
-def _enqueue_offline_notices(events: list[Event]) -> None:
-    # One task for the transaction's important events: each enqueue is a Redis round trip on
-    # the committing thread (an acceptance tells buyer, seller and every rival).
-    try:
-        enqueue("realtime.tasks.send_offline_notices", [event.pk for event in events])
-    except Exception:
-        logger.exception("could not enqueue the offline notices for %d event(s)", len(events))

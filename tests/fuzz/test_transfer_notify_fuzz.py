@@ -45,7 +45,7 @@ def _resource(out_bill_no: str, openid: str):
 
 @pytest.mark.django_db
 def test_signed_transfer_notifications_with_any_resource_never_fail(anon, monkeypatch):
-    monkeypatch.setattr("project.tasking.enqueue", lambda *args, **kwargs: None)
+    monkeypatch.setattr("project.tasking.enqueue_all", lambda queued: None)
     seller = UserFactory()
     credit(seller, 10_000)
     withdrawal = wallet_actions.request_withdrawal(

@@ -162,3 +162,35 @@ def test_a_set_based_title_change_is_searchable_at_once(cats, search_step):
     Listing.objects.filter(pk=listing.pk).update(title="耳机")
     assert found("相机") == []
     assert found("耳") == [listing.pk]
+
+
+_REFUSING_GRAMS = (
+    "CREATE OR REPLACE FUNCTION catalog_grams(t text, longest int) RETURNS text[] "
+    "LANGUAGE plpgsql IMMUTABLE STRICT AS $$ BEGIN "
+    "RAISE EXCEPTION 'search data computed'; END $$"
+)
+
+
+@pytest.mark.postgres
+def test_moving_or_counting_a_listing_leaves_its_search_data_alone(cats):
+    """A listing's status, views and favourite count change on the live path (an acceptance
+    reserves it, a sweep releases 2,000 at once); its search signature and grams depend only on
+    the title and the description, and computing them cost more than the rest of the UPDATE.
+    With the text functions made to fail (this test's transaction only), every write that leaves
+    the text alone must still succeed, and a text change must still reach them."""
+    from django.db import connection, transaction
+    from django.db.utils import DatabaseError
+
+    from marketplace.models import ListingStatus
+
+    listing = make_listing(category=cats["apple"], title="旧相机", description="成色好")
+    with connection.cursor() as cursor:
+        cursor.execute(_REFUSING_GRAMS)
+    rows = Listing.objects.filter(pk=listing.pk)
+    for status in (ListingStatus.RESERVED, ListingStatus.SOLD, ListingStatus.OFF_SHELF):
+        rows.update(status=status)
+    rows.update(views=7, favorite_count=3)
+    listing.refresh_from_db()
+    listing.save()  # the ORM's whole-row save, text unchanged
+    with pytest.raises(DatabaseError, match="search data computed"), transaction.atomic():
+        rows.update(title="耳机")

@@ -99,19 +99,20 @@ def test_the_task_is_idempotent(anon):
 def test_one_task_per_transaction_for_all_its_important_events(anon, monkeypatch):
     """An acceptance tells buyer, seller and rivals several important events: one queued task
     for them all (each enqueue is a Redis round trip on the committing thread)."""
+    from project import tasking
     from realtime import push
 
     users = [UserFactory() for _ in range(3)]
     for user in users:
         grant(anon, user, settings.WECHAT_TEMPLATE_OFFER_ANSWERED)
     queued = []
-    real_enqueue = push.enqueue
+    real_enqueue_all = tasking.enqueue_all
 
-    def counting(name, *args):
-        queued.append(name)
-        real_enqueue(name, *args)
+    def counting(entries):
+        queued.extend(name for name, _args, _eta in entries)
+        real_enqueue_all(entries)
 
-    monkeypatch.setattr(push, "enqueue", counting)
+    monkeypatch.setattr(tasking, "enqueue_all", counting)
     with transaction.atomic(), push.batched():
         emit(user_ids=[users[0].pk], type="offer.accepted", data={"id": 1, "price": 100})
         for rival in users[1:]:
@@ -123,13 +124,13 @@ def test_one_task_per_transaction_for_all_its_important_events(anon, monkeypatch
 
 def test_a_batch_retried_after_a_failure_sends_each_notice_once(anon, monkeypatch):
     from marketplace.gateways import wechat
-    from realtime import push
+    from project import tasking
     from realtime.tasks import send_offline_notices
 
     users = [UserFactory() for _ in range(2)]
     for user in users:
         grant(anon, user, settings.WECHAT_TEMPLATE_VIDEO_READY)
-    monkeypatch.setattr(push, "enqueue", lambda *args, **kwargs: None)  # the test runs the task
+    monkeypatch.setattr(tasking, "enqueue_all", lambda queued: None)  # the test runs the task
     events = [emit_committed(u, "order.video_ready", {"order_no": f"O{n}"}) for n, u in enumerate(users)]
     real_send = wechat.send_subscribe_message
     calls = []
