@@ -22,7 +22,6 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from project import metrics
 from project.tasking import enqueue_on_commit
@@ -98,6 +97,28 @@ def frame_text(*, seq: int, type: str, data: dict, at: datetime) -> str:
 
 def event_frame_text(event: Event) -> str:
     return frame_text(seq=event.seq, type=event.type, data=event.data, at=event.created_at)
+
+
+class _EncodedOnce:
+    """Each JSON value's text, encoded once within one `_emit` (one payload is told to buyer
+    and seller, one entry's parameters to both): keyed by identity, so only for values that
+    stay alive for the call, as the pending events' payloads do."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, str] = {}
+
+    def __call__(self, value: Any) -> str:
+        text = self._texts.get(id(value))
+        if text is None:
+            text = self._texts[id(value)] = encode(value)
+        return text
+
+    def frame(self, event: Event) -> str:
+        """`event_frame_text(event)`, byte for byte, from the payload's encoded text."""
+        return (
+            f'{{"seq":{event.seq},"type":{self(event.type)},"data":{self(event.data)},'
+            f'"at":{self(event.created_at)}}}'
+        )
 
 
 def event_frame(event: Event) -> dict:
@@ -331,10 +352,11 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     # The notification centre's entries, stored with the events (realtime/notifications.py);
     # `noted_at[i]` is the place in `pending` of the event `notes[i]` was made from.
     notes, noted_at = _notifications_for(pending, now)
+    encoded = _EncodedOnce()
     if connection.vendor == "postgresql" and len(pending) < COPY_FROM:
-        events = _reserve_and_store(pending, counts, now, notes)
+        events = _reserve_and_store(pending, counts, now, notes, encoded)
     else:
-        _store_notifications(notes)
+        _store_notifications(notes, encoded)
         last = _reserve_seqs(counts)
         next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in counts}
         events = []
@@ -345,9 +367,9 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
                 )
             )
             next_seq[user_id] += 1
-        _store(events)
+        _store(events, encoded)
     messages = [
-        (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": event_frame_text(event)})
+        (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": encoded.frame(event)})
         for event in events
     ]
     # The entry rides on its event's layer message: the socket sends `notification.created`
@@ -427,7 +449,7 @@ def _allocate_notification_ids(cursor, count: int) -> list[int]:
     return [int(row[0]) for row in cursor.fetchall()]
 
 
-def _store_notifications(notes: list[Notification]) -> None:
+def _store_notifications(notes: list[Notification], encoded: _EncodedOnce) -> None:
     """Stores the entries and sets their ids."""
     if not notes:
         return
@@ -444,7 +466,7 @@ def _store_notifications(notes: list[Notification]) -> None:
                         note.pk,
                         note.user_id,
                         note.type,
-                        Jsonb(note.params),
+                        encoded(note.params),  # COPY's text form of jsonb is the JSON text
                         note.target_type,
                         note.target_id,
                         note.created_at,
@@ -499,7 +521,8 @@ def _reserve_and_store(
     pending: list[tuple[int, str, dict]],
     counts: dict[int, int],
     now: datetime,
-    notes: list[Notification] = (),  # type: ignore[assignment]
+    notes: list[Notification],
+    encoded: _EncodedOnce,
 ) -> list[Event]:
     users = sorted(counts)
     _note_locked(users)
@@ -521,12 +544,12 @@ def _reserve_and_store(
         params["places"].append(place[user_id])
         params["totals"].append(counts[user_id])
         params["types"].append(type)
-        params["payloads"].append(encode(payload))
+        params["payloads"].append(encoded(payload))
         events.append(Event(user_id=user_id, type=type, data=payload, created_at=now))
     if notes:
         params["note_users"] = [note.user_id for note in notes]
         params["note_types"] = [note.type for note in notes]
-        params["note_params"] = [encode(note.params) for note in notes]
+        params["note_params"] = [encoded(note.params) for note in notes]
         params["target_types"] = [note.target_type for note in notes]
         params["target_ids"] = [note.target_id for note in notes]
     with connection.cursor() as cursor:
@@ -570,7 +593,7 @@ _EVENT_IDS_SQL = (
 )
 
 
-def _store(events: list[Event]) -> None:
+def _store(events: list[Event], encoded: _EncodedOnce) -> None:
     if connection.vendor != "postgresql" or len(events) < COPY_FROM:
         Event.objects.bulk_create(events)
         return
@@ -581,7 +604,7 @@ def _store(events: list[Event]) -> None:
         with cursor.cursor.copy(_COPY_EVENTS_SQL) as copy:
             for event in events:
                 copy.write_row(
-                    (event.user_id, event.seq, event.type, Jsonb(event.data), event.created_at)
+                    (event.user_id, event.seq, event.type, encoded(event.data), event.created_at)
                 )
         # Callers get the events with their ids, as bulk_create gives them.
         cursor.execute(
