@@ -6,7 +6,7 @@ from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 # Importing it registers the deployment checks (project/checks.py).
-from project import checks, i18n, jsonlog, metrics
+from project import checks, i18n, jsonlog, lookups, metrics
 
 
 class MarketplaceConfig(AppConfig):
@@ -15,6 +15,7 @@ class MarketplaceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        lookups.register()  # field__any_of: one array parameter for a batch's ids
         # Django's way to connect signal receivers: the module can only load once models have.
         from marketplace import storefront  # noqa: F401
 

@@ -178,7 +178,7 @@ def cancel_overdue_orders(*, order_ids: list[int], now: datetime) -> int:
     with transaction.atomic(durable=True):
         orders = list(
             Order.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=order_ids, status__in=list(OVERDUE_CANCELLATIONS), deadline_at__lte=now)
+            .filter(pk__any_of=order_ids, status__in=list(OVERDUE_CANCELLATIONS), deadline_at__lte=now)
             .order_by("pk")
         )
         cancel_paid_orders(

@@ -115,7 +115,7 @@ def notify_orders_status_changed(
 def history_of(orders: Sequence[Order]) -> dict[int, list[OrderHistory]]:
     """Each order's history rows in the order the API shows them (by id)."""
     entries: dict[int, list[OrderHistory]] = {order.pk: [] for order in orders}
-    rows = OrderHistory.objects.filter(order_id__in=list(entries)).order_by("order_id", "id")
+    rows = OrderHistory.objects.filter(order_id__any_of=list(entries)).order_by("order_id", "id")
     for entry in rows:
         entries[entry.order_id].append(entry)
     return entries
@@ -166,7 +166,7 @@ def set_statuses(
         raise ValueError("a batch transition saves only status and deadline")
     else:
         # Every row gets the same values: one plain UPDATE, not bulk_update's per-row CASE.
-        Order.objects.filter(pk__in=[order.pk for order in orders]).update(
+        Order.objects.filter(pk__any_of=[order.pk for order in orders]).update(
             status=to, deadline_at=deadline, updated_at=now
         )
     _store_history(history)
@@ -374,7 +374,7 @@ def release_listings(orders: Sequence[Order], *, to: dict[int, str] | str) -> No
         by_status.setdefault(target, []).append(order.listing_id)
     for target, listing_ids in by_status.items():
         LISTING.move_rows(
-            Listing.objects.filter(pk__in=listing_ids), target, among=HELD_LISTING_STATUSES
+            Listing.objects.filter(pk__any_of=listing_ids), target, among=HELD_LISTING_STATUSES
         )
     storefront.changed()
 
@@ -417,7 +417,7 @@ def cancel_paid_orders(
     if kept := [order.pk for order in orders if order.pk not in refunds]:
         # An order that already had a refund keeps it (request_refunds): shown as it is.
         refunds.update(
-            (refund.order_id, refund) for refund in Refund.objects.filter(order_id__in=kept)
+            (refund.order_id, refund) for refund in Refund.objects.filter(order_id__any_of=kept)
         )
     notify_orders_status_changed(orders, history=history, refunds=refunds)
 

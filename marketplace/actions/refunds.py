@@ -46,7 +46,7 @@ def request_refunds(
     refund keeps it: never two refunds for one order. One order or a sweep's thousand take this
     same path."""
     amounts = amounts or {}
-    have = set(Refund.objects.filter(order__in=orders).values_list("order_id", flat=True))
+    have = set(Refund.objects.filter(order__any_of=orders).values_list("order_id", flat=True))
     now = timezone.now()
     new = []
     for order in orders:

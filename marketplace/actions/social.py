@@ -155,7 +155,7 @@ _RECOUNT_SQL = (
     "  WHERE l.seller_id = accounts_user.id AND l.status = %s),"
     " sold_count = (SELECT count(*) FROM catalog_listing l"
     "  WHERE l.seller_id = accounts_user.id AND l.status = %s)"
-    " WHERE id IN ({ids})"
+    " WHERE id {ids}"
 )
 
 
@@ -169,9 +169,13 @@ def recount_seller_listings(*, seller_ids: list[int]) -> None:
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
+            if connection.vendor == "postgresql":  # one array parameter (project/lookups.py)
+                ids_sql, ids_params = "= ANY(%s::bigint[])", [chunk]
+            else:
+                ids_sql, ids_params = f"IN ({', '.join(['%s'] * len(chunk))})", chunk
             cursor.execute(
-                _RECOUNT_SQL.format(ids=", ".join(["%s"] * len(chunk))),
-                [ListingStatus.ON_SALE, ListingStatus.SOLD, *chunk],
+                _RECOUNT_SQL.format(ids=ids_sql),
+                [ListingStatus.ON_SALE, ListingStatus.SOLD, *ids_params],
             )
 
 
@@ -188,7 +192,7 @@ def _listing_moved(to: str, moved: Any) -> None:
         values = list(moved.values_list("pk", "seller_id", "favorite_count"))
         seller_ids = [seller_id for _, seller_id, _ in values]
         wanted = [pk for pk, _, favorites in values if favorites > 0] if reason else []
-        rows = list(moved.filter(pk__in=wanted).select_related("seller")) if wanted else []
+        rows = list(moved.filter(pk__any_of=wanted).select_related("seller")) if wanted else []
     else:
         rows = list(moved)
         seller_ids = [row.seller_id for row in rows]
