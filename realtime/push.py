@@ -100,6 +100,17 @@ def event_frame_text(event: Event) -> str:
     return frame_text(seq=event.seq, type=event.type, data=event.data, at=event.created_at)
 
 
+class _Normalised(dict):
+    """An event payload as its JSON text reads back, with that text: the rows and the frames
+    use the text instead of encoding the payload again."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: dict, text: str) -> None:
+        super().__init__(value)
+        self.text = text
+
+
 class _EncodedOnce:
     """Each JSON value's text, encoded once within one `_emit` (one payload is told to buyer
     and seller, one entry's parameters to both): keyed by identity, so only for values that
@@ -109,6 +120,8 @@ class _EncodedOnce:
         self._texts: dict[int, str] = {}
 
     def __call__(self, value: Any) -> str:
+        if type(value) is _Normalised:
+            return value.text
         text = self._texts.get(id(value))
         if text is None:
             text = self._texts[id(value)] = encode(value)
@@ -229,7 +242,9 @@ def emit_many(
     Inside `batched()` the events join the block's batch (and nothing is returned yet)."""
     if not connection.in_atomic_block:
         raise RuntimeError("emit() must run inside the caller's transaction.atomic block")
-    checked = [(user_ids, type, _normalised(type, data), notify) for user_ids, type, data in items]
+    checked: list[tuple[Iterable[int], str, dict, bool]] = [
+        (user_ids, type, _normalised(type, data), notify) for user_ids, type, data in items
+    ]
     batch = getattr(connection, _BATCH_ATTRIBUTE, None)
     if batch is not None:
         batch.extend(checked)
@@ -268,7 +283,7 @@ def fan_out(*, user_ids: Iterable[int], type: str, data: dict) -> int:
         # was a third of the statement. Sorted, so the counters lock in user-id order.
         cursor.execute(_FAN_OUT_SEQS_SQL, [users])
         last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
-    payload_text = encode(payload)
+    payload_text = payload.text  # as normalised
     noted = type in NOTIFIED_TYPES and is_news_for(0, type, payload)
     note_of: dict[int, dict] = {}
     with connection.cursor() as cursor:
@@ -325,15 +340,16 @@ def batched() -> Iterator[None]:
         _emit(batch)
 
 
-def _normalised(type: str, data: dict) -> dict:
+def _normalised(type: str, data: dict) -> _Normalised:
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     if not isinstance(data, dict):
         raise TypeError("event data must be a dict")
     # Normalise once (datetimes and decimals become strings): the live frame and every replay
     # then carry byte-identical data, and a non-serialisable payload fails inside the caller's
-    # transaction instead of after commit.
-    return json.loads(encode(data))
+    # transaction instead of after commit. The text is kept for the rows and frames.
+    text = encode(data)
+    return _Normalised(json.loads(text), text)
 
 
 def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:

@@ -169,6 +169,7 @@ def recount_seller_listings(*, seller_ids: list[int]) -> None:
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
+            ids_params: list[Any]
             if connection.vendor == "postgresql":  # one array parameter (project/lookups.py)
                 ids_sql, ids_params = "= ANY(%s::bigint[])", [chunk]
             else:
