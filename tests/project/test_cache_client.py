@@ -10,3 +10,11 @@ def test_every_call_shares_one_client():
     first = backend._cache.get_client("a", write=True)
     assert backend._cache.get_client("b") is first
     assert backend._cache.get_client(None, write=True) is first
+
+
+def test_redis_replies_are_parsed_by_hiredis():
+    # redis-py falls back to its pure-Python parser without complaint; on the live path that
+    # parser was a sixth of a daphne's CPU (docs/performance.md), so the lock must keep hiredis.
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE
