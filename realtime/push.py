@@ -111,28 +111,9 @@ class _Normalised(dict):
         self.text = text
 
 
-class _EncodedOnce:
-    """Each JSON value's text, encoded once within one `_emit` (one payload is told to buyer
-    and seller, one entry's parameters to both): keyed by identity, so only for values that
-    stay alive for the call, as the pending events' payloads do."""
-
-    def __init__(self) -> None:
-        self._texts: dict[int, str] = {}
-
-    def __call__(self, value: Any) -> str:
-        if type(value) is _Normalised:
-            return value.text
-        text = self._texts.get(id(value))
-        if text is None:
-            text = self._texts[id(value)] = encode(value)
-        return text
-
-    def frame(self, event: Event) -> str:
-        """`event_frame_text(event)`, byte for byte, from the payload's encoded text."""
-        return (
-            f'{{"seq":{event.seq},"type":{self(event.type)},"data":{self(event.data)},'
-            f'"at":{self(event.created_at)}}}'
-        )
+def _frame_from_text(*, seq: int, type: str, data_text: str, at_text: str) -> str:
+    """`frame_text(...)` byte for byte, from the payload's and the time's JSON texts."""
+    return f'{{"seq":{seq},"type":{encode(type)},"data":{data_text},"at":{at_text}}}'
 
 
 def event_frame(event: Event) -> dict:
@@ -242,9 +223,7 @@ def emit_many(
     Inside `batched()` the events join the block's batch (and nothing is returned yet)."""
     if not connection.in_atomic_block:
         raise RuntimeError("emit() must run inside the caller's transaction.atomic block")
-    checked: list[tuple[Iterable[int], str, dict, bool]] = [
-        (user_ids, type, _normalised(type, data), notify) for user_ids, type, data in items
-    ]
+    checked = [(user_ids, type, _normalised(type, data), notify) for user_ids, type, data in items]
     batch = getattr(connection, _BATCH_ATTRIBUTE, None)
     if batch is not None:
         batch.extend(checked)
@@ -300,8 +279,8 @@ def fan_out(*, user_ids: Iterable[int], type: str, data: dict) -> int:
                         (note_id, user_id, type, params_text, target_type, target_id[:40], now)
                     )
             template = _Entry(
-                user_id=0, type=type, params=params, target_type=target_type,
-                target_id=target_id[:40], created_at=now,
+                user_id=0, type=type, params=params, params_text=params_text,
+                target_type=target_type, target_id=target_id[:40], created_at=now,
             )
             for note_id, user_id in zip(ids, users, strict=True):
                 template.pk = note_id
@@ -330,7 +309,7 @@ def batched() -> Iterator[None]:
     if getattr(connection, _BATCH_ATTRIBUTE, None) is not None:
         yield
         return
-    batch: list[tuple[Iterable[int], str, dict, bool]] = []
+    batch: list[tuple[Iterable[int], str, _Normalised, bool]] = []
     setattr(connection, _BATCH_ATTRIBUTE, batch)
     try:
         yield
@@ -352,9 +331,9 @@ def _normalised(type: str, data: dict) -> _Normalised:
     return _Normalised(json.loads(text), text)
 
 
-def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
+def _emit(items: list[tuple[Iterable[int], str, _Normalised, bool]]) -> list[Event]:
     now = timezone.now()
-    pending: list[tuple[int, str, dict]] = []
+    pending: list[tuple[int, str, _Normalised]] = []
     quiet: set[int] = set()  # places in `pending` opted out of the offline fallback
     for user_ids, type, payload, notify in items:
         for user_id in sorted({int(u) for u in user_ids}):
@@ -369,11 +348,10 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
     # The notification centre's entries, stored with the events (realtime/notifications.py);
     # `noted_at[i]` is the place in `pending` of the event `notes[i]` was made from.
     notes, noted_at = _notifications_for(pending, now)
-    encoded = _EncodedOnce()
     if connection.vendor == "postgresql" and len(pending) < COPY_FROM:
-        events = _reserve_and_store(pending, counts, now, notes, encoded)
+        events = _reserve_and_store(pending, counts, now, notes)
     else:
-        _store_notifications(notes, encoded)
+        _store_notifications(notes)
         last = _reserve_seqs(counts)
         next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in counts}
         events = []
@@ -384,9 +362,20 @@ def _emit(items: list[tuple[Iterable[int], str, dict, bool]]) -> list[Event]:
                 )
             )
             next_seq[user_id] += 1
-        _store(events, encoded)
+        _store(events)
+    # The payloads' texts as normalised (one payload told to buyer and seller is encoded once).
+    at_text = encode(now)
     messages = [
-        (event.user_id, {"type": MESSAGE_TYPE, "seq": event.seq, "text": encoded.frame(event)})
+        (
+            event.user_id,
+            {
+                "type": MESSAGE_TYPE,
+                "seq": event.seq,
+                "text": _frame_from_text(
+                    seq=event.seq, type=event.type, data_text=event.data.text, at_text=at_text
+                ),
+            },
+        )
         for event in events
     ]
     # The entry rides on its event's layer message: the socket sends `notification.created`
@@ -415,6 +404,7 @@ class _Entry:
     user_id: int
     type: str
     params: dict
+    params_text: str  # its JSON, encoded once for everyone told the same news
     target_type: str
     target_id: str
     created_at: datetime
@@ -422,24 +412,26 @@ class _Entry:
 
 
 def _notifications_for(
-    pending: list[tuple[int, str, dict]], now: datetime
+    pending: list[tuple[int, str, _Normalised]], now: datetime
 ) -> tuple[list[_Entry], list[int]]:
     notes = []
     places = []
-    params_of: dict[tuple[str, int], tuple[dict, str, str]] = {}
+    params_of: dict[tuple[str, int], tuple[dict, str, str, str]] = {}
     for place, (user_id, type, payload) in enumerate(pending):
         if type not in NOTIFIED_TYPES or not is_news_for(user_id, type, payload):
             continue
         # One payload told to many (a fan-out) is read once.
         key = (type, id(payload))
         if key not in params_of:
-            params_of[key] = params_for(type, payload)
-        params, target_type, target_id = params_of[key]
+            params, target_type, target_id = params_for(type, payload)
+            params_of[key] = (params, encode(params), target_type, target_id)
+        params, params_text, target_type, target_id = params_of[key]
         notes.append(
             _Entry(
                 user_id=user_id,
                 type=type,
                 params=params,
+                params_text=params_text,
                 target_type=target_type,
                 target_id=target_id[:40],
                 created_at=now,
@@ -480,7 +472,7 @@ def _allocate_notification_ids(cursor, count: int) -> list[int]:
     return [int(row[0]) for row in cursor.fetchall()]
 
 
-def _store_notifications(notes: list[_Entry], encoded: _EncodedOnce) -> None:
+def _store_notifications(notes: list[_Entry]) -> None:
     """Stores the entries and sets their ids."""
     if not notes:
         return
@@ -510,7 +502,7 @@ def _store_notifications(notes: list[_Entry], encoded: _EncodedOnce) -> None:
                         note.pk,
                         note.user_id,
                         note.type,
-                        encoded(note.params),  # COPY's text form of jsonb is the JSON text
+                        note.params_text,  # COPY's text form of jsonb is the JSON text
                         note.target_type,
                         note.target_id,
                         note.created_at,
@@ -562,11 +554,10 @@ _EMIT_STATEMENTS = {
 
 
 def _reserve_and_store(
-    pending: list[tuple[int, str, dict]],
+    pending: list[tuple[int, str, _Normalised]],
     counts: dict[int, int],
     now: datetime,
     notes: list[_Entry],
-    encoded: _EncodedOnce,
 ) -> list[Event]:
     users = sorted(counts)
     _note_locked(users)
@@ -588,12 +579,12 @@ def _reserve_and_store(
         params["places"].append(place[user_id])
         params["totals"].append(counts[user_id])
         params["types"].append(type)
-        params["payloads"].append(encoded(payload))
+        params["payloads"].append(payload.text)
         events.append(Event(user_id=user_id, type=type, data=payload, created_at=now))
     if notes:
         params["note_users"] = [note.user_id for note in notes]
         params["note_types"] = [note.type for note in notes]
-        params["note_params"] = [encoded(note.params) for note in notes]
+        params["note_params"] = [note.params_text for note in notes]
         params["target_types"] = [note.target_type for note in notes]
         params["target_ids"] = [note.target_id for note in notes]
     with connection.cursor() as cursor:
@@ -637,7 +628,7 @@ _EVENT_IDS_SQL = (
 )
 
 
-def _store(events: list[Event], encoded: _EncodedOnce) -> None:
+def _store(events: list[Event]) -> None:
     if connection.vendor != "postgresql" or len(events) < COPY_FROM:
         Event.objects.bulk_create(events)
         return
@@ -648,7 +639,7 @@ def _store(events: list[Event], encoded: _EncodedOnce) -> None:
         with cursor.cursor.copy(_COPY_EVENTS_SQL) as copy:
             for event in events:
                 copy.write_row(
-                    (event.user_id, event.seq, event.type, encoded(event.data), event.created_at)
+                    (event.user_id, event.seq, event.type, event.data.text, event.created_at)
                 )
         # Callers get the events with their ids, as bulk_create gives them.
         cursor.execute(
