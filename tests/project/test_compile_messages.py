@@ -32,33 +32,33 @@ def test_the_python_compiler_reads_what_msgfmt_reads(tmp_path):
     assert mine == theirs and len(mine) > 100
 
 
-def test_fuzzy_entries_are_left_out(tmp_path):
+def _compiled(tmp_path, po_text: str) -> gettext.GNUTranslations:
+    """`po_text` compiled by the Python compiler and loaded as gettext loads a catalogue."""
     po = tmp_path / "django.po"
-    po.write_text(
-        'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        'msgid "Kept"\nmsgstr "保留"\n\n#, fuzzy\nmsgid "Guess"\nmsgstr "猜的"\n',
-        encoding="utf-8",
-    )
+    po.write_text(po_text, encoding="utf-8")
     compiler = _compiler()
     mo = tmp_path / "django.mo"
     mo.write_bytes(compiler.mo_bytes(compiler.read_po(po)))
-    translations = gettext.GNUTranslations(mo.open("rb"))
+    return gettext.GNUTranslations(mo.open("rb"))
+
+
+def test_fuzzy_entries_are_left_out(tmp_path):
+    translations = _compiled(
+        tmp_path,
+        'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Kept"\nmsgstr "保留"\n\n#, fuzzy\nmsgid "Guess"\nmsgstr "猜的"\n',
+    )
     assert translations.gettext("Kept") == "保留"
     assert translations.gettext("Guess") == "Guess"
 
 
 def test_plural_entries_compile_to_every_form(tmp_path):
-    po = tmp_path / "django.po"
-    po.write_text(
+    translations = _compiled(
+        tmp_path,
         'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n"Plural-Forms: nplurals=1; plural=0;\\n"\n\n'
         '#, python-format\nmsgid "%(count)d day"\nmsgid_plural "%(count)d days"\nmsgstr[0] "%(count)d 天"\n\n'
         'msgid "Kept"\nmsgstr "保留"\n',
-        encoding="utf-8",
     )
-    compiler = _compiler()
-    mo = tmp_path / "django.mo"
-    mo.write_bytes(compiler.mo_bytes(compiler.read_po(po)))
-    translations = gettext.GNUTranslations(mo.open("rb"))
     assert translations.ngettext("%(count)d day", "%(count)d days", 1) == "%(count)d 天"
     assert translations.ngettext("%(count)d day", "%(count)d days", 5) == "%(count)d 天"
     assert translations.gettext("Kept") == "保留"
